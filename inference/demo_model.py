@@ -1,0 +1,92 @@
+"""The demo model: a small fastai CNN trained on scikit-learn's bundled handwritten digits.
+
+The digits are real scans (8x8, 17 grey levels) that ship with scikit-learn, so the demo needs
+no download. They are written out as PNG files, one folder per label, the layout fastai's
+`ImageDataLoaders.from_folder` reads, and split into train, valid and a held-out test set that
+the demo later submits as cases.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DIGIT_LABELS = [str(d) for d in range(10)]
+IMAGE_SIZE = 32
+
+
+def digit_image(pixels: np.ndarray) -> Image.Image:
+    """An 8x8 digit (0..16, ink high) as a 32x32 RGB image: dark ink on light paper."""
+    grey = (255 - pixels.reshape(8, 8) * (255 / 16)).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").resize((IMAGE_SIZE, IMAGE_SIZE),
+                                                  Image.Resampling.BILINEAR).convert("RGB")
+
+
+def digits_write(root: Path, *, seed: int = 0) -> dict[str, list[Path]]:
+    """Write the digits as PNG files under root/{train,valid,test}/<label>/ (60/20/20 split)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = list(range(len(digits.target)))
+    random.Random(seed).shuffle(order)
+    cut1, cut2 = int(len(order) * 0.6), int(len(order) * 0.8)
+    splits = {"train": order[:cut1], "valid": order[cut1:cut2], "test": order[cut2:]}
+    written: dict[str, list[Path]] = {}
+    for split, indices in splits.items():
+        written[split] = []
+        for i in indices:
+            path = root / split / str(digits.target[i]) / f"digit-{i:04d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                digit_image(digits.data[i]).save(path)
+            written[split].append(path)
+    return written
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    path: Path
+    valid_accuracy: float
+    test_accuracy: float
+    test_files: list[Path]
+
+
+def demo_model_train(*, data_dir: Path, out: Path, epochs: int = 8, seed: int = 0) -> TrainResult:
+    """Train the demo learner, export it to `out` and measure its held-out test accuracy."""
+    from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
+    from fastai.layers import ConvLayer, Flatten
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import accuracy
+    from fastai.torch_core import set_seed
+    from fastai.vision.augment import Resize
+    from fastai.vision.data import ImageDataLoaders
+    from torch import nn
+
+    set_seed(seed, reproducible=True)
+    files = digits_write(data_dir, seed=seed)
+    dls = ImageDataLoaders.from_folder(data_dir, train="train", valid="valid",
+                                       item_tfms=Resize(IMAGE_SIZE), bs=64, num_workers=0,
+                                       seed=seed)
+    model = nn.Sequential(
+        ConvLayer(3, 16, stride=2),   # 16x16
+        ConvLayer(16, 32, stride=2),  # 8x8
+        ConvLayer(32, 64, stride=2),  # 4x4
+        nn.AdaptiveAvgPool2d(1),
+        Flatten(),
+        nn.Linear(64, len(dls.vocab)),
+    )
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(epochs, 1e-2)
+        valid_accuracy = float(learn.validate()[1])
+        test_dl = dls.test_dl(files["test"], with_labels=True, num_workers=0)
+        test_accuracy = float(learn.validate(dl=test_dl)[1])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    learn.export(out.resolve())
+    return TrainResult(path=out, valid_accuracy=valid_accuracy, test_accuracy=test_accuracy,
+                       test_files=files["test"])

@@ -1,0 +1,76 @@
+"""Model versions of a deployment and the predictions they make."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from reviewplatform.models import Case, Deployment
+
+
+class ModelVersion(models.Model):
+    """An exported fastai learner registered for a deployment.
+
+    The artifact is a pickle that runs code when loaded: only administrators register one.
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT,
+                                   related_name="model_versions")
+    name = models.CharField(max_length=100)
+    artifact = models.FileField(upload_to="models/")
+    sha256 = models.CharField(max_length=64)
+    labels = models.JSONField(help_text="the learner's vocabulary, in its own order")
+    is_champion = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                   null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["deployment", "-is_champion", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "name"],
+                                    name="model_version_name_unique"),
+            models.UniqueConstraint(fields=["deployment"], condition=Q(is_champion=True),
+                                    name="one_champion_per_deployment"),
+            models.CheckConstraint(condition=Q(is_champion=False) | Q(is_active=True),
+                                   name="champion_is_active"),
+        ]
+
+    def __str__(self) -> str:
+        role = "champion" if self.is_champion else "challenger"
+        return f"{self.deployment.slug}/{self.name} ({role})"
+
+
+class Prediction(models.Model):
+    """One model version's output for one case. One per case and model version."""
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        FAILED = "failed"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT,
+                                      related_name="predictions")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    label = models.CharField(max_length=100, blank=True)
+    confidence = models.FloatField(null=True, blank=True, help_text="the top probability")
+    probabilities = models.JSONField(default=dict, blank=True, help_text="label -> probability")
+    entropy = models.FloatField(null=True, blank=True, help_text="in nats")
+    error = models.TextField(blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "model_version"],
+                                    name="one_prediction_per_case_and_version"),
+        ]
+
+    def __str__(self) -> str:
+        if self.status == self.Status.FAILED:
+            return f"case {self.case_id}: failed"
+        return f"case {self.case_id}: {self.label} ({self.confidence:.2f})"

@@ -1,0 +1,38 @@
+"""Celery tasks: a thin interface that takes ids and calls services."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+from django.utils import timezone
+
+from reviewplatform.models import Case
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OperationalError,),
+             max_retries=3, retry_backoff=True)
+def predict_case(case_id: int) -> None:
+    """Idempotent (see case_predict), so a redelivered message after a crash is harmless."""
+    services.case_predict(case_id=case_id)
+
+
+@shared_task
+def cases_requeue_stale() -> int:
+    """Re-queue cases whose prediction job vanished (broker restart, killed worker)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PREDICTION_STALE_SECONDS)
+    stale = list(Case.objects.filter(status=Case.Status.RECEIVED, updated_at__lt=cutoff)
+                 .values_list("id", flat=True)[:1000])
+    if stale:
+        Case.objects.filter(id__in=stale).update(updated_at=timezone.now())
+        for case_id in stale:
+            predict_case.delay(case_id)
+        logger.warning("re-queued %d cases whose prediction job was lost", len(stale))
+    return len(stale)

@@ -1,0 +1,69 @@
+"""The demo's set-up: users, a deployment with regions in several time zones, a champion model
+and an API key. Every step reuses what exists, so running it again changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from inference.demo_model import DIGIT_LABELS
+from inference.services import model_version_register
+
+from .models import ApiKey, Deployment
+from .services import api_key_create, deployment_create
+
+DEMO_DEPLOYMENT = "digits"
+DEMO_REGIONS = [
+    ("north", "North", "Europe/Oslo"),
+    ("east", "East", "Asia/Tokyo"),
+    ("west", "West", "America/Los_Angeles"),
+    ("south", "South", "Australia/Sydney"),
+]
+DEMO_USERS = {
+    # username: (password, groups, is_staff)
+    "admin": ("admin-demo", ["rollout admin", "reviewer"], True),
+    "reviewer": ("reviewer-demo", ["reviewer"], False),
+    "client": ("client-demo", ["api client"], False),
+}
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    deployment: Deployment
+    api_key: str
+
+
+def demo_setup(*, model_path: Path, api_key_file: Path) -> DemoSetup:
+    user_model = get_user_model()
+    users = {}
+    for username, (password, groups, is_staff) in DEMO_USERS.items():
+        user, created = user_model.objects.get_or_create(username=username)
+        if created:
+            user.set_password(password)
+            user.is_staff = is_staff
+            user.is_superuser = is_staff
+            user.save()
+            user.groups.set(Group.objects.filter(name__in=groups))
+        users[username] = user
+
+    deployment = Deployment.objects.filter(slug=DEMO_DEPLOYMENT).first()
+    if deployment is None:
+        deployment = deployment_create(slug=DEMO_DEPLOYMENT, name="Handwritten digits",
+                                       labels=DIGIT_LABELS, regions=DEMO_REGIONS,
+                                       actor=users["admin"])
+    if not deployment.model_versions.exists():
+        model_version_register(deployment=deployment, path=model_path, name="digits-cnn-v1",
+                               champion=True, actor=users["admin"],
+                               notes="small CNN trained on scikit-learn's digits")
+
+    key = api_key_file.read_text().strip() if api_key_file.exists() else ""
+    prefix = key.partition(".")[0]
+    if not key or not ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).exists():
+        _, key = api_key_create(user=users["client"], name="demo client")
+        api_key_file.parent.mkdir(parents=True, exist_ok=True)
+        api_key_file.write_text(key + "\n")
+        api_key_file.chmod(0o600)
+    return DemoSetup(deployment=deployment, api_key=key)

@@ -1,0 +1,20 @@
+"""Domain errors: a service refuses a request with a reason, and nothing is changed."""
+
+
+class ServiceError(Exception):
+    """A request the domain refuses. `field` names the input at fault, where there is one."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class Conflict(ServiceError):
+    status_code = 409

@@ -1,0 +1,58 @@
+"""Validation of submitted images: it decodes, and its size and pixel count are within limits."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import IO
+
+from django.conf import settings
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ServiceError
+
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    format: str
+    width: int
+    height: int
+    sha256: str
+
+
+def image_inspect(file: IO[bytes], *, size: int) -> ImageFacts:
+    """Check that `file` is an image the platform accepts; raise ServiceError naming why not."""
+    if size == 0:
+        raise ServiceError("the image file is empty", field="image")
+    if size > settings.MAX_IMAGE_BYTES:
+        raise ServiceError(
+            f"the image is {size} bytes; the limit is {settings.MAX_IMAGE_BYTES}", field="image"
+        )
+    file.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: file.read(1024 * 1024), b""):
+        digest.update(chunk)
+    file.seek(0)
+    try:
+        with Image.open(file) as image:
+            fmt, (width, height) = image.format or "", image.size
+            if fmt not in ALLOWED_FORMATS:
+                raise ServiceError(f"image format {fmt or 'unknown'} is not accepted; use one of "
+                                   f"{', '.join(sorted(ALLOWED_FORMATS))}", field="image")
+            if width * height > settings.MAX_IMAGE_PIXELS:
+                raise ServiceError(f"the image has {width * height} pixels; the limit is "
+                                   f"{settings.MAX_IMAGE_PIXELS}", field="image")
+            if min(width, height) < settings.MIN_IMAGE_SIDE:
+                raise ServiceError(f"the image is {width}x{height}; each side must be at least "
+                                   f"{settings.MIN_IMAGE_SIDE} pixels", field="image")
+            image.load()  # decode every pixel: a truncated file fails here, not in the worker
+    except ServiceError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
+        raise ServiceError(f"the file is not a readable image ({exc})", field="image") from exc
+    finally:
+        file.seek(0)
+    return ImageFacts(format=fmt, width=width, height=height, sha256=digest.hexdigest())

@@ -1,0 +1,26 @@
+"""The platform's roles as Django groups with their permissions, kept in step after migrate."""
+
+from typing import Any
+
+ROLES: dict[str, list[str]] = {
+    "reviewer": ["reviewplatform.view_case", "reviewplatform.add_review"],
+    "rollout admin": [
+        "reviewplatform.view_case", "reviewplatform.view_decision",
+        "rollout.view_policyversion", "rollout.add_policyversion",
+        "inference.view_modelversion", "inference.view_prediction",
+    ],
+    "api client": ["reviewplatform.add_case"],
+}
+
+
+def roles_ensure(**kwargs: Any) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    for role, perms in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted: list[Permission] = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            wanted.extend(Permission.objects.filter(content_type__app_label=app_label,
+                                                    codename=codename))
+        group.permissions.set(wanted)

@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from rollout import views as rollout_views
+
+from . import api, views
+
+urlpatterns = [
+    path("", views.home, name="review-home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("review/next/", views.review_next, name="review-next"),
+    path("review/tasks/<int:task_id>/", views.review_task, name="review-task"),
+    path("review/tasks/<int:task_id>/answer/", views.review_answer, name="review-answer"),
+    path("review/tasks/<int:task_id>/skip/", views.review_skip, name="review-skip"),
+    path("cases/<int:case_id>/image/", views.case_image, name="case-image"),
+    path("deployments/<slug:slug>/rollout/", rollout_views.rollout_page, name="rollout"),
+    path("deployments/<slug:slug>/report/", rollout_views.report_page, name="report"),
+    path("api/v1/cases/", api.CaseSubmitApi.as_view(), name="api-case-submit"),
+    path("api/v1/cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("admin/", admin.site.urls),
+]

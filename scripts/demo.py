@@ -1,0 +1,123 @@
+"""`make demo`: set up and run the whole platform on one machine.
+
+Redis (local, persistent), the SQLite database, the demo model, demo users and cases, then the
+web server, a Celery worker and Celery beat. Ctrl-C stops everything this started. A second run
+reuses what exists and starts in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+DEMO = VAR / "demo"
+BIN = Path(sys.executable).parent
+HOST = os.environ.get("DEMO_HOST", "127.0.0.1")
+PORT = int(os.environ.get("DEMO_PORT", "8000"))
+REDIS_PORT = int(os.environ.get("DEMO_REDIS_PORT", "6390"))
+URL = f"http://{HOST}:{PORT}"
+
+
+def environment() -> dict[str, str]:
+    key_file = VAR / "secret_key"
+    if not key_file.exists():
+        VAR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "reviewplatform.settings.base")
+    env.setdefault("SECRET_KEY", key_file.read_text().strip())
+    env.setdefault("REDIS_URL", f"redis://127.0.0.1:{REDIS_PORT}/0")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([str(BIN / "python"), str(ROOT / "manage.py"), *args], env=env, cwd=ROOT,
+                   check=True)
+
+
+def wait_for(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own local server
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"the web server did not answer at {url} within {seconds:.0f}s")
+
+
+def main() -> int:
+    env = environment()
+    children: list[subprocess.Popen[bytes]] = []
+
+    def stop(*_: object) -> None:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    def start(name: str, *command: str) -> None:
+        log = (VAR / "log" / f"{name}.log").open("ab")
+        children.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True))
+
+    (VAR / "log").mkdir(parents=True, exist_ok=True)
+    (VAR / "redis").mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if shutil.which("redis-server") is None:
+            raise SystemExit("redis-server is not installed: sudo apt-get install -y redis-server")
+        start("redis", "redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
+              "--dir", str(VAR / "redis"), "--appendonly", "yes")
+        manage(env, "migrate", "--noinput", "-v", "0")
+        manage(env, "collectstatic", "--noinput", "-v", "0")
+        if not (DEMO / "digits.pkl").exists():
+            print("Training the demo model on scikit-learn's handwritten digits (about a minute)")
+            manage(env, "train_demo_model")
+        manage(env, "demo_setup")
+        start("web", str(BIN / "gunicorn"), "reviewplatform.wsgi", "--bind", f"{HOST}:{PORT}",
+              "--workers", "2", "--access-logfile", "-")
+        start("worker", str(BIN / "celery"), "-A", "reviewplatform", "worker",
+              "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO")
+        start("beat", str(BIN / "celery"), "-A", "reviewplatform", "beat", "--loglevel", "INFO",
+              "--schedule", str(VAR / "celerybeat-schedule"))
+        wait_for(f"{URL}/login/", 60)
+        manage(env, "demo_submit", "--url", URL)
+        api_key = (DEMO / "api-key.txt").read_text().strip()
+        print(f"""
+The review platform is running at {URL}/
+  reviewer login: reviewer / reviewer-demo   (queue, keyboard review)
+  admin login:    admin / admin-demo         (rollout and report pages, {URL}/admin/)
+  API key:        {api_key}
+    curl -H "Authorization: Api-Key {api_key}" {URL}/api/v1/cases/1/
+Logs are in var/log/. Press Ctrl-C to stop everything.
+""", flush=True)
+        while all(child.poll() is None for child in children):
+            time.sleep(1)
+        failed = [child.args for child in children if child.poll() is not None]
+        print(f"a process stopped unexpectedly: {failed}; see var/log/", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+        return 0
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
