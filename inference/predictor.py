@@ -12,7 +12,6 @@ import warnings
 from dataclasses import dataclass
 from typing import IO, Any
 
-import torch
 from django.conf import settings
 
 _learners: dict[int, tuple[str, Any]] = {}
@@ -58,6 +57,8 @@ class Output:
 
 def predict_images(learn: Any, images: list[bytes]) -> list[Output]:
     """Predict encoded images in one batch; each output's probabilities are keyed by label."""
+    import torch
+
     started = time.perf_counter()
     dl = learn.dls.test_dl(images, num_workers=0, bs=max(1, len(images)))
     with learn.no_bar(), learn.no_logging(), torch.inference_mode():

@@ -69,7 +69,9 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
     return render(request, "review/task.html", {
         "task": task,
         "case": task.case,
-        "local_time": task.case.captured_at_local,
+        # Formatted here: the template engine would convert it back to the server's zone.
+        "local_time": task.case.captured_at_local.strftime("%Y-%m-%d %H:%M"),
+        "utc_offset": task.case.captured_at_local.strftime("%z"),
         "buttons": list(zip(labels, shortcuts, strict=True)),
         "cannot_tell": Review.CANNOT_TELL,
         "out_of_domain": Review.OUT_OF_DOMAIN,

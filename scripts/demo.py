@@ -84,12 +84,7 @@ def main() -> int:
             raise SystemExit("redis-server is not installed: sudo apt-get install -y redis-server")
         start("redis", "redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
               "--dir", str(VAR / "redis"), "--appendonly", "yes")
-        manage(env, "migrate", "--noinput", "-v", "0")
-        manage(env, "collectstatic", "--noinput", "-v", "0")
-        if not (DEMO / "digits.pkl").exists():
-            print("Training the demo model on scikit-learn's handwritten digits (about a minute)")
-            manage(env, "train_demo_model")
-        manage(env, "demo_setup")
+        manage(env, "demo_prepare")
         start("web", str(BIN / "gunicorn"), "reviewplatform.wsgi", "--bind", f"{HOST}:{PORT}",
               "--workers", "2", "--access-logfile", "-")
         start("worker", str(BIN / "celery"), "-A", "reviewplatform", "worker",
@@ -97,7 +92,10 @@ def main() -> int:
         start("beat", str(BIN / "celery"), "-A", "reviewplatform", "beat", "--loglevel", "INFO",
               "--schedule", str(VAR / "celerybeat-schedule"))
         wait_for(f"{URL}/login/", 60)
-        manage(env, "demo_submit", "--url", URL)
+        submitted = DEMO / "cases-submitted"
+        if not submitted.exists():
+            manage(env, "demo_submit", "--url", URL)
+            submitted.touch()
         api_key = (DEMO / "api-key.txt").read_text().strip()
         print(f"""
 The review platform is running at {URL}/

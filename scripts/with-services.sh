@@ -26,11 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-mkdir -p "$pgdata"
-if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$pgdata"; fi
-as_pg "'$PG_BIN/initdb' -D '$pgdata' -U postgres -A trust --no-sync -E UTF8 >'$pgdata.log' 2>&1" \
-  || { cat "$pgdata.log"; exit 1; }
-as_pg "'$PG_BIN/pg_ctl' -D '$pgdata' -l '$pgdata/server.log' -w -o \"-p $PG_PORT -k '$pgdata' \
+pglogs="$tmp/pglogs"
+mkdir -p "$pgdata" "$pglogs"
+if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$pgdata" "$pglogs"; fi
+as_pg "'$PG_BIN/initdb' -D '$pgdata' -U postgres -A trust --no-sync -E UTF8 >'$pglogs/initdb.log' 2>&1" \
+  || { cat "$pglogs/initdb.log"; exit 1; }
+as_pg "'$PG_BIN/pg_ctl' -D '$pgdata' -l '$pglogs/server.log' -w -o \"-p $PG_PORT -k '$pgdata' \
   -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
   -c max_connections=200\" start" >/dev/null
 

@@ -2,13 +2,16 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from reviewplatform.demo import demo_setup
 
 
 class Command(BaseCommand):
-    help = "Create the demo users, deployment, champion model and API key (idempotent)."
+    help = ("Everything `make demo` needs before it starts the servers, in one process: migrate, "
+            "collect static files, train the demo model if missing, create the demo users, "
+            "deployment, champion and API key. Idempotent.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", type=Path, default=settings.VAR_DIR / "demo" / "digits.pkl")
@@ -16,5 +19,11 @@ class Command(BaseCommand):
                             default=settings.VAR_DIR / "demo" / "api-key.txt")
 
     def handle(self, *args: Any, model: Path, api_key_file: Path, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        if not model.exists():
+            self.stdout.write("Training the demo model on scikit-learn's handwritten digits "
+                              "(about a minute on a CPU)")
+            call_command("train_demo_model", out=model, stdout=self.stdout)
         setup = demo_setup(model_path=model, api_key_file=api_key_file)
         self.stdout.write(f"deployment {setup.deployment.slug} ready; API key in {api_key_file}")

@@ -1,0 +1,119 @@
+"""Shared fixtures: a few named users, the demo deployment, a real trained fastai learner."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+from rest_framework.test import APIClient
+
+from inference.demo_model import DIGIT_LABELS, demo_model_train
+from inference.models import ModelVersion
+from inference.services import model_version_register
+from reviewplatform.models import Deployment
+from reviewplatform.services import api_key_create, deployment_create
+
+REGIONS = [
+    ("north", "North", "Europe/Oslo"),
+    ("east", "East", "Asia/Tokyo"),
+    ("west", "West", "America/Los_Angeles"),
+]
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory):
+    """A real fastai learner trained on scikit-learn's digits (a few epochs: enough to be right
+    most of the time), exported once per test session."""
+    root = tmp_path_factory.mktemp("demo-model")
+    return demo_model_train(data_dir=root / "digits", out=root / "digits.pkl", epochs=3)
+
+
+@pytest.fixture
+def digit_files(trained_model) -> dict[str, list[Path]]:
+    """Held-out digit images by label."""
+    by_label: dict[str, list[Path]] = {}
+    for path in trained_model.test_files:
+        by_label.setdefault(path.parent.name, []).append(path)
+    return by_label
+
+
+def _user(username: str, *groups: str, staff: bool = False) -> User:
+    user = User.objects.create_user(username=username, password=f"{username}-password",
+                                    is_staff=staff, is_superuser=staff)
+    user.groups.set(Group.objects.filter(name__in=groups))
+    return user
+
+
+@pytest.fixture
+def reviewer(db) -> User:
+    return _user("reviewer", "reviewer")
+
+
+@pytest.fixture
+def other_reviewer(db) -> User:
+    return _user("other-reviewer", "reviewer")
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return _user("admin", "rollout admin", "reviewer", staff=True)
+
+
+@pytest.fixture
+def client_user(db) -> User:
+    return _user("client", "api client")
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return _user("outsider")
+
+
+@pytest.fixture
+def deployment(db, admin_user) -> Deployment:
+    return deployment_create(slug="digits", name="Handwritten digits", labels=DIGIT_LABELS,
+                             regions=REGIONS, actor=admin_user)
+
+
+@pytest.fixture
+def champion(deployment, trained_model, admin_user) -> ModelVersion:
+    return model_version_register(deployment=deployment, path=trained_model.path,
+                                  name="champion", champion=True, actor=admin_user)
+
+
+@pytest.fixture
+def api_key(client_user) -> str:
+    return api_key_create(user=client_user, name="tests")[1]
+
+
+@pytest.fixture
+def api(api_key) -> APIClient:
+    """An API client authenticated with the client user's API key."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+    return client
+
+
+def png_bytes(size: tuple[int, int] = (32, 32), color: str = "white") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_upload() -> Callable[..., SimpleUploadedFile]:
+    def make(path: Path | None = None, *, content: bytes | None = None,
+             name: str = "case.png") -> SimpleUploadedFile:
+        data = path.read_bytes() if path is not None else (content or png_bytes())
+        return SimpleUploadedFile(name, data, content_type="image/png")
+    return make
+
+
+CAPTURED_AT = datetime(2026, 5, 1, 21, 30, tzinfo=ZoneInfo("Europe/Oslo"))

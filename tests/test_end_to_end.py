@@ -1,0 +1,148 @@
+"""The whole slice on real parts: the HTTP API, Redis, a Celery worker process, PostgreSQL,
+the reviewer's pages in Chromium, and the report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+
+from inference.models import Prediction
+from reviewplatform.celery import app as celery_app
+from reviewplatform.models import Case, Decision
+
+from .conftest import CAPTURED_AT
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return (f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}")
+
+
+@pytest.fixture
+def worker(transactional_db, tmp_path):
+    """A real `celery worker` process on the test database and the test Redis."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker process needs a shared database server (run `make test`)")
+    celery_app.control.purge()
+    log = tmp_path / "worker.log"
+    env = {**os.environ, "DATABASE_URL": _database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+           "DJANGO_SETTINGS_MODULE": "reviewplatform.settings.test"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "reviewplatform", "worker",
+         "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO",
+         "--without-mingle", "--without-gossip", "--hostname", f"e2e-{uuid.uuid4().hex[:8]}@%h"],
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while "ready." not in log.read_text():
+        assert process.poll() is None, f"the worker exited:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"the worker did not start:\n{log.read_text()}"
+        time.sleep(0.2)
+    yield process
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _wait_for_status(url: str, headers: dict[str, str], status: str, seconds: float) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        body = requests.get(url, headers=headers, timeout=10).json()
+        if body["status"] == status or time.monotonic() > deadline:
+            return body
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+def test_it_takes_a_case_from_the_api_to_a_human_decision(
+    live_server, worker, browser, champion, reviewer, admin_user, api_key, digit_files
+):
+    headers = {"Authorization": f"Api-Key {api_key}"}
+    image = digit_files["7"][0]
+
+    # An API client submits a case.
+    with image.open("rb") as file:
+        response = requests.post(
+            f"{live_server.url}/api/v1/cases/", headers=headers, timeout=30,
+            data={"deployment": "digits", "region": "north", "external_id": "e2e-1",
+                  "captured_at": CAPTURED_AT.isoformat()},
+            files={"image": ("seven.png", file, "image/png")})
+    assert response.status_code == 201, response.text
+    case_url = f"{live_server.url}/api/v1/cases/{response.json()['id']}/"
+
+    # The worker process predicts it; in the shadow stage it goes to the review queue.
+    body = _wait_for_status(case_url, headers, "in_review", seconds=90)
+    assert body["status"] == "in_review", body
+    case = Case.objects.get(pk=body["id"])
+    prediction = Prediction.objects.get(case=case, model_version=champion)
+    assert prediction.status == "ok"
+    assert set(prediction.probabilities) == set(champion.labels)
+    assert abs(sum(prediction.probabilities.values()) - 1) < 1e-4
+    assert prediction.confidence == max(prediction.probabilities.values())
+
+    # A reviewer logs in, claims the case, sees region and local time but not the model's
+    # answer, and answers with a number key.
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/")
+    page.fill("#id_username", "reviewer")
+    page.fill("#id_password", "reviewer-password")
+    page.click("button[type=submit]")
+    page.click("#start")
+    page.wait_for_url("**/review/tasks/**")
+    assert "North (north)" in page.inner_text("#case-region")
+    assert page.inner_text("#case-local-time") == "2026-05-01 21:30"
+    assert "shadow" in page.inner_text("#task-reason")
+    text = page.content()
+    assert f"{prediction.confidence:.2f}" not in text and "confidence" not in text.lower()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "e2e-review.png"), full_page=True)
+    page.keyboard.press("8")  # the eighth label is "7"
+    page.wait_for_url(f"{live_server.url}/")
+    assert "queue is empty" in page.content()
+
+    decision = Decision.objects.get(case=case)
+    assert (decision.label, decision.source, decision.review.reviewer) == ("7", "human", reviewer)
+    body = requests.get(case_url, headers=headers, timeout=10).json()
+    assert body["status"] == "decided"
+    assert body["decision"]["label"] == "7" and body["decision"]["source"] == "human"
+
+    # The admin's report counts the case and compares model and human.
+    admin_page = browser.new_page()
+    admin_page.goto(f"{live_server.url}/login/")
+    admin_page.fill("#id_username", "admin")
+    admin_page.fill("#id_password", "admin-password")
+    admin_page.click("button[type=submit]")
+    admin_page.goto(f"{live_server.url}/deployments/digits/report/")
+    assert admin_page.inner_text("#n-cases") == "1"
+    assert admin_page.inner_text("#agreement-n") == "n = 1"
+    expected = "1.000" if prediction.label == "7" else "0.000"
+    assert admin_page.inner_text("#agreement") == expected
+    admin_page.goto(f"{live_server.url}/deployments/digits/rollout/")
+    assert "shadow" in admin_page.inner_text("#stage")
