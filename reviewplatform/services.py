@@ -87,7 +87,7 @@ def case_submit(
 
     case = Case(deployment=deployment, region=region, external_id=external_id,
                 captured_at=captured_at, metadata=metadata or {}, submitted_by=submitted_by,
-                image_sha256=facts.sha256)
+                image_sha256=facts.sha256, width=facts.width, height=facts.height)
     case.image.save(f"{facts.sha256[:32]}.{facts.format.lower()}", image, save=False)
     try:
         with transaction.atomic():
