@@ -32,28 +32,47 @@ def _database_url() -> str:
 
 
 @pytest.fixture
-def worker(transactional_db, tmp_path):
-    """A real `celery worker` process on the test database and the test Redis."""
+def start_worker(transactional_db, tmp_path):
+    """Starts real `celery worker` processes on the test database and the test Redis."""
     if connection.vendor != "postgresql":
         pytest.skip("the worker process needs a shared database server (run `make test`)")
     celery_app.control.purge()
-    log = tmp_path / "worker.log"
-    env = {**os.environ, "DATABASE_URL": _database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "DJANGO_SETTINGS_MODULE": "reviewplatform.settings.test"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "celery"), "-A", "reviewplatform", "worker",
-         "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO",
-         "--without-mingle", "--without-gossip", "--hostname", f"e2e-{uuid.uuid4().hex[:8]}@%h"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while "ready." not in log.read_text():
-        assert process.poll() is None, f"the worker exited:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"the worker did not start:\n{log.read_text()}"
-        time.sleep(0.2)
-    yield process
-    process.terminate()
-    process.wait(timeout=30)
+    processes: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        log = tmp_path / f"worker-{len(processes)}.log"
+        env = {**os.environ, "DATABASE_URL": _database_url(),
+               "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+               "DJANGO_SETTINGS_MODULE": "reviewplatform.settings.test"}
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "celery"), "-A", "reviewplatform", "worker",
+             "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO",
+             "--without-mingle", "--without-gossip",
+             "--hostname", f"e2e-{uuid.uuid4().hex[:8]}@%h"],
+            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )
+        processes.append(process)
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text():
+            assert process.poll() is None, f"the worker exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"the worker did not start:\n{log.read_text()}"
+            time.sleep(0.2)
+        return process
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+    # A live-server handler thread that streamed a file keeps its connection open after the
+    # browser went away; close such leftovers so that the test database can be dropped.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture
+def worker(start_worker):
+    return start_worker()
 
 
 def _wait_for_status(url: str, headers: dict[str, str], status: str, seconds: float) -> dict:
@@ -146,3 +165,32 @@ def test_it_takes_a_case_from_the_api_to_a_human_decision(
     assert admin_page.inner_text("#agreement") == expected
     admin_page.goto(f"{live_server.url}/deployments/digits/rollout/")
     assert "shadow" in admin_page.inner_text("#stage")
+
+
+def test_it_requeues_a_case_whose_prediction_job_was_lost(
+    live_server, start_worker, champion, api_key, digit_files, settings
+):
+    """The broker loses the job (a restart without persistence): beat's sweep finds the case
+    by its row and a worker predicts it."""
+    from inference.tasks import cases_requeue_stale
+
+    headers = {"Authorization": f"Api-Key {api_key}"}
+    with digit_files["3"][0].open("rb") as file:
+        response = requests.post(
+            f"{live_server.url}/api/v1/cases/", headers=headers, timeout=30,
+            data={"deployment": "digits", "region": "east", "external_id": "lost-1",
+                  "captured_at": CAPTURED_AT.isoformat()},
+            files={"image": ("three.png", file, "image/png")})
+    assert response.status_code == 201, response.text
+    assert celery_app.control.purge() == 1  # the queued job is gone
+    case_url = f"{live_server.url}/api/v1/cases/{response.json()['id']}/"
+
+    start_worker()
+    time.sleep(2)
+    assert requests.get(case_url, headers=headers, timeout=10).json()["status"] == "received"
+
+    settings.PREDICTION_STALE_SECONDS = 0
+    assert cases_requeue_stale() == 1
+    body = _wait_for_status(case_url, headers, "in_review", seconds=90)
+    assert body["status"] == "in_review", body
+    assert Prediction.objects.filter(case_id=body["id"], status="ok").count() == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -31,6 +32,7 @@ try:
     DATABASES = {
         "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
     }
+    DB_CONN_MAX_AGE = env.int("DB_CONN_MAX_AGE", default=60)
     REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6390/0")
     MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
     STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
@@ -54,6 +56,8 @@ _require(INFERENCE_DEVICE in {"cpu", "cuda"}, "INFERENCE_DEVICE must be 'cpu' or
 _require(MAX_IMAGE_BYTES > 0 and MAX_IMAGE_PIXELS > 0, "image limits must be positive")
 _require(REVIEW_LEASE_SECONDS >= 10, "REVIEW_LEASE_SECONDS must be at least 10")
 
+# Keep connections between requests (checked before reuse) instead of one per request.
+DATABASES["default"].update({"CONN_MAX_AGE": DB_CONN_MAX_AGE, "CONN_HEALTH_CHECKS": True})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers and the web server write to one file: wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -144,6 +148,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Declared so that workers, `celery purge` and monitoring know both: GPU machines run
+# `celery worker -Q inference`.
+CELERY_TASK_QUEUES = (Queue("default"), Queue("inference"))
 CELERY_TASK_ROUTES = {"inference.tasks.*": {"queue": "inference"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

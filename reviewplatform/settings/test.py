@@ -6,6 +6,9 @@ from pathlib import Path
 from .base import *  # noqa: F403
 from .base import env
 
+# Tests create and drop databases that live-server threads and workers also connect to.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=tempfile.mkdtemp(prefix="reviewplatform-media-")))
 STORAGES = {
