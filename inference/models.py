@@ -59,6 +59,12 @@ class Prediction(models.Model):
     confidence = models.FloatField(null=True, blank=True, help_text="the top probability")
     probabilities = models.JSONField(default=dict, blank=True, help_text="label -> probability")
     entropy = models.FloatField(null=True, blank=True, help_text="in nats")
+    brightness = models.FloatField(null=True, blank=True, help_text="mean grey level, 0-255")
+    contrast = models.FloatField(null=True, blank=True, help_text="grey level std, 0-255")
+    pixels = models.PositiveIntegerField(null=True, blank=True, help_text="width x height")
+    out_of_domain = models.BooleanField(default=False)
+    ood_reasons = models.JSONField(default=list, blank=True,
+                                   help_text="why the input looks out of domain, in words")
     error = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -74,3 +80,27 @@ class Prediction(models.Model):
         if self.status == self.Status.FAILED:
             return f"case {self.case_id}: failed"
         return f"case {self.case_id}: {self.label} ({self.confidence:.2f})"
+
+
+class DomainThresholds(models.Model):
+    """A deployment's limits on input statistics and model uncertainty.
+
+    A prediction outside any limit is flagged out of domain: the model never decides it alone.
+    Empty limits are not checked.
+    """
+
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE,
+                                      related_name="domain_thresholds")
+    min_confidence = models.FloatField(null=True, blank=True,
+                                       help_text="below this top probability: out of domain")
+    max_entropy = models.FloatField(null=True, blank=True, help_text="in nats")
+    min_brightness = models.FloatField(null=True, blank=True)
+    max_brightness = models.FloatField(null=True, blank=True)
+    min_contrast = models.FloatField(null=True, blank=True)
+    min_pixels = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "domain thresholds"
+
+    def __str__(self) -> str:
+        return f"domain thresholds of {self.deployment.slug}"

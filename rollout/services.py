@@ -65,7 +65,8 @@ def case_route(*, case_id: int) -> None:
         outcome = routing.route(
             routing.CaseFacts(region=case.region.code),
             routing.ChampionAnswer(label=champion.label if champion else None,
-                                   confidence=champion.confidence if champion else None),
+                                   confidence=champion.confidence if champion else None,
+                                   out_of_domain=champion.out_of_domain if champion else False),
             routing.Policy(stage=policy.stage, rules=policy.rules,
                            confidence_threshold=policy.confidence_threshold),
         )
