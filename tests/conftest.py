@@ -32,7 +32,7 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory):
     """A real fastai learner trained on scikit-learn's digits (a few epochs: enough to be right
     most of the time), exported once per test session."""
     root = tmp_path_factory.mktemp("demo-model")
-    return demo_model_train(data_dir=root / "digits", out=root / "digits.pkl", epochs=3)
+    return demo_model_train(data_dir=root / "digits", out=root / "digits.pkl", epochs=5)
 
 
 @pytest.fixture

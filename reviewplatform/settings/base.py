@@ -5,56 +5,53 @@ except SECRET_KEY, which must be set whenever DEBUG is off. A value that does no
 start-up with a message naming the variable.
 """
 
+import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from .envvars import (
+    env_bool,
+    env_choice,
+    env_db_url,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
-env = environ.Env()
-if env_file := env.str("ENV_FILE", default=""):
+if env_file := os.environ.get("ENV_FILE"):
     environ.Env.read_env(env_file, overwrite=False)
 
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ImproperlyConfigured(message)
-
-
-try:
-    DEBUG = env.bool("DEBUG", default=False)
-    SECRET_KEY = env.str("SECRET_KEY", default="")
-    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-    CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-    DATABASES = {
-        "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
-    }
-    DB_CONN_MAX_AGE = env.int("DB_CONN_MAX_AGE", default=60)
-    REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6390/0")
-    MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
-    STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
-    TIME_ZONE = env.str("TIME_ZONE", default="UTC")
-    CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-    MAX_IMAGE_BYTES = env.int("MAX_IMAGE_BYTES", default=10 * 1024 * 1024)
-    MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=40_000_000)
-    MIN_IMAGE_SIDE = env.int("MIN_IMAGE_SIDE", default=8)
-    REVIEW_LEASE_SECONDS = env.int("REVIEW_LEASE_SECONDS", default=300)
-    PREDICTION_STALE_SECONDS = env.int("PREDICTION_STALE_SECONDS", default=120)
-    INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="cpu")
-except (environ.ImproperlyConfigured, ValueError) as exc:
-    raise ImproperlyConfigured(f"invalid configuration: {exc}") from exc
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+DATABASES = {"default": env_db_url("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6390/0",
+                    schemes=("redis", "rediss", "unix"))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1)
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+MIN_IMAGE_SIDE = env_int("MIN_IMAGE_SIDE", 8, minimum=1)
+REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
+PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
+INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "cpu", ["cpu", "cuda"])
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"])
 
 if not SECRET_KEY:
-    _require(DEBUG, "SECRET_KEY must be set when DEBUG is off (export SECRET_KEY=...)")
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off "
+                                   "(export SECRET_KEY=...)")
     SECRET_KEY = "insecure-development-key"  # noqa: S105 - only reachable with DEBUG on
-_require(REDIS_URL.startswith(("redis://", "rediss://", "unix://")),
-         f"REDIS_URL must be a redis:// URL, got {REDIS_URL!r}")
-_require(INFERENCE_DEVICE in {"cpu", "cuda"}, "INFERENCE_DEVICE must be 'cpu' or 'cuda'")
-_require(MAX_IMAGE_BYTES > 0 and MAX_IMAGE_PIXELS > 0, "image limits must be positive")
-_require(REVIEW_LEASE_SECONDS >= 10, "REVIEW_LEASE_SECONDS must be at least 10")
 
 # Keep connections between requests (checked before reuse) instead of one per request.
 DATABASES["default"].update({"CONN_MAX_AGE": DB_CONN_MAX_AGE, "CONN_HEALTH_CHECKS": True})
@@ -166,5 +163,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

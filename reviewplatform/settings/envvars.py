@@ -1,0 +1,80 @@
+"""Typed readers of environment variables: a wrong value stops start-up with a message that
+names the variable and what it expected."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _raw(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def env_str(name: str, default: str) -> str:
+    value = _raw(name)
+    return default if value is None else value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), "
+                               f"got {value!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = _raw(name)
+    if value is None:
+        result = default
+    else:
+        try:
+            result = int(value.strip())
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
+    if minimum is not None and result < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {result}")
+    return result
+
+
+def env_list(name: str, default: Iterable[str]) -> list[str]:
+    value = _raw(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
+    allowed = list(choices)
+    value = env_str(name, default)
+    if value not in allowed:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def env_db_url(name: str, default: str) -> dict[str, Any]:
+    value = env_str(name, default)
+    try:
+        return environ.Env.db_url_config(value)
+    except (environ.ImproperlyConfigured, ValueError, KeyError) as exc:
+        raise ImproperlyConfigured(f"{name} is not a database URL ({exc}): {value!r}") from exc
+
+
+def env_url(name: str, default: str, *, schemes: Iterable[str]) -> str:
+    allowed = tuple(schemes)
+    value = env_str(name, default)
+    if not value.startswith(tuple(f"{scheme}://" for scheme in allowed)):
+        raise ImproperlyConfigured(f"{name} must be a {' or '.join(allowed)} URL, got {value!r}")
+    return value
