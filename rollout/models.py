@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -14,6 +16,28 @@ class Stage(models.TextChoices):
     EXPANDING = "expanding", "expanding scope"
     FULL = "full", "full"
     PAUSED = "paused", "paused: every case goes to humans"
+
+
+GUARDRAIL_DEFAULTS: dict[str, float | int] = {
+    # agreement on recent reviews of automated cases, per scope cell (region x rule)
+    "agreement_floor": 0.85,   # pause when the Wilson 95% lower bound falls below this
+    "min_sample": 30,          # fewer reviews than this is inconclusive, never a pass
+    "window_days": 14,         # how far back "recent" reaches
+    # out-of-domain rate of a cell against its own shadow-stage rate
+    "ood_rate_factor": 3.0,    # pause when the recent rate's lower bound exceeds factor x baseline
+    "ood_rate_margin": 0.05,   # ... and baseline + margin (a zero baseline is not a hair trigger)
+    "ood_min_cases": 30,
+    # evidence for a widening
+    "replay_days": 14,
+}
+
+
+class ChangeKind(models.TextChoices):
+    PUBLISH = "publish"
+    PAUSE = "pause"
+    ROLLBACK = "rollback"
+    GUARDRAIL = "guardrail", "guardrail pause"
+    SCHEDULED = "scheduled", "scheduled change"
 
 
 class PolicyVersion(models.Model):
@@ -29,6 +53,19 @@ class PolicyVersion(models.Model):
                                blank=True, related_name="+")
     reason = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+    paused_cells = models.JSONField(
+        default=list, blank=True,
+        help_text="[rule, region] pairs where a guardrail paused automation")
+    guardrails = models.JSONField(default=dict, blank=True,
+                                  help_text="overrides of GUARDRAIL_DEFAULTS")
+    kind = models.CharField(max_length=12, choices=ChangeKind.choices,
+                            default=ChangeKind.PUBLISH)
+    copied_from = models.PositiveIntegerField(null=True, blank=True,
+                                              help_text="the version a rollback copied")
+    override_reason = models.TextField(
+        blank=True, help_text="why a widening was published although its evidence gate failed")
+    evidence = models.JSONField(default=dict, blank=True,
+                                help_text="the evidence seen when this version was published")
 
     class Meta:
         ordering = ["deployment", "-version"]
@@ -45,3 +82,50 @@ class PolicyVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment.slug} v{self.version} ({self.stage})"
+
+    @property
+    def guardrail_settings(self) -> dict[str, float | int]:
+        return {**GUARDRAIL_DEFAULTS, **(self.guardrails or {})}
+
+    def spec(self) -> dict[str, Any]:
+        """The policy as plain values: what scope evaluation, diffs and replays read."""
+        return {
+            "stage": self.stage, "rules": list(self.rules),
+            "confidence_threshold": self.confidence_threshold, "audit_rate": self.audit_rate,
+            "paused_cells": [list(c) for c in self.paused_cells],
+            "guardrails": dict(self.guardrails or {}),
+        }
+
+
+class ScheduledChange(models.Model):
+    """A policy to publish at a future time, if its evidence gate still passes then."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PUBLISHED = "published"
+        HELD = "held", "held: the evidence gate failed"
+        CANCELLED = "cancelled"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT,
+                                   related_name="scheduled_changes")
+    effective_at = models.DateTimeField()
+    stage = models.CharField(max_length=12, choices=Stage.choices)
+    rules = models.JSONField(default=list, blank=True)
+    confidence_threshold = models.FloatField()
+    audit_rate = models.FloatField()
+    guardrails = models.JSONField(default=dict, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
+                               blank=True, related_name="+")
+    reason = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_note = models.TextField(blank=True)
+    published_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, null=True,
+                                          blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["effective_at"]
+        indexes = [models.Index(fields=["status", "effective_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.slug}: {self.stage} at {self.effective_at:%Y-%m-%d %H:%M} UTC"

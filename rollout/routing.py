@@ -5,9 +5,13 @@ Plain values in, a plain value out, so the same code serves the worker, the API 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from .scope import CompiledRule, audit_selected, rule_compile
 
 
 class Reason:
@@ -18,11 +22,23 @@ class Reason:
     LOW_CONFIDENCE = "low_confidence"
     OUT_OF_DOMAIN = "out_of_domain"
     IN_SCOPE = "in_scope"
+    AUDIT = "audit"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseFacts:
+    """A case's own attributes: its region, its capture time in the region's time zone, and
+    the stable key its sticky buckets are drawn from (the case id)."""
+
     region: str
+    local: datetime | None = None
+    case_key: str = ""
+
+
+def case_facts(*, region: str, captured_at: datetime, timezone: str, case_key: str
+               ) -> CaseFacts:
+    return CaseFacts(region=region, local=captured_at.astimezone(ZoneInfo(timezone)),
+                     case_key=case_key)
 
 
 @dataclass(frozen=True)
@@ -36,41 +52,88 @@ class ChampionAnswer:
 
 @dataclass(frozen=True)
 class Policy:
+    """A policy version as plain values. `group_id` is the deployment's bucketing group;
+    `paused_cells` holds (rule name, region) pairs a guardrail has paused."""
+
     stage: str
     rules: Sequence[dict[str, Any]] = field(default_factory=tuple)
     confidence_threshold: float = 0.9
+    audit_rate: float = 0.0
+    group_id: str = ""
+    paused_cells: Collection[tuple[str, str]] = frozenset()
+    compiled: tuple[CompiledRule, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        compiled = tuple(rule_compile(rule, group=self.group_id) for rule in self.rules)
+        object.__setattr__(self, "compiled", compiled)
+        object.__setattr__(self, "paused_cells",
+                           frozenset((str(r), str(g)) for r, g in self.paused_cells))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
+    """`model_decides`: the champion's answer becomes the Decision. With reason `audit` the
+    model decides and a blind review of the same case is queued as well."""
+
     model_decides: bool
     reason: str
     rule: str = ""
 
+    @property
+    def audit(self) -> bool:
+        return self.reason == Reason.AUDIT
 
-def rule_matches(rule: dict[str, Any], case: CaseFacts) -> bool:
-    """All of a rule's conditions hold for the case (conditions are ANDed)."""
-    regions = rule.get("regions")
-    return not (regions is not None and case.region not in regions)
+
+FULL_RULE = "full"
+
+
+def _automated(case: CaseFacts, champion: ChampionAnswer, policy: Policy) -> Route:
+    """The outcome under the policy's scope, as if automation were on."""
+    if champion.label is None:
+        return Route(model_decides=False, reason=Reason.MODEL_FAILED)
+    paused = policy.paused_cells
+    threshold = policy.confidence_threshold
+    if policy.stage == "full":
+        name = FULL_RULE
+        if (name, case.region) in paused:
+            return Route(model_decides=False, reason=Reason.PAUSED, rule=name)
+    else:
+        matched: CompiledRule | None = None
+        paused_rule = ""
+        for rule in policy.compiled:
+            if rule.matches(case.region, case.local, case.case_key):
+                if paused and (rule.name, case.region) in paused:
+                    paused_rule = paused_rule or rule.name
+                    continue
+                matched = rule
+                break
+        if matched is None:
+            if paused_rule:
+                return Route(model_decides=False, reason=Reason.PAUSED, rule=paused_rule)
+            return Route(model_decides=False, reason=Reason.OUT_OF_SCOPE)
+        name = matched.name
+        if matched.confidence_threshold is not None:
+            threshold = matched.confidence_threshold
+    if champion.out_of_domain:
+        return Route(model_decides=False, reason=Reason.OUT_OF_DOMAIN, rule=name)
+    if champion.confidence is None or champion.confidence < threshold:
+        return Route(model_decides=False, reason=Reason.LOW_CONFIDENCE, rule=name)
+    if audit_selected(policy.group_id, case.case_key, policy.audit_rate):
+        return Route(model_decides=True, reason=Reason.AUDIT, rule=name)
+    return Route(model_decides=True, reason=Reason.IN_SCOPE, rule=name)
 
 
 def route(case: CaseFacts, champion: ChampionAnswer, policy: Policy) -> Route:
+    """Decide who decides a case.
+
+    In the shadow stage every case goes to humans; the route still names the rule under which
+    the model *would* have decided (empty otherwise), so shadow reviews count as evidence for
+    that scope cell.
+    """
     if policy.stage == "shadow":
-        return Route(model_decides=False, reason=Reason.SHADOW)
+        would = _automated(case, champion, policy)
+        return Route(model_decides=False, reason=Reason.SHADOW,
+                     rule=would.rule if would.model_decides else "")
     if policy.stage == "paused":
         return Route(model_decides=False, reason=Reason.PAUSED)
-    if champion.label is None:
-        return Route(model_decides=False, reason=Reason.MODEL_FAILED)
-    if policy.stage == "full":
-        matched: dict[str, Any] | None = {"name": "full"}
-    else:
-        matched = next((rule for rule in policy.rules if rule_matches(rule, case)), None)
-    if matched is None:
-        return Route(model_decides=False, reason=Reason.OUT_OF_SCOPE)
-    rule_name = str(matched.get("name", ""))
-    if champion.out_of_domain:
-        return Route(model_decides=False, reason=Reason.OUT_OF_DOMAIN, rule=rule_name)
-    threshold = float(matched.get("confidence_threshold", policy.confidence_threshold))
-    if champion.confidence is None or champion.confidence < threshold:
-        return Route(model_decides=False, reason=Reason.LOW_CONFIDENCE, rule=rule_name)
-    return Route(model_decides=True, reason=Reason.IN_SCOPE, rule=rule_name)
+    return _automated(case, champion, policy)

@@ -1,19 +1,94 @@
-"""Writes for rollout policies, and the routing of predicted cases."""
+"""Writes for rollout policies, and the routing of predicted cases.
+
+`policy_publish` is the one place a policy version is written (validated, numbered, immutable).
+Admin actions (`policy_change`, `policy_pause`, `policy_rollback`, `policy_schedule`) go through
+the evidence gate first: a change that widens automation needs passing evidence or an explicit
+override reason, which is recorded on the version.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from inference.models import Prediction
+from reviewplatform.errors import Conflict, NotFound, ServiceError
 from reviewplatform.models import Case, Decision, Deployment, ReviewTask
 
-from . import routing
-from .models import PolicyVersion, Stage
+from . import routing, scope
+from .alerts import admins_alert
+from .evidence import Evidence, evidence_for, policy_for
+from .models import GUARDRAIL_DEFAULTS, ChangeKind, PolicyVersion, ScheduledChange, Stage
 from .selectors import policy_current
+
+logger = logging.getLogger(__name__)
+
+_GUARDRAIL_LIMITS: dict[str, tuple[float, float, bool]] = {
+    # name: (min, max, integer)
+    "agreement_floor": (0, 1, False), "min_sample": (1, 100_000, True),
+    "window_days": (1, 365, True), "ood_rate_factor": (1, 1000, False),
+    "ood_rate_margin": (0, 1, False), "ood_min_cases": (1, 100_000, True),
+    "replay_days": (1, 90, True),
+}
+
+
+def _guardrails_validate(guardrails: Any) -> dict[str, Any]:
+    if not isinstance(guardrails, dict):
+        raise ServiceError("guardrails must be an object", field="guardrails")
+    out: dict[str, Any] = {}
+    for key, value in guardrails.items():
+        if key not in GUARDRAIL_DEFAULTS:
+            raise ServiceError(f"unknown guardrail setting {key!r} (known: "
+                               f"{', '.join(GUARDRAIL_DEFAULTS)})", field=f"guardrails.{key}")
+        low, high, integer = _GUARDRAIL_LIMITS[key]
+        if (not isinstance(value, int | float) or isinstance(value, bool)
+                or (integer and value != int(value)) or not low <= value <= high):
+            kind = "a whole number" if integer else "a number"
+            raise ServiceError(f"{key} must be {kind} from {low:g} to {high:g}",
+                               field=f"guardrails.{key}")
+        out[key] = int(value) if integer else float(value)
+    return out
+
+
+def policy_spec_validate(
+    *, deployment: Deployment, stage: str, rules: Any, confidence_threshold: Any,
+    audit_rate: Any, guardrails: Any = None, paused_cells: Any = None,
+) -> dict[str, Any]:
+    """Check a proposed policy and return its canonical spec; ServiceError names the field."""
+    if stage not in Stage.values:
+        raise ServiceError(f"unknown stage {stage!r} (known: {', '.join(Stage.values)})",
+                           field="stage")
+    for name, value in (("confidence_threshold", confidence_threshold),
+                        ("audit_rate", audit_rate)):
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ServiceError(f"{name} must be between 0 and 1", field=name)
+    regions = list(deployment.regions.values_list("code", flat=True))
+    try:
+        clean_rules = scope.rules_validate(rules, region_codes=regions)
+    except scope.ScopeError as exc:
+        raise ServiceError(exc.message, field=exc.field) from exc
+    cells: list[list[str]] = []
+    for i, cell in enumerate(paused_cells or []):
+        if (not isinstance(cell, list | tuple) or len(cell) != 2
+                or not all(isinstance(c, str) for c in cell) or cell[1] not in regions):
+            raise ServiceError("a paused cell is [rule name, region code]",
+                               field=f"paused_cells[{i}]")
+        cells.append([cell[0], cell[1]])
+    return {"stage": stage, "rules": clean_rules,
+            "confidence_threshold": float(confidence_threshold),
+            "audit_rate": float(audit_rate), "paused_cells": cells,
+            "guardrails": _guardrails_validate(guardrails or {})}
+
+
+def _rule_names(spec: dict[str, Any]) -> set[str]:
+    return {routing.FULL_RULE} if spec["stage"] == "full" else {r["name"] for r in spec["rules"]}
 
 
 def policy_publish(
@@ -25,37 +100,243 @@ def policy_publish(
     reason: str,
     confidence_threshold: float = 0.9,
     audit_rate: float = 0.05,
+    guardrails: dict[str, Any] | None = None,
+    paused_cells: list[list[str]] | None = None,
+    kind: str = ChangeKind.PUBLISH,
+    copied_from: int | None = None,
+    override_reason: str = "",
+    evidence: dict[str, Any] | None = None,
 ) -> PolicyVersion:
-    """Publish a new immutable policy version; it takes effect for cases routed from now on."""
-    from reviewplatform.errors import ServiceError
+    """Publish a new immutable policy version; it takes effect for cases routed from now on.
 
-    if stage not in Stage.values:
-        raise ServiceError(f"unknown stage {stage!r}", field="stage")
+    `paused_cells` None keeps the guardrail pauses of the current version whose rule is still
+    there: publishing a new scope does not silently lift a pause. This writer does not gate;
+    admin actions call `policy_change`, which does.
+    """
     if not reason.strip():
         raise ServiceError("a policy change needs a reason", field="reason")
-    if not 0 <= confidence_threshold <= 1:
-        raise ServiceError("confidence_threshold must be between 0 and 1",
-                           field="confidence_threshold")
-    if not 0 <= audit_rate <= 1:
-        raise ServiceError("audit_rate must be between 0 and 1", field="audit_rate")
     with transaction.atomic():
         # Lock the deployment row so that two publishers get consecutive version numbers.
         Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+        current = deployment.policy_versions.order_by("-version").first()
+        if paused_cells is None and current is not None:
+            paused_cells = current.paused_cells
+        spec = policy_spec_validate(
+            deployment=deployment, stage=stage, rules=rules,
+            confidence_threshold=confidence_threshold, audit_rate=audit_rate,
+            guardrails=guardrails if guardrails is not None
+            else (current.guardrails if current else {}),
+            paused_cells=paused_cells)
+        names = _rule_names(spec)
+        spec["paused_cells"] = [c for c in spec["paused_cells"] if c[0] in names]
         latest = deployment.policy_versions.aggregate(n=Max("version"))["n"] or 0
-        return PolicyVersion.objects.create(
-            deployment=deployment, version=latest + 1, stage=stage, rules=rules,
-            confidence_threshold=confidence_threshold, audit_rate=audit_rate, author=actor,
-            reason=reason,
+        version = PolicyVersion.objects.create(
+            deployment=deployment, version=latest + 1, stage=spec["stage"],
+            rules=spec["rules"], confidence_threshold=spec["confidence_threshold"],
+            audit_rate=spec["audit_rate"], guardrails=spec["guardrails"],
+            paused_cells=spec["paused_cells"], author=actor, reason=reason.strip(), kind=kind,
+            copied_from=copied_from, override_reason=override_reason.strip(),
+            evidence=evidence or {},
         )
+    logger.info("%s published (%s): %s", version, kind, version.reason)
+    return version
+
+
+def policy_evidence(*, deployment: Deployment, proposed: dict[str, Any],
+                    now: datetime | None = None) -> Evidence:
+    """The evidence for moving from the current policy to `proposed` (a validated spec)."""
+    current = policy_current(deployment_id=deployment.pk).spec()
+    return evidence_for(deployment=deployment, current=current, proposed=proposed, now=now)
+
+
+def _gated_publish(*, deployment: Deployment, spec: dict[str, Any], actor: User | None,
+                   reason: str, override_reason: str, kind: str,
+                   copied_from: int | None = None, now: datetime | None = None
+                   ) -> PolicyVersion:
+    if not reason.strip():
+        raise ServiceError("a policy change needs a reason", field="reason")
+    evidence = policy_evidence(deployment=deployment, proposed=spec, now=now)
+    if not evidence.passes and not override_reason.strip():
+        raise ServiceError(
+            f"this change widens automation ({'; '.join(evidence.widening)}) and its evidence "
+            f"gate did not pass: {evidence.gate_reason}. Publish it only with an override "
+            "reason.", field="override_reason")
+    return policy_publish(
+        deployment=deployment, stage=spec["stage"], rules=spec["rules"], actor=actor,
+        reason=reason, confidence_threshold=spec["confidence_threshold"],
+        audit_rate=spec["audit_rate"], guardrails=spec["guardrails"],
+        paused_cells=spec["paused_cells"], kind=kind, copied_from=copied_from,
+        override_reason=override_reason if not evidence.passes else "",
+        evidence=evidence.as_dict(),
+    )
+
+
+def policy_change(
+    *,
+    deployment: Deployment,
+    actor: User | None,
+    reason: str,
+    stage: str,
+    rules: Any,
+    confidence_threshold: Any,
+    audit_rate: Any,
+    guardrails: Any = None,
+    paused_cells: Any = None,
+    override_reason: str = "",
+    now: datetime | None = None,
+) -> PolicyVersion:
+    """An admin's change of policy, through the evidence gate."""
+    current = policy_current(deployment_id=deployment.pk)
+    spec = policy_spec_validate(
+        deployment=deployment, stage=stage, rules=rules,
+        confidence_threshold=confidence_threshold, audit_rate=audit_rate,
+        guardrails=current.guardrails if guardrails is None else guardrails,
+        paused_cells=current.paused_cells if paused_cells is None else paused_cells)
+    names = _rule_names(spec)
+    spec["paused_cells"] = [c for c in spec["paused_cells"] if c[0] in names]
+    return _gated_publish(deployment=deployment, spec=spec, actor=actor, reason=reason,
+                          override_reason=override_reason, kind=ChangeKind.PUBLISH, now=now)
+
+
+def policy_pause(*, deployment: Deployment, actor: User | None, reason: str) -> PolicyVersion:
+    """The kill switch: every new case goes to humans at once. Never gated."""
+    current = policy_current(deployment_id=deployment.pk)
+    if current.stage == Stage.PAUSED:
+        raise Conflict("automation is already paused", field="stage")
+    return policy_publish(
+        deployment=deployment, stage=Stage.PAUSED, rules=current.rules, actor=actor,
+        reason=reason, confidence_threshold=current.confidence_threshold,
+        audit_rate=current.audit_rate, guardrails=current.guardrails,
+        paused_cells=current.paused_cells, kind=ChangeKind.PAUSE)
+
+
+def policy_rollback(*, deployment: Deployment, version: int, actor: User | None, reason: str,
+                    override_reason: str = "", now: datetime | None = None) -> PolicyVersion:
+    """Publish a copy of an earlier version. Gated like any change, when it widens."""
+    target = deployment.policy_versions.filter(version=version).first()
+    if target is None:
+        raise NotFound(f"policy version {version} does not exist", field="version")
+    current = policy_current(deployment_id=deployment.pk)
+    if target.version == current.version:
+        raise ServiceError(f"version {version} is the current version", field="version")
+    return _gated_publish(deployment=deployment, spec=target.spec(), actor=actor,
+                          reason=reason, override_reason=override_reason,
+                          kind=ChangeKind.ROLLBACK, copied_from=target.version, now=now)
+
+
+def policy_schedule(
+    *,
+    deployment: Deployment,
+    actor: User | None,
+    reason: str,
+    effective_at: datetime,
+    stage: str,
+    rules: Any,
+    confidence_threshold: Any,
+    audit_rate: Any,
+    guardrails: Any = None,
+    now: datetime | None = None,
+) -> ScheduledChange:
+    """Store a policy to publish at `effective_at`, once its evidence gate passes then."""
+    now = now or timezone.now()
+    if timezone.is_naive(effective_at):
+        raise ServiceError("effective_at needs a UTC offset", field="effective_at")
+    if effective_at <= now:
+        raise ServiceError("effective_at must be in the future", field="effective_at")
+    if not reason.strip():
+        raise ServiceError("a policy change needs a reason", field="reason")
+    current = policy_current(deployment_id=deployment.pk)
+    spec = policy_spec_validate(
+        deployment=deployment, stage=stage, rules=rules,
+        confidence_threshold=confidence_threshold, audit_rate=audit_rate,
+        guardrails=current.guardrails if guardrails is None else guardrails)
+    return ScheduledChange.objects.create(
+        deployment=deployment, effective_at=effective_at, stage=spec["stage"],
+        rules=spec["rules"], confidence_threshold=spec["confidence_threshold"],
+        audit_rate=spec["audit_rate"], guardrails=spec["guardrails"], author=actor,
+        reason=reason.strip())
+
+
+def policy_schedule_cancel(*, change_id: int, deployment: Deployment, actor: User | None
+                           ) -> ScheduledChange:
+    updated = (ScheduledChange.objects
+               .filter(pk=change_id, deployment=deployment,
+                       status=ScheduledChange.Status.PENDING)
+               .update(status=ScheduledChange.Status.CANCELLED,
+                       status_note=f"cancelled by {actor or 'system'}"))
+    if updated != 1:
+        raise NotFound(f"no pending scheduled change {change_id}", field="change")
+    return ScheduledChange.objects.get(pk=change_id)
+
+
+def _held_alert(change: ScheduledChange) -> Callable[[], None]:
+    slug, note, change_id = change.deployment.slug, change.status_note, change.pk
+
+    def send() -> None:
+        admins_alert(subject=f"{slug}: scheduled policy change held",
+                     body=f"The scheduled change {change_id} of {slug} was not published. {note}",
+                     payload={"event": "scheduled_change_held", "deployment": slug,
+                              "scheduled_change": change_id, "note": note})
+    return send
+
+
+def scheduled_changes_apply(*, now: datetime | None = None) -> list[ScheduledChange]:
+    """Publish every due scheduled change whose evidence gate passes now; hold the others.
+
+    Idempotent by state: a change leaves `pending` under its row lock, once.
+    """
+    now = now or timezone.now()
+    done: list[ScheduledChange] = []
+    due = list(ScheduledChange.objects.filter(status=ScheduledChange.Status.PENDING,
+                                              effective_at__lte=now)
+               .values_list("pk", flat=True))
+    for change_id in due:
+        with transaction.atomic():
+            change = (ScheduledChange.objects.select_for_update()
+                      .select_related("deployment")
+                      .filter(pk=change_id, status=ScheduledChange.Status.PENDING).first())
+            if change is None:
+                continue
+            current = policy_current(deployment_id=change.deployment_id)
+            spec = {"stage": change.stage, "rules": change.rules,
+                    "confidence_threshold": change.confidence_threshold,
+                    "audit_rate": change.audit_rate, "guardrails": change.guardrails,
+                    "paused_cells": [c for c in current.paused_cells
+                                     if c[0] in {r["name"] for r in change.rules}
+                                     or (change.stage == "full" and c[0] == routing.FULL_RULE)]}
+            evidence = evidence_for(deployment=change.deployment, current=current.spec(),
+                                    proposed=spec, now=now)
+            if evidence.passes:
+                version = policy_publish(
+                    deployment=change.deployment, stage=change.stage, rules=change.rules,
+                    actor=change.author,
+                    reason=f"scheduled for {change.effective_at:%Y-%m-%d %H:%M} UTC: "
+                           f"{change.reason}",
+                    confidence_threshold=change.confidence_threshold,
+                    audit_rate=change.audit_rate, guardrails=change.guardrails,
+                    paused_cells=spec["paused_cells"], kind=ChangeKind.SCHEDULED,
+                    evidence=evidence.as_dict())
+                change.status = ScheduledChange.Status.PUBLISHED
+                change.published_version = version
+                change.status_note = f"published as version {version.version}"
+            else:
+                change.status = ScheduledChange.Status.HELD
+                change.status_note = f"held: {evidence.gate_reason}"
+                transaction.on_commit(_held_alert(change))
+            change.save(update_fields=["status", "status_note", "published_version"])
+            done.append(change)
+    return done
 
 
 def case_route(*, case_id: int) -> None:
     """Route a predicted case: the model's decision stands, or a review task is queued.
 
-    Idempotent by state: only a case still `received` is routed, under its row lock.
+    Idempotent by state: only a case still `received` is routed, under its row lock. An audit
+    sample keeps the model's Decision and also queues a blind review (reason `audit`).
     """
     with transaction.atomic():
-        case = (Case.objects.select_for_update(of=("self",)).select_related("region")
+        case = (Case.objects.select_for_update(of=("self",))
+                .select_related("region", "deployment")
                 .filter(pk=case_id, status=Case.Status.RECEIVED).first())
         if case is None:
             return
@@ -63,18 +344,21 @@ def case_route(*, case_id: int) -> None:
         champion = (Prediction.objects.filter(case=case, model_version__is_champion=True,
                                               status=Prediction.Status.OK).first())
         outcome = routing.route(
-            routing.CaseFacts(region=case.region.code),
+            routing.case_facts(region=case.region.code, captured_at=case.captured_at,
+                               timezone=case.region.timezone, case_key=str(case.pk)),
             routing.ChampionAnswer(label=champion.label if champion else None,
                                    confidence=champion.confidence if champion else None,
                                    out_of_domain=champion.out_of_domain if champion else False),
-            routing.Policy(stage=policy.stage, rules=policy.rules,
-                           confidence_threshold=policy.confidence_threshold),
+            policy_for(policy.spec(), group_id=case.deployment.slug),
         )
         if outcome.model_decides and champion is not None:
             Decision.objects.create(case=case, label=champion.label,
                                     source=Decision.Source.MODEL, policy_version=policy,
                                     rule=outcome.rule, prediction=champion)
             case.status = Case.Status.DECIDED
+            if outcome.audit:
+                ReviewTask.objects.create(case=case, reason=ReviewTask.Reason.AUDIT,
+                                          policy_version=policy, rule=outcome.rule)
         else:
             ReviewTask.objects.create(case=case, reason=outcome.reason, policy_version=policy,
                                       rule=outcome.rule)

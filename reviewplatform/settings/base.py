@@ -46,6 +46,15 @@ REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "cpu", ["cpu", "cuda"])
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"])
+# Rollout alerts (guardrail pauses, held scheduled changes): email to these addresses (or
+# ADMINS) and a JSON POST signed with HMAC-SHA256 of the body under the secret.
+ROLLOUT_ALERT_EMAILS = env_list("ROLLOUT_ALERT_EMAILS", [])
+ROLLOUT_ALERT_WEBHOOK_URL = env_str("ROLLOUT_ALERT_WEBHOOK_URL", "")
+ROLLOUT_ALERT_WEBHOOK_SECRET = env_str("ROLLOUT_ALERT_WEBHOOK_SECRET", "")
+ROLLOUT_ALERT_WEBHOOK_TIMEOUT = env_int("ROLLOUT_ALERT_WEBHOOK_TIMEOUT", 5, minimum=1)
+if ROLLOUT_ALERT_WEBHOOK_URL and not ROLLOUT_ALERT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ROLLOUT_ALERT_WEBHOOK_SECRET must be set with "
+                               "ROLLOUT_ALERT_WEBHOOK_URL")
 
 if not SECRET_KEY:
     if not DEBUG:
@@ -154,6 +163,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-cases": {
         "task": "inference.tasks.cases_requeue_stale",
+        "schedule": 60.0,
+    },
+    "rollout-guardrails": {
+        "task": "rollout.tasks.guardrails_run",
+        "schedule": 300.0,
+    },
+    "rollout-scheduled-changes": {
+        "task": "rollout.tasks.scheduled_changes_apply",
         "schedule": 60.0,
     },
 }

@@ -1,0 +1,208 @@
+"""Guardrails: watch each scope cell (rule x region) and pause automation where it fails.
+
+Two checks per cell, both counted in the database:
+
+- agreement: recent human reviews of cases the policy lets the model decide in that cell
+  (shadow-stage reviews of cases the model would have decided, and audit samples once it
+  decides) against the model's answer. When the Wilson 95% lower bound falls below the
+  policy's floor with at least the minimum sample, the cell fails. Fewer reviews:
+  "inconclusive", never a pass. Reviews of cases sent to humans for low confidence are a
+  harder population: reported, never part of this figure.
+- inputs: the out-of-domain rate of the cell's recent cases against the region's own
+  shadow-stage rate. Inputs arrive at once, labels late, so this fires before any review.
+
+A failing cell is paused by a new policy version authored by the guardrail (author None), its
+reason carrying the figures; admins are alerted after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Case as CaseWhen
+from django.db.models import CharField, Count, F, OuterRef, Q, Subquery, When
+from django.utils import timezone
+
+from inference.models import Prediction
+from reviewplatform.models import Decision, Deployment, Review, ReviewTask
+
+from . import routing
+from .alerts import admins_alert
+from .models import ChangeKind, PolicyVersion, Stage
+from .selectors import Agreement, policy_current, wilson_interval
+
+logger = logging.getLogger(__name__)
+
+AUTOMATED_STAGES = (Stage.LIMITED, Stage.EXPANDING, Stage.FULL)
+
+
+@dataclass(frozen=True)
+class CellReport:
+    rule: str
+    region: str
+    agreement: Agreement
+    agreement_verdict: str  # pass / fail / inconclusive
+    unsure: Agreement  # low-confidence reviews in the same cell: reported only
+    ood_recent: Agreement  # out-of-domain share of recent cases (agreed = OOD count)
+    ood_baseline: float | None
+    ood_verdict: str  # pass / fail / inconclusive
+    paused: bool
+
+    @property
+    def fails(self) -> bool:
+        return "fail" in (self.agreement_verdict, self.ood_verdict)
+
+    def figures(self) -> str:
+        a = self.agreement
+        parts = [f"region {self.region} under rule {self.rule}:"]
+        if a.n:
+            parts.append(f"agreement {a.agreed}/{a.n} = {a.rate:.3f} "
+                         f"(95% Wilson {a.low:.3f}-{a.high:.3f}) [{self.agreement_verdict}]")
+        else:
+            parts.append("no reviews yet [inconclusive]")
+        o = self.ood_recent
+        if o.n:
+            base = "n/a" if self.ood_baseline is None else f"{self.ood_baseline:.3f}"
+            parts.append(f"out-of-domain {o.agreed}/{o.n} = {o.rate:.3f} (lower bound "
+                         f"{o.low:.3f}) against shadow-stage {base} [{self.ood_verdict}]")
+        return " ".join(parts)
+
+
+def _cells(policy: PolicyVersion, regions: list[str]) -> list[tuple[str, str]]:
+    if policy.stage == Stage.FULL:
+        return [(routing.FULL_RULE, region) for region in regions]
+    cells: list[tuple[str, str]] = []
+    for rule in policy.rules:
+        allowed = set(rule.get("regions") or regions) - set(rule.get("regions_not") or ())
+        cells.extend((rule["name"], region) for region in regions if region in allowed)
+    return cells
+
+
+def _review_agreement(*, deployment: Deployment, rule: str, region: str, reasons: list[str],
+                      since: datetime) -> Agreement:
+    champion = Prediction.objects.filter(case=OuterRef("case"),
+                                         model_version__is_champion=True,
+                                         status=Prediction.Status.OK).values("label")[:1]
+    counted = (Review.objects
+               .filter(task__policy_version__deployment=deployment, task__rule=rule,
+                       task__reason__in=reasons, case__region__code=region,
+                       created_at__gte=since)
+               .annotate(model_label=CaseWhen(
+                   When(task__reason=ReviewTask.Reason.AUDIT, then=F("case__decision__label")),
+                   default=Subquery(champion), output_field=CharField()))
+               .aggregate(n=Count("id"), agreed=Count("id", filter=Q(answer=F("model_label")))))
+    return wilson_interval(counted["agreed"], counted["n"])
+
+
+def _ood(*, deployment: Deployment, rule: str, region: str, since: datetime
+         ) -> tuple[Agreement, float | None, int]:
+    """The cell's recent out-of-domain share, and the region's shadow-stage rate and n."""
+    in_cell = dict(case__deployment=deployment, case__region__code=region, rule=rule)
+    decided = Decision.objects.filter(source=Decision.Source.MODEL, decided_at__gte=since,
+                                      **in_cell).count()
+    tasks = (ReviewTask.objects.filter(created_at__gte=since, **in_cell)
+             .aggregate(n=Count("id", filter=Q(reason__in=[ReviewTask.Reason.LOW_CONFIDENCE,
+                                                          ReviewTask.Reason.OUT_OF_DOMAIN])),
+                        ood=Count("id", filter=Q(reason=ReviewTask.Reason.OUT_OF_DOMAIN))))
+    recent = wilson_interval(tasks["ood"], decided + tasks["n"])
+    baseline = (Prediction.objects
+                .filter(case__deployment=deployment, case__region__code=region,
+                        model_version__is_champion=True, status=Prediction.Status.OK,
+                        case__review_tasks__reason=ReviewTask.Reason.SHADOW)
+                .aggregate(n=Count("id", distinct=True),
+                           ood=Count("id", distinct=True, filter=Q(out_of_domain=True))))
+    rate = baseline["ood"] / baseline["n"] if baseline["n"] else None
+    return recent, rate, baseline["n"]
+
+
+def guardrails_check(*, deployment: Deployment, now: datetime | None = None
+                     ) -> list[CellReport]:
+    """The guardrail figures of every cell of the current policy (no writes)."""
+    now = now or timezone.now()
+    policy = policy_current(deployment_id=deployment.pk)
+    limits = policy.guardrail_settings
+    since = now - timedelta(days=float(limits["window_days"]))
+    regions = list(deployment.regions.values_list("code", flat=True))
+    paused = {tuple(c) for c in policy.paused_cells}
+    reports = []
+    for rule, region in _cells(policy, regions):
+        agreement = _review_agreement(
+            deployment=deployment, rule=rule, region=region, since=since,
+            reasons=[ReviewTask.Reason.SHADOW, ReviewTask.Reason.AUDIT])
+        if agreement.n < int(limits["min_sample"]):
+            verdict = "inconclusive"
+        elif (agreement.low or 0.0) < float(limits["agreement_floor"]):
+            verdict = "fail"
+        else:
+            verdict = "pass"
+        unsure = _review_agreement(deployment=deployment, rule=rule, region=region,
+                                   since=since, reasons=[ReviewTask.Reason.LOW_CONFIDENCE])
+        recent, baseline, baseline_n = _ood(deployment=deployment, rule=rule, region=region,
+                                            since=since)
+        min_cases = int(limits["ood_min_cases"])
+        if baseline is None or baseline_n < min_cases or recent.n < min_cases:
+            ood_verdict = "inconclusive"
+        elif ((recent.low or 0.0) > baseline * float(limits["ood_rate_factor"])
+              and (recent.low or 0.0) > baseline + float(limits["ood_rate_margin"])):
+            ood_verdict = "fail"
+        else:
+            ood_verdict = "pass"
+        reports.append(CellReport(
+            rule=rule, region=region, agreement=agreement, agreement_verdict=verdict,
+            unsure=unsure, ood_recent=recent, ood_baseline=baseline, ood_verdict=ood_verdict,
+            paused=(rule, region) in paused))
+    return reports
+
+
+def guardrails_enforce(*, deployment: Deployment, now: datetime | None = None
+                       ) -> PolicyVersion | None:
+    """Pause every failing cell of the current policy in one new version; None if none fail.
+
+    Only automated stages are enforced; a cell already paused is left as it is.
+    """
+    policy = policy_current(deployment_id=deployment.pk)
+    if policy.stage not in AUTOMATED_STAGES:
+        return None
+    failing = [r for r in guardrails_check(deployment=deployment, now=now)
+               if r.fails and not r.paused]
+    if not failing:
+        return None
+    from .services import policy_publish
+
+    limits = policy.guardrail_settings
+    reason = ("Guardrail paused automation (floor {floor:.2f}, min sample {n}): ".format(
+        floor=float(limits["agreement_floor"]), n=int(limits["min_sample"]))
+        + "; ".join(r.figures() for r in failing))
+    with transaction.atomic():
+        version = policy_publish(
+            deployment=deployment, stage=policy.stage, rules=policy.rules, actor=None,
+            reason=reason, confidence_threshold=policy.confidence_threshold,
+            audit_rate=policy.audit_rate, guardrails=policy.guardrails,
+            paused_cells=[*policy.paused_cells, *([r.rule, r.region] for r in failing)],
+            kind=ChangeKind.GUARDRAIL)
+        payload: dict[str, Any] = {
+            "event": "guardrail_pause", "deployment": deployment.slug,
+            "policy_version": version.version,
+            "cells": [{"rule": r.rule, "region": r.region, "agreed": r.agreement.agreed,
+                       "n": r.agreement.n, "lower_bound": r.agreement.low,
+                       "agreement": r.agreement_verdict, "ood": r.ood_verdict}
+                      for r in failing]}
+        transaction.on_commit(lambda: admins_alert(
+            subject=f"{deployment.slug}: guardrail paused automation", body=reason,
+            payload=payload))
+    logger.warning("%s", reason)
+    return version
+
+
+def guardrails_run(*, now: datetime | None = None) -> list[PolicyVersion]:
+    """Enforce the guardrails of every deployment (run by Celery beat)."""
+    paused = []
+    for deployment in Deployment.objects.all():
+        version = guardrails_enforce(deployment=deployment, now=now)
+        if version is not None:
+            paused.append(version)
+    return paused

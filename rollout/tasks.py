@@ -1,0 +1,19 @@
+"""Celery tasks of the rollout: a thin interface, run by beat."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import guardrails, services
+
+
+@shared_task
+def guardrails_run() -> int:
+    """Check every deployment's guardrails; pause failing scope cells. Returns the pauses."""
+    return len(guardrails.guardrails_run())
+
+
+@shared_task
+def scheduled_changes_apply() -> int:
+    """Publish due scheduled policy changes whose evidence gate passes; hold the others."""
+    return len(services.scheduled_changes_apply())

@@ -1,0 +1,303 @@
+"""Scope rules: time windows in the region's zone, bucketing, validation, widening, routing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rollout.routing import ChampionAnswer, Policy, Reason, case_facts, route
+from rollout.scope import (
+    ScopeError,
+    audit_selected,
+    bucket,
+    policy_describe,
+    policy_diff,
+    rule_compile,
+    rules_validate,
+    widening,
+    window_contains,
+)
+
+REGIONS = ["north", "east", "west"]
+CONFIDENT = ChampionAnswer(label="7", confidence=0.99)
+FAR_ZONES = ["Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Kathmandu", "Australia/Lord_Howe",
+             "America/Los_Angeles", "Europe/Oslo", "Asia/Tokyo", "America/St_Johns", "UTC"]
+instants = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31),
+                        timezones=st.just(UTC))
+clocks = st.integers(min_value=0, max_value=24 * 60 - 1)
+
+
+def hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def matches(rule: dict, *, region: str = "north", at: datetime, tz: str = "Europe/Oslo",
+            key: str = "1") -> bool:
+    facts = case_facts(region=region, captured_at=at, timezone=tz, case_key=key)
+    return rule_compile(rule, group="digits").matches(facts.region, facts.local, facts.case_key)
+
+
+# --- bucketing -----------------------------------------------------------------------------
+
+def test_it_buckets_like_unleash():
+    assert bucket("gr1", "123") == 73
+    assert bucket("groupX", "999") == 25
+
+
+@given(group=st.text(max_size=20), key=st.text(max_size=20))
+def test_it_puts_every_case_in_a_bucket_from_1_to_100_that_never_changes(group, key):
+    first = bucket(group, key)
+    assert 1 <= first <= 100
+    assert bucket(group, key) == first
+
+
+@given(low=st.integers(0, 100), high=st.integers(0, 100), key=st.integers(1, 10**9))
+def test_it_only_adds_cases_when_the_percentage_rises(low, high, key):
+    low, high = min(low, high), max(low, high)
+    at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    if matches({"name": "r", "percent": low}, at=at, key=str(key)):
+        assert matches({"name": "r", "percent": high}, at=at, key=str(key))
+
+
+def test_it_selects_close_to_the_percentage_of_cases():
+    at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    chosen = sum(matches({"name": "r", "percent": 25}, at=at, key=str(k)) for k in range(4000))
+    assert 900 < chosen < 1100
+    assert not any(matches({"name": "r", "percent": 0}, at=at, key=str(k)) for k in range(200))
+    assert all(matches({"name": "r", "percent": 100}, at=at, key=str(k)) for k in range(200))
+
+
+def test_it_draws_audits_independently_of_the_percentage():
+    audited = [k for k in range(4000) if audit_selected("digits", str(k), 0.05)]
+    assert 150 < len(audited) < 250
+    in_low_buckets = sum(bucket("digits", str(k)) <= 50 for k in audited)
+    assert 0.35 < in_low_buckets / len(audited) < 0.65
+
+
+# --- time windows --------------------------------------------------------------------------
+
+@given(start=clocks, end=clocks, t=clocks)
+def test_it_puts_a_time_in_exactly_one_of_a_window_and_its_complement(start, end, t):
+    if start == end:
+        return
+    assert window_contains(start, end, t) != window_contains(end, start, t)
+
+
+def test_it_handles_a_window_across_midnight():
+    rule = {"name": "night", "windows": [{"start": "22:00", "end": "06:00"}]}
+    oslo = ZoneInfo("Europe/Oslo")
+    assert matches(rule, at=datetime(2026, 5, 1, 22, 0, tzinfo=oslo))
+    assert matches(rule, at=datetime(2026, 5, 2, 5, 59, 59, tzinfo=oslo))
+    assert not matches(rule, at=datetime(2026, 5, 2, 6, 0, tzinfo=oslo))
+    assert not matches(rule, at=datetime(2026, 5, 1, 21, 59, tzinfo=oslo))
+
+
+@settings(max_examples=300)
+@given(at=instants, tz=st.sampled_from(FAR_ZONES), start=clocks, end=clocks)
+def test_it_reads_windows_in_the_regions_wall_clock_time(at, tz, start, end):
+    """Oracle: the local wall-clock time from the tz database, compared by hand."""
+    if start == end:
+        return
+    rule = {"name": "w", "windows": [{"start": hhmm(start), "end": hhmm(end)}]}
+    local = at.astimezone(ZoneInfo(tz))
+    minute = local.hour * 60 + local.minute
+    inside = (start <= minute < end) if start < end else (minute >= start or minute < end)
+    assert matches(rule, at=at, tz=tz) == inside
+
+
+def test_it_follows_the_clock_on_the_day_daylight_saving_starts():
+    rule = {"name": "day", "windows": [{"start": "08:00", "end": "18:00"}]}
+    # 2026-03-08: Los Angeles moves from UTC-8 to UTC-7 at 02:00.
+    at_eight_local = datetime(2026, 3, 8, 15, 0, tzinfo=UTC)  # 08:00 PDT, 07:00 in PST
+    assert matches(rule, region="west", at=at_eight_local, tz="America/Los_Angeles")
+    assert not matches(rule, region="west", at=at_eight_local - timedelta(seconds=1),
+                       tz="America/Los_Angeles")
+    # The skipped hour: 02:30 does not exist; a 02:00-03:00 window is empty that night.
+    gap = {"name": "gap", "windows": [{"start": "02:00", "end": "03:00"}]}
+    night = [datetime(2026, 3, 8, 9, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(180)]
+    assert not any(matches(gap, at=t, tz="America/Los_Angeles") for t in night)
+
+
+def test_it_counts_the_repeated_hour_twice_on_the_day_daylight_saving_ends():
+    gap = {"name": "gap", "windows": [{"start": "01:00", "end": "02:00"}]}
+    # 2026-11-01: Los Angeles repeats 01:00-02:00 (PDT, then PST): two real hours inside.
+    night = [datetime(2026, 11, 1, 7, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(240)]
+    assert sum(matches(gap, at=t, tz="America/Los_Angeles") for t in night) == 120
+
+
+def test_it_uses_the_local_weekday_and_date():
+    # Friday 23:30 in Tokyo is still Friday 14:30 UTC.
+    at = datetime(2026, 5, 1, 14, 30, tzinfo=UTC)
+    assert matches({"name": "r", "weekdays": ["fri"]}, region="east", at=at, tz="Asia/Tokyo")
+    assert not matches({"name": "r", "weekdays": ["sat"]}, region="east", at=at,
+                       tz="Asia/Tokyo")
+    later = at + timedelta(hours=1)  # Saturday 00:30 in Tokyo
+    assert matches({"name": "r", "weekdays": ["sat"]}, region="east", at=later, tz="Asia/Tokyo")
+    dated = {"name": "r", "dates": {"from": "2026-05-02", "until": "2026-05-02"}}
+    assert not matches(dated, region="east", at=at, tz="Asia/Tokyo")
+    assert matches(dated, region="east", at=later, tz="Asia/Tokyo")
+
+
+def test_it_ands_conditions_within_a_rule():
+    rule = {"name": "r", "regions": ["north"], "windows": [{"start": "08:00", "end": "18:00"}]}
+    noon = datetime(2026, 5, 1, 12, tzinfo=ZoneInfo("Europe/Oslo"))
+    assert matches(rule, at=noon)
+    assert not matches(rule, region="east", at=noon)
+    assert not matches(rule, at=noon + timedelta(hours=8))
+    assert not matches({"name": "r", "regions_not": ["north"]}, at=noon)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rule", "field"), [
+    ({"name": "r", "regions": ["south"]}, "rules[0].regions"),
+    ({"name": "r", "regions_not": ["moon"]}, "rules[0].regions_not"),
+    ({"name": "r", "windows": [{"start": "08:00", "end": "08:00"}]}, "rules[0].windows[0]"),
+    ({"name": "r", "windows": [{"start": "25:00", "end": "08:00"}]}, "rules[0].windows[0]"),
+    ({"name": "r", "windows": []}, "rules[0].windows"),
+    ({"name": "r", "percent": 101}, "rules[0].percent"),
+    ({"name": "r", "percent": -1}, "rules[0].percent"),
+    ({"name": "r", "percent": "50"}, "rules[0].percent"),
+    ({"name": "r", "confidence_threshold": 1.5}, "rules[0].confidence_threshold"),
+    ({"name": "r", "confidence_threshold": -0.1}, "rules[0].confidence_threshold"),
+    ({"name": "r", "weekdays": ["funday"]}, "rules[0].weekdays"),
+    ({"name": "r", "dates": {"from": "2026-06-01", "until": "2026-05-01"}}, "rules[0].dates"),
+    ({"name": "r", "dates": {"from": "yesterday"}}, "rules[0].dates.from"),
+    ({"name": "r", "colour": "red"}, "rules[0].colour"),
+    ({"name": ""}, "rules[0].name"),
+    ("north", "rules[0]"),
+])
+def test_it_refuses_an_invalid_rule_naming_the_field(rule, field):
+    with pytest.raises(ScopeError) as error:
+        rules_validate([rule], region_codes=REGIONS)
+    assert error.value.field == field
+
+
+def test_it_refuses_two_rules_with_one_name():
+    with pytest.raises(ScopeError) as error:
+        rules_validate([{"name": "a"}, {"name": "a"}], region_codes=REGIONS)
+    assert error.value.field == "rules[1].name"
+
+
+def test_it_accepts_a_full_rule_in_canonical_form():
+    rules = rules_validate([{
+        "name": "north-night", "regions": ["north", "east"], "regions_not": ["west"],
+        "windows": [{"start": "22:00", "end": "06:00"}], "weekdays": ["fri", "mon"],
+        "dates": {"until": "2026-12-31", "from": "2026-05-01"}, "percent": 25,
+        "confidence_threshold": 0.95}], region_codes=REGIONS)
+    assert rules[0]["regions"] == ["east", "north"]
+    assert rules[0]["weekdays"] == ["mon", "fri"]
+
+
+# --- plain words, widening and diffs -------------------------------------------------------
+
+def spec(stage="limited", rules=(), threshold=0.9, cells=()):
+    return {"stage": stage, "rules": list(rules), "confidence_threshold": threshold,
+            "audit_rate": 0.05, "paused_cells": [list(c) for c in cells], "guardrails": {}}
+
+
+def test_it_describes_the_scope_in_plain_words():
+    rule = {"name": "day", "regions": ["north", "east"],
+            "windows": [{"start": "08:00", "end": "18:00"}], "percent": 25}
+    (line, audit) = policy_describe(spec(rules=[rule]))
+    assert line == ("The model decides cases from regions north and east captured 08:00-18:00 "
+                    "local time, 25% of them, when its confidence is at least 0.90 (rule day).")
+    assert "5% of the model's decisions are audited" in audit
+
+
+@pytest.mark.parametrize(("old", "new", "widens"), [
+    (spec("shadow"), spec(rules=[{"name": "n", "regions": ["north"]}]), True),
+    (spec(rules=[{"name": "n", "regions": ["north"]}]),
+     spec(rules=[{"name": "n", "regions": ["north", "east"]}]), True),
+    (spec(rules=[{"name": "n", "regions": ["north", "east"]}]),
+     spec(rules=[{"name": "n", "regions": ["north"]}]), False),
+    (spec(rules=[{"name": "n", "percent": 10}]), spec(rules=[{"name": "n", "percent": 25}]), True),
+    (spec(rules=[{"name": "n", "percent": 25}]), spec(rules=[{"name": "n", "percent": 10}]),
+     False),
+    (spec(rules=[{"name": "n", "windows": [{"start": "08:00", "end": "18:00"}]}]),
+     spec(rules=[{"name": "n", "windows": [{"start": "07:00", "end": "18:00"}]}]), True),
+    (spec(rules=[{"name": "n", "windows": [{"start": "22:00", "end": "06:00"}]}]),
+     spec(rules=[{"name": "n", "windows": [{"start": "23:00", "end": "05:00"}]}]), False),
+    (spec(rules=[{"name": "n"}], threshold=0.9), spec(rules=[{"name": "n"}], threshold=0.8),
+     True),
+    (spec("full"), spec("full", threshold=0.95), False),
+    (spec(rules=[{"name": "n"}], cells=[("n", "east")]), spec(rules=[{"name": "n"}]), True),
+    (spec(rules=[{"name": "n"}]), spec("paused", rules=[{"name": "n"}]), False),
+])
+def test_it_tells_a_widening_from_a_narrowing(old, new, widens):
+    assert bool(widening(old, new, all_regions=REGIONS)) == widens
+
+
+def test_it_writes_a_readable_diff():
+    old = spec(rules=[{"name": "n", "regions": ["north"], "percent": 10}])
+    new = spec("expanding", rules=[{"name": "n", "regions": ["north"], "percent": 25},
+                                   {"name": "e", "regions": ["east"]}])
+    assert policy_diff(old, new) == [
+        "stage: limited → expanding", "rule n: percent 10 → 25",
+        "rule e added: {name: e, regions: [east]}"]
+
+
+# --- routing table -------------------------------------------------------------------------
+
+rules_st = st.lists(st.fixed_dictionaries(
+    {"name": st.sampled_from(["a", "b", "c"])},
+    optional={"regions": st.lists(st.sampled_from(REGIONS), min_size=1, max_size=3),
+              "percent": st.integers(0, 100),
+              "windows": st.lists(st.tuples(clocks, clocks).filter(lambda w: w[0] != w[1])
+                                  .map(lambda w: {"start": hhmm(w[0]), "end": hhmm(w[1])}),
+                                  min_size=1, max_size=2),
+              "confidence_threshold": st.floats(0, 1)}), max_size=3)
+answers = st.builds(ChampionAnswer,
+                    label=st.none() | st.sampled_from(["3", "7"]),
+                    confidence=st.none() | st.floats(0, 1), out_of_domain=st.booleans())
+
+
+@settings(max_examples=300)
+@given(rules=rules_st, answer=answers, at=instants, region=st.sampled_from(REGIONS),
+       key=st.integers(1, 10**6), stage=st.sampled_from(["limited", "expanding", "full"]),
+       threshold=st.floats(0, 1), audit=st.floats(0, 1))
+def test_it_routes_by_the_table(rules, answer, at, region, key, stage, threshold, audit):
+    facts = case_facts(region=region, captured_at=at, timezone="Asia/Tokyo", case_key=str(key))
+    policy = Policy(stage=stage, rules=rules, confidence_threshold=threshold, audit_rate=audit,
+                    group_id="digits")
+    outcome = route(facts, answer, policy)
+    matched = [r for r in policy.compiled if r.matches(region, facts.local, str(key))]
+    if answer.label is None:
+        assert outcome.reason == Reason.MODEL_FAILED
+    elif stage != "full" and not matched:
+        assert outcome.reason == Reason.OUT_OF_SCOPE
+    elif answer.out_of_domain:
+        assert outcome.reason == Reason.OUT_OF_DOMAIN
+    else:
+        rule = matched[0] if stage != "full" else None
+        limit = (rule.confidence_threshold if rule and rule.confidence_threshold is not None
+                 else threshold)
+        if answer.confidence is None or answer.confidence < limit:
+            assert outcome.reason == Reason.LOW_CONFIDENCE
+        else:
+            assert outcome.model_decides
+            assert outcome.audit == audit_selected("digits", str(key), audit)
+    assert outcome.model_decides == (outcome.reason in (Reason.IN_SCOPE, Reason.AUDIT))
+    # The same case under the shadow stage: never decided, names the rule it would use.
+    shadow = route(facts, answer, Policy(stage="shadow", rules=rules,
+                                         confidence_threshold=threshold, group_id="digits"))
+    assert not shadow.model_decides
+    if stage != "full":
+        assert shadow.rule == (outcome.rule if outcome.model_decides else "")
+
+
+def test_it_skips_a_cell_a_guardrail_paused():
+    rules = [{"name": "all"}]
+    policy = Policy(stage="limited", rules=rules, paused_cells=[("all", "east")],
+                    group_id="digits")
+    at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    east = route(case_facts(region="east", captured_at=at, timezone="Asia/Tokyo", case_key="1"),
+                 CONFIDENT, policy)
+    north = route(case_facts(region="north", captured_at=at, timezone="Europe/Oslo",
+                             case_key="1"), CONFIDENT, policy)
+    assert (east.model_decides, east.reason, east.rule) == (False, Reason.PAUSED, "all")
+    assert north.model_decides

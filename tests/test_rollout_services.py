@@ -1,0 +1,331 @@
+"""Rollout services: versioned policies, routing with audits, the gate, schedules, guardrails."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from inference.models import ModelVersion, Prediction
+from reviewplatform.errors import ServiceError
+from reviewplatform.models import Case, Decision, ReviewTask
+from reviewplatform.services import review_claim_next, review_submit
+from rollout import guardrails
+from rollout.models import ChangeKind, ScheduledChange
+from rollout.scope import policy_diff
+from rollout.selectors import policy_current
+from rollout.services import (
+    case_route,
+    policy_change,
+    policy_pause,
+    policy_publish,
+    policy_rollback,
+    policy_schedule,
+    scheduled_changes_apply,
+)
+
+NOON = {"north": datetime(2026, 5, 4, 12, tzinfo=ZoneInfo("Europe/Oslo")),
+        "east": datetime(2026, 5, 4, 12, tzinfo=ZoneInfo("Asia/Tokyo")),
+        "west": datetime(2026, 5, 4, 12, tzinfo=ZoneInfo("America/Los_Angeles"))}
+_ids = itertools.count()
+
+
+@pytest.fixture
+def model(deployment) -> ModelVersion:
+    """A champion row standing in for a learner: these tests write its predictions directly."""
+    return ModelVersion.objects.create(deployment=deployment, name="sim", sha256="0" * 64,
+                                       artifact="models/sim.pkl", labels=deployment.labels,
+                                       is_champion=True)
+
+
+def make_case(deployment, model, client_user, *, region="north", captured_at=None,
+              label="7", confidence=0.99, ood=False, route=True) -> Case:
+    n = next(_ids)
+    case = Case.objects.create(
+        deployment=deployment, region=deployment.regions.get(code=region),
+        external_id=f"sim-{n}", image=f"cases/sim-{n}.png", image_sha256="0" * 64, width=28,
+        height=28, captured_at=captured_at or NOON[region], submitted_by=client_user)
+    Prediction.objects.create(case=case, model_version=model, status=Prediction.Status.OK,
+                              label=label, confidence=confidence, out_of_domain=ood)
+    if route:
+        case_route(case_id=case.pk)
+    return case
+
+
+def answer_all(reviewer, truth: dict[int, str]) -> int:
+    answered = 0
+    while (task := review_claim_next(reviewer=reviewer)) is not None:
+        review_submit(task_id=task.pk, lease_token=task.lease_token, reviewer=reviewer,
+                      answer=truth[task.case_id])
+        answered += 1
+    return answered
+
+
+def test_it_refuses_an_invalid_policy_naming_the_field(deployment, admin_user):
+    with pytest.raises(ServiceError) as error:
+        policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="r",
+                       rules=[{"name": "south", "regions": ["south"]}])
+    assert error.value.field == "rules[0].regions"
+    with pytest.raises(ServiceError) as error:
+        policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="r",
+                       rules=[], guardrails={"agreement_floor": 2})
+    assert error.value.field == "guardrails.agreement_floor"
+    assert deployment.policy_versions.count() == 1
+
+
+def test_it_keeps_every_version_and_its_diff(deployment, admin_user):
+    first = policy_current(deployment_id=deployment.pk)
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="north",
+                   rules=[{"name": "north", "regions": ["north"], "percent": 10}])
+    latest = policy_publish(deployment=deployment, stage="expanding", actor=admin_user,
+                            reason="wider",
+                            rules=[{"name": "north", "regions": ["north"], "percent": 25}])
+    assert [v.version for v in deployment.policy_versions.order_by("version")] == [1, 2, 3]
+    first.refresh_from_db()
+    assert first.stage == "shadow" and first.rules == []
+    previous = deployment.policy_versions.get(version=2)
+    assert policy_diff(previous.spec(), latest.spec()) == [
+        "stage: limited → expanding", "rule north: percent 10 → 25"]
+
+
+def test_it_lets_the_model_decide_in_scope_and_audits_a_sample(deployment, model, client_user,
+                                                                 admin_user, reviewer):
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="north",
+                   rules=[{"name": "north-day", "regions": ["north"],
+                           "windows": [{"start": "08:00", "end": "18:00"}]}], audit_rate=1.0)
+    decided = make_case(deployment, model, client_user, region="north")
+    night = make_case(deployment, model, client_user, region="north",
+                      captured_at=NOON["north"] + timedelta(hours=10))
+    east = make_case(deployment, model, client_user, region="east")
+    unsure = make_case(deployment, model, client_user, region="north", confidence=0.5)
+
+    decision = Decision.objects.get(case=decided)
+    assert (decision.source, decision.label, decision.rule) == ("model", "7", "north-day")
+    audit = ReviewTask.objects.get(case=decided)
+    assert (audit.reason, audit.rule) == ("audit", "north-day")
+    assert ReviewTask.objects.get(case=night).reason == "out_of_scope"
+    assert ReviewTask.objects.get(case=east).reason == "out_of_scope"
+    assert (ReviewTask.objects.get(case=unsure).reason,
+            ReviewTask.objects.get(case=unsure).rule) == ("low_confidence", "north-day")
+    # The audit answer is stored, the model's decision stands.
+    answer_all(reviewer, {decided.pk: "1", night.pk: "7", east.pk: "7", unsure.pk: "7"})
+    decision.refresh_from_db()
+    assert (decision.source, decision.label) == ("model", "7")
+    assert decided.reviews.get().answer == "1"
+
+
+def test_it_sends_every_new_case_to_humans_once_paused(deployment, model, client_user,
+                                                       admin_user):
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="full", audit_rate=0)
+    before = make_case(deployment, model, client_user)
+    assert Decision.objects.get(case=before).source == "model"
+    paused = policy_pause(deployment=deployment, actor=admin_user, reason="stop")
+    case = make_case(deployment, model, client_user)
+    task = ReviewTask.objects.get(case=case)
+    assert (task.reason, task.policy_version_id) == ("paused", paused.pk)
+    assert paused.kind == ChangeKind.PAUSE
+
+
+def test_it_refuses_a_widening_without_evidence_unless_overridden(deployment, admin_user):
+    rules = [{"name": "north", "regions": ["north"]}]
+    with pytest.raises(ServiceError) as error:
+        policy_change(deployment=deployment, actor=admin_user, reason="go", stage="limited",
+                      rules=rules, confidence_threshold=0.9, audit_rate=0.05)
+    assert error.value.field == "override_reason"
+    assert "only 0 reviewed cases" in error.value.message
+    version = policy_change(deployment=deployment, actor=admin_user, reason="go",
+                            stage="limited", rules=rules, confidence_threshold=0.9,
+                            audit_rate=0.05, override_reason="pilot agreed with the team")
+    assert version.override_reason == "pilot agreed with the team"
+    assert version.evidence["gate"] == "inconclusive"
+    # Narrowing needs no evidence.
+    narrower = policy_change(deployment=deployment, actor=admin_user, reason="less",
+                             stage="limited", rules=[{**rules[0], "percent": 50}],
+                             confidence_threshold=0.9, audit_rate=0.05)
+    assert narrower.override_reason == ""
+
+
+def test_it_publishes_a_widening_whose_shadow_evidence_passes(deployment, model, client_user,
+                                                               admin_user, reviewer):
+    truth = {}
+    for region in ("north", "east"):
+        for _ in range(40):
+            case = make_case(deployment, model, client_user, region=region,
+                             label="7" if region == "north" else "1")
+            truth[case.pk] = "7"
+    answer_all(reviewer, truth)
+    north = [{"name": "north", "regions": ["north"]}]
+    version = policy_change(deployment=deployment, actor=admin_user, reason="north is good",
+                            stage="limited", rules=north, confidence_threshold=0.9,
+                            audit_rate=0.05, guardrails={"min_sample": 30})
+    assert version.evidence["gate"] == "pass"
+    assert version.evidence["added"] == 40
+    assert version.evidence["recall"] == [{"label": "7", "n": 40, "correct": 40}]
+    with pytest.raises(ServiceError):  # east: the model said 1 for every 7
+        policy_change(deployment=deployment, actor=admin_user, reason="east too",
+                      stage="limited", rules=[*north, {"name": "east", "regions": ["east"]}],
+                      confidence_threshold=0.9, audit_rate=0.05)
+
+
+def test_it_rolls_back_by_publishing_a_copy(deployment, admin_user):
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="a",
+                   rules=[{"name": "north", "regions": ["north"]}])
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="b",
+                   rules=[{"name": "north", "regions": ["north"], "percent": 10}])
+    back = policy_rollback(deployment=deployment, version=1, actor=admin_user,
+                           reason="back to shadow")
+    assert (back.version, back.stage, back.rules, back.copied_from) == (4, "shadow", [], 1)
+    with pytest.raises(ServiceError) as error:
+        policy_rollback(deployment=deployment, version=99, actor=admin_user, reason="x")
+    assert error.value.field == "version"
+
+
+def test_it_applies_a_scheduled_change_only_when_its_gate_passes(
+        deployment, admin_user, settings, django_capture_on_commit_callbacks):
+    settings.ROLLOUT_ALERT_EMAILS = ["ops@example.com"]
+    now = timezone.now()
+    narrowing = policy_schedule(deployment=deployment, actor=admin_user, reason="pause later",
+                                effective_at=now + timedelta(hours=1), stage="paused",
+                                rules=[], confidence_threshold=0.9, audit_rate=0.05, now=now)
+    widening = policy_schedule(deployment=deployment, actor=admin_user, reason="open east",
+                               effective_at=now + timedelta(hours=2), stage="limited",
+                               rules=[{"name": "east", "regions": ["east"]}],
+                               confidence_threshold=0.9, audit_rate=0.05, now=now)
+    assert scheduled_changes_apply(now=now) == []
+    with pytest.raises(ServiceError) as error:
+        policy_schedule(deployment=deployment, actor=admin_user, reason="x", effective_at=now,
+                        stage="paused", rules=[], confidence_threshold=0.9, audit_rate=0.05,
+                        now=now)
+    assert error.value.field == "effective_at"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        scheduled_changes_apply(now=now + timedelta(hours=3))
+    narrowing.refresh_from_db()
+    widening.refresh_from_db()
+    assert narrowing.status == ScheduledChange.Status.PUBLISHED
+    assert policy_current(deployment_id=deployment.pk).stage == "paused"
+    assert widening.status == ScheduledChange.Status.HELD
+    assert "gate needs at least" in widening.status_note
+    assert mail.outbox and "held" in mail.outbox[0].subject
+    assert scheduled_changes_apply(now=now + timedelta(hours=4)) == []
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict, bytes]] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook(settings):
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    Receiver.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.ROLLOUT_ALERT_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/alerts"
+    settings.ROLLOUT_ALERT_WEBHOOK_SECRET = "s3cret"
+    settings.ROLLOUT_ALERT_EMAILS = ["ops@example.com"]
+    yield Receiver.received
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_guardrail_pauses_the_degrading_region_and_only_that_one(
+        deployment, model, client_user, admin_user, reviewer, webhook,
+        django_capture_on_commit_callbacks):
+    """Simulation: east's cameras switch to night-time images the model reads wrongly (yet
+    confidently); north and west stay clean. Audits catch it; the guardrail pauses east."""
+    policy_publish(deployment=deployment, stage="expanding", actor=admin_user,
+                   reason="all regions", rules=[{"name": "all"}], audit_rate=0.5,
+                   guardrails={"min_sample": 20, "agreement_floor": 0.85})
+    truth = {}
+    for i in range(90):
+        for region in ("north", "east", "west"):
+            degraded = region == "east" and i % 2 == 0
+            night = NOON[region] + timedelta(hours=11) if region == "east" else NOON[region]
+            case = make_case(deployment, model, client_user, region=region, captured_at=night,
+                             label="1" if degraded else "7", confidence=0.97)
+            truth[case.pk] = "7"
+    assert guardrails.guardrails_enforce(deployment=deployment) is None  # no labels yet
+    answer_all(reviewer, truth)
+
+    reports = {r.region: r for r in guardrails.guardrails_check(deployment=deployment)}
+    assert reports["north"].agreement_verdict == "pass"
+    assert reports["west"].agreement_verdict == "pass"
+    assert reports["east"].agreement_verdict == "fail"
+    with django_capture_on_commit_callbacks(execute=True):
+        paused = guardrails.guardrails_run()
+
+    (version,) = paused
+    assert version.author is None and version.kind == ChangeKind.GUARDRAIL
+    assert version.paused_cells == [["all", "east"]]
+    assert "region east under rule all: agreement" in version.reason
+    assert "95% Wilson" in version.reason
+    assert guardrails.guardrails_run() == []  # already paused: nothing more to do
+    # New cases: east goes to humans, the others stay automated.
+    east = make_case(deployment, model, client_user, region="east")
+    north = make_case(deployment, model, client_user, region="north")
+    assert ReviewTask.objects.get(case=east).reason == "paused"
+    assert Decision.objects.get(case=north).source == "model"
+    # Admins were told, by email and by a signed webhook.
+    assert "guardrail paused" in mail.outbox[-1].subject
+    ((headers, body),) = webhook
+    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["X-Rollout-Signature"] == f"sha256={expected}"
+    payload = json.loads(body)
+    assert payload["event"] == "guardrail_pause"
+    assert [c["region"] for c in payload["cells"]] == ["east"]
+
+
+def test_the_guardrail_pauses_on_out_of_domain_inputs_before_any_review(
+        deployment, model, client_user, admin_user):
+    for region in ("north", "east"):
+        for i in range(40):
+            make_case(deployment, model, client_user, region=region, ood=i % 20 == 0)
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=None, reason="full",
+                   audit_rate=0.0, guardrails={"ood_min_cases": 30})
+    for region in ("north", "east"):
+        for i in range(60):
+            make_case(deployment, model, client_user, region=region,
+                      ood=(region == "east" and i % 2 == 0) or i % 20 == 0)
+
+    version = guardrails.guardrails_enforce(deployment=deployment)
+
+    assert version is not None
+    assert version.paused_cells == [["full", "east"]]
+    assert "out-of-domain" in version.reason
+    assert Case.objects.filter(reviews__isnull=False).count() == 0
+
+
+def test_it_counts_too_few_reviews_as_inconclusive(deployment, model, client_user, admin_user,
+                                                   reviewer):
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="full", audit_rate=1.0)
+    truth = {make_case(deployment, model, client_user, label="1").pk: "7" for _ in range(5)}
+    answer_all(reviewer, truth)
+    (north, *_) = [r for r in guardrails.guardrails_check(deployment=deployment)
+                   if r.region == "north"]
+    assert (north.agreement.n, north.agreement_verdict) == (5, "inconclusive")
+    assert guardrails.guardrails_enforce(deployment=deployment) is None
+
+
+def test_it_schedules_the_guardrail_and_the_scheduler_with_beat(settings):
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"rollout.tasks.guardrails_run", "rollout.tasks.scheduled_changes_apply"} <= tasks
