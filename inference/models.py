@@ -30,6 +30,10 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["deployment", "-is_champion", "name"]
+        permissions = [
+            ("register_modelversion",
+             "Can register, promote and retire model versions (artifacts are pickles)"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["deployment", "name"],
                                     name="model_version_name_unique"),
@@ -104,3 +108,42 @@ class DomainThresholds(models.Model):
 
     def __str__(self) -> str:
         return f"domain thresholds of {self.deployment.slug}"
+
+
+class ModelVersionEvent(models.Model):
+    """The audit log of model versions: registration, promotion, retirement."""
+
+    class Action(models.TextChoices):
+        REGISTERED = "registered"
+        PROMOTED = "promoted", "promoted to champion"
+        DEMOTED = "demoted", "demoted to challenger"
+        RETIRED = "retired", "retired (no longer predicts)"
+        REACTIVATED = "reactivated"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE,
+                                      related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
+                              blank=True, related_name="+")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.model_version}: {self.action}"
+
+
+class InferenceClaim(models.Model):
+    """A worker's claim on a received case while it predicts it, so that each case is
+    predicted in one batch by one worker. A claim older than PREDICTION_STALE_SECONDS belongs
+    to a worker that died: the case can be claimed again, counting the attempt."""
+
+    case = models.OneToOneField(Case, on_delete=models.CASCADE, primary_key=True,
+                                related_name="inference_claim")
+    claimed_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=1)
+
+    def __str__(self) -> str:
+        return f"claim on case {self.case_id} (attempt {self.attempts})"

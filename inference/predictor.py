@@ -1,4 +1,4 @@
-"""Loading exported fastai learners and predicting with them.
+"""Loading exported fastai learners and predicting with them, in batches.
 
 A learner is loaded once per worker process and kept while its version's artifact is unchanged.
 Nothing here touches the database: callers predict outside any transaction.
@@ -6,25 +6,44 @@ Nothing here touches the database: callers predict outside any transaction.
 
 from __future__ import annotations
 
+import io
+import logging
 import math
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
+from PIL import Image, ImageStat
+
+logger = logging.getLogger(__name__)
 
 _learners: dict[int, tuple[str, Any]] = {}
+
+
+def device_name() -> str:
+    """`cuda` when the setting asks for it and a GPU is there; otherwise `cpu`."""
+    if settings.INFERENCE_DEVICE != "cuda":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    logger.warning("INFERENCE_DEVICE=cuda but no GPU is available: predicting on the CPU")
+    return "cpu"
 
 
 def learner_load(file: IO[bytes] | str) -> Any:
     """Load an exported learner (a pickle: only for artifacts an administrator registered)."""
     from fastai.learner import load_learner
 
+    device = device_name()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*insecure pickle.*")
-        learn = load_learner(file, cpu=settings.INFERENCE_DEVICE == "cpu")
-    if settings.INFERENCE_DEVICE == "cuda":
+        learn = load_learner(file, cpu=device == "cpu")
+    if device == "cuda":
         learn.dls.to("cuda")
         learn.model.to("cuda")
     learn.model.eval()
@@ -35,7 +54,7 @@ def learner_vocab(learn: Any) -> list[str]:
     return [str(label) for label in learn.dls.vocab]
 
 
-def learner_for(*, version_id: int, sha256: str, open_artifact: Any) -> Any:
+def learner_for(*, version_id: int, sha256: str, open_artifact: Callable[[], IO[bytes]]) -> Any:
     """The cached learner of a model version, loaded on first use or when its artifact changed."""
     cached = _learners.get(version_id)
     if cached is not None and cached[0] == sha256:
@@ -44,6 +63,36 @@ def learner_for(*, version_id: int, sha256: str, open_artifact: Any) -> Any:
         learn = learner_load(file)
     _learners[version_id] = (sha256, learn)
     return learn
+
+
+def learners_forget_except(version_ids: Iterable[int]) -> None:
+    """Drop cached learners of versions no longer active, freeing their memory."""
+    keep = set(version_ids)
+    for version_id in list(_learners):
+        if version_id not in keep:
+            del _learners[version_id]
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """What the input looked like: the first signals of domain shift (night, low resolution)."""
+
+    brightness: float  # mean grey level, 0-255
+    contrast: float  # standard deviation of the grey levels, 0-255
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def input_stats(image: bytes) -> InputStats:
+    with Image.open(io.BytesIO(image)) as opened:
+        grey = opened.convert("L")
+        stat = ImageStat.Stat(grey)
+        return InputStats(brightness=float(stat.mean[0]), contrast=float(stat.stddev[0]),
+                          width=opened.width, height=opened.height)
 
 
 @dataclass(frozen=True)
@@ -56,7 +105,11 @@ class Output:
 
 
 def predict_images(learn: Any, images: list[bytes]) -> list[Output]:
-    """Predict encoded images in one batch; each output's probabilities are keyed by label."""
+    """Predict encoded images in one batch (one forward pass); probabilities keyed by label.
+
+    The learner's own item and batch transforms run, so outputs equal `learn.predict`.
+    `latency_ms` is the batch's time shared out per image.
+    """
     import torch
 
     started = time.perf_counter()

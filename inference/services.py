@@ -5,18 +5,28 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 from PIL import Image
 
 from reviewplatform.errors import Conflict, ServiceError
 from reviewplatform.models import Case, Deployment
 
 from . import predictor
-from .models import ModelVersion, Prediction
+from .models import DomainThresholds, InferenceClaim, ModelVersion, ModelVersionEvent, Prediction
+from .ood import Limits, ood_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +61,8 @@ def model_version_register(
     """
     if not path.is_file():
         raise ServiceError(f"no such file: {path}", field="path")
+    if not name.strip():
+        raise ServiceError("a model version needs a name", field="name")
     if deployment.model_versions.filter(name=name).exists():
         raise Conflict(f"deployment {deployment.slug} already has a model version {name!r}",
                        field="name")
@@ -59,7 +71,11 @@ def model_version_register(
     except Exception as exc:  # any failure to unpickle means: not a usable learner
         raise ServiceError(f"the file is not a loadable fastai learner ({exc})",
                            field="path") from exc
-    vocab = predictor.learner_vocab(learn)
+    try:
+        vocab = predictor.learner_vocab(learn)
+    except AttributeError as exc:
+        raise ServiceError("the file is not an exported fastai learner with a vocabulary",
+                           field="path") from exc
     missing = sorted(set(deployment.labels) - set(vocab))
     extra = sorted(set(vocab) - set(deployment.labels))
     if missing or extra:
@@ -77,56 +93,243 @@ def model_version_register(
     sha256 = _sha256(path)
     with transaction.atomic():
         if champion:
-            deployment.model_versions.filter(is_champion=True).update(is_champion=False)
+            _champion_demote(deployment=deployment, actor=actor,
+                             reason=f"replaced by {name}")
         with path.open("rb") as file:
             version = ModelVersion(deployment=deployment, name=name, sha256=sha256, labels=vocab,
                                    is_champion=champion, notes=notes, created_by=actor)
             version.artifact.save(f"{deployment.slug}-{name}-{sha256[:12]}.pkl", File(file),
                                   save=False)
         version.save()
+        ModelVersionEvent.objects.create(
+            model_version=version, action=ModelVersionEvent.Action.REGISTERED, actor=actor,
+            reason=f"registered as {'champion' if champion else 'challenger'}; sha256 {sha256}")
     logger.info("registered %s (sha256 %s)", version, sha256)
     return version
 
 
-def _prediction_store(*, case: Case, version: ModelVersion, **fields: object) -> None:
-    """Store one prediction; a redelivered task finds it already there and changes nothing."""
-    try:
-        with transaction.atomic():
-            Prediction.objects.create(case=case, model_version=version, **fields)
-    except IntegrityError:
-        logger.info("prediction for case %s by %s already stored", case.pk, version.pk)
+def _champion_demote(*, deployment: Deployment, actor: User | None, reason: str) -> None:
+    for old in deployment.model_versions.select_for_update().filter(is_champion=True):
+        old.is_champion = False
+        old.save(update_fields=["is_champion"])
+        ModelVersionEvent.objects.create(model_version=old, actor=actor, reason=reason,
+                                         action=ModelVersionEvent.Action.DEMOTED)
+
+
+def model_version_promote(*, version: ModelVersion, actor: User | None, reason: str
+                          ) -> ModelVersion:
+    """Make a challenger the champion (audited); the old champion stays on as a challenger."""
+    if not reason.strip():
+        raise ServiceError("promoting a model version needs a reason", field="reason")
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.is_champion:
+            raise Conflict(f"{version.name} is already the champion")
+        _champion_demote(deployment=version.deployment, actor=actor,
+                         reason=f"{version.name} promoted: {reason}")
+        version.is_champion = True
+        version.is_active = True
+        version.save(update_fields=["is_champion", "is_active"])
+        ModelVersionEvent.objects.create(model_version=version, actor=actor, reason=reason,
+                                         action=ModelVersionEvent.Action.PROMOTED)
+    return version
+
+
+def model_version_set_active(*, version: ModelVersion, active: bool, actor: User | None,
+                             reason: str) -> ModelVersion:
+    """Retire a challenger (it stops predicting) or bring it back (audited)."""
+    if not reason.strip():
+        raise ServiceError("this change needs a reason", field="reason")
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.is_champion and not active:
+            raise Conflict("the champion cannot be retired; promote another version first")
+        if version.is_active == active:
+            return version
+        version.is_active = active
+        version.save(update_fields=["is_active"])
+        action = (ModelVersionEvent.Action.REACTIVATED if active
+                  else ModelVersionEvent.Action.RETIRED)
+        ModelVersionEvent.objects.create(model_version=version, actor=actor, reason=reason,
+                                         action=action)
+    return version
+
+
+def domain_thresholds_fit(*, deployment: Deployment, images: Sequence[bytes],
+                          min_confidence: float | None = 0.5) -> DomainThresholds:
+    """Set a deployment's input limits from images like those the model was trained on.
+
+    Brightness may stray a quarter of the training range beyond its 1st-99th percentiles;
+    contrast may fall to three quarters of its 1st percentile; images may have down to half the
+    smallest training image's pixels.
+    """
+    if len(images) < 10:
+        raise ServiceError("fitting domain thresholds needs at least 10 images", field="images")
+    stats = [predictor.input_stats(image) for image in images]
+    brightness = sorted(s.brightness for s in stats)
+    contrast = sorted(s.contrast for s in stats)
+    cut = statistics.quantiles(brightness, n=100)
+    low, high = cut[0], cut[-1]
+    spread = max(high - low, 1.0)
+    thresholds, _ = DomainThresholds.objects.update_or_create(
+        deployment=deployment,
+        defaults={
+            "min_brightness": max(0.0, low - spread / 4),
+            "max_brightness": min(255.0, high + spread / 4),
+            "min_contrast": statistics.quantiles(contrast, n=100)[0] * 0.75,
+            "min_pixels": min(s.pixels for s in stats) // 2,
+            "min_confidence": min_confidence,
+        },
+    )
+    return thresholds
+
+
+def _limits(deployment_id: int) -> Limits:
+    found = DomainThresholds.objects.filter(deployment_id=deployment_id).first()
+    if found is None:
+        return Limits()
+    return Limits(min_confidence=found.min_confidence, max_entropy=found.max_entropy,
+                  min_brightness=found.min_brightness, max_brightness=found.max_brightness,
+                  min_contrast=found.min_contrast, min_pixels=found.min_pixels)
+
+
+def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
+                now: datetime | None = None) -> list[int]:
+    """Claim up to `limit` received cases for prediction, oldest first (or only `case_ids`).
+
+    A case already claimed by a live worker is skipped; one whose claim went stale is taken
+    over, counting an attempt. Short transaction; SKIP LOCKED keeps workers out of each
+    other's way on PostgreSQL.
+    """
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.PREDICTION_STALE_SECONDS)
+    with transaction.atomic():
+        candidates = (Case.objects.select_for_update(skip_locked=True, of=("self",))
+                      .filter(status=Case.Status.RECEIVED)
+                      .exclude(inference_claim__claimed_at__gte=stale))
+        if case_ids is not None:
+            candidates = candidates.filter(pk__in=case_ids)
+        ids = list(candidates.order_by("id").values_list("id", flat=True)[:limit])
+        if not ids:
+            return []
+        InferenceClaim.objects.filter(case_id__in=ids).update(claimed_at=now,
+                                                               attempts=F("attempts") + 1)
+        held = set(InferenceClaim.objects.filter(case_id__in=ids)
+                   .values_list("case_id", flat=True))
+        InferenceClaim.objects.bulk_create(
+            [InferenceClaim(case_id=i, claimed_at=now) for i in ids if i not in held])
+    return ids
+
+
+def predict_waiting(*, batch_size: int | None = None, wait_ms: int | None = None) -> int:
+    """Claim a batch of waiting cases, predict them and route them; returns how many.
+
+    Takes what is waiting, then keeps topping the batch up until it is full or `wait_ms` has
+    passed, so that a burst of cases shares one forward pass per model.
+    """
+    size = batch_size or settings.INFERENCE_BATCH_SIZE
+    wait = (settings.INFERENCE_BATCH_WAIT_MS if wait_ms is None else wait_ms) / 1000
+    ids = cases_claim(limit=size)
+    if not ids:
+        return 0
+    deadline = time.monotonic() + wait
+    while len(ids) < size and time.monotonic() < deadline:
+        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        ids += cases_claim(limit=size - len(ids))
+    cases_predict(case_ids=ids)
+    return len(ids)
 
 
 def case_predict(*, case_id: int) -> None:
-    """Predict a received case with every active model version, then route it.
+    """Predict and route one case now, if it is still waiting and nobody else holds it."""
+    ids = cases_claim(limit=1, case_ids=[case_id])
+    if ids:
+        cases_predict(case_ids=ids)
 
-    Idempotent by state: a case no longer `received` is left alone, versions that already
-    predicted it are skipped. Models run outside any transaction; a failing model is recorded
-    as a failed prediction and never blocks the case.
+
+def cases_predict(*, case_ids: Sequence[int]) -> None:
+    """Predict claimed cases with every active model version of their deployment, in one
+    batch per version, then route each case and release the claims.
+
+    Models run outside any transaction. A failing model (load error, exception, time-out) is
+    stored as a failed prediction with its reason and never blocks a case. Versions that
+    already predicted a case are skipped: a redelivered job changes nothing. After
+    INFERENCE_MAX_ATTEMPTS claims of the same case (workers that died on it), the case is
+    sent to humans with failed predictions.
     """
     from rollout.services import case_route
 
-    case = Case.objects.filter(pk=case_id, status=Case.Status.RECEIVED).first()
-    if case is None:
-        return
-    done = set(case.predictions.values_list("model_version_id", flat=True))
-    versions = [v for v in ModelVersion.objects.filter(deployment_id=case.deployment_id,
-                                                      is_active=True) if v.pk not in done]
-    if versions:
-        with case.image.open("rb") as file:
-            image = file.read()
-    for version in versions:
-        try:
-            learn = predictor.learner_for(version_id=version.pk, sha256=version.sha256,
-                                          open_artifact=lambda v=version: v.artifact.open("rb"))
-            (output,) = predictor.predict_images(learn, [image])
-        except Exception as exc:  # a broken model must not block the case: humans decide
-            logger.exception("model version %s failed on case %s", version.pk, case.pk)
-            _prediction_store(case=case, version=version, status=Prediction.Status.FAILED,
-                              error=f"{type(exc).__name__}: {exc}"[:2000])
+    cases = list(Case.objects.filter(pk__in=case_ids, status=Case.Status.RECEIVED)
+                 .select_related("inference_claim"))
+    by_deployment: dict[int, list[Case]] = defaultdict(list)
+    for case in cases:
+        by_deployment[case.deployment_id].append(case)
+    active_ids: list[int] = []
+    for deployment_id, group in by_deployment.items():
+        versions = list(ModelVersion.objects.filter(deployment_id=deployment_id, is_active=True))
+        active_ids += [v.pk for v in versions]
+        _group_predict(group, versions, limits=_limits(deployment_id))
+    predictor.learners_forget_except(active_ids)
+    for case in cases:
+        case_route(case_id=case.pk)
+    InferenceClaim.objects.filter(case_id__in=[c.pk for c in cases]).delete()
+
+
+def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: Limits) -> None:
+    done = set(Prediction.objects.filter(case__in=cases, model_version__in=versions)
+               .values_list("case_id", "model_version_id"))
+    images: dict[int, bytes] = {}
+    stats: dict[int, predictor.InputStats] = {}
+    failed: dict[int, str] = {}
+    for case in cases:
+        claim = getattr(case, "inference_claim", None)
+        if claim is not None and claim.attempts > settings.INFERENCE_MAX_ATTEMPTS:
+            failed[case.pk] = f"gave up after {claim.attempts - 1} attempts that did not finish"
             continue
-        _prediction_store(case=case, version=version, status=Prediction.Status.OK,
-                          label=output.label, confidence=output.confidence,
-                          probabilities=output.probabilities, entropy=output.entropy,
-                          latency_ms=output.latency_ms)
-    case_route(case_id=case.pk)
+        try:
+            with case.image.open("rb") as file:
+                images[case.pk] = file.read()
+            stats[case.pk] = predictor.input_stats(images[case.pk])
+        except OSError as exc:
+            failed[case.pk] = f"the stored image could not be read ({exc})"
+    for version in versions:
+        todo = [c for c in cases if (c.pk, version.pk) not in done]
+        rows = [_failed(c, version, failed[c.pk]) for c in todo if c.pk in failed]
+        todo = [c for c in todo if c.pk not in failed]
+        if todo:
+            rows += _version_predict(todo, version, images, stats, limits)
+        Prediction.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _failed(case: Case, version: ModelVersion, error: str) -> Prediction:
+    return Prediction(case=case, model_version=version, status=Prediction.Status.FAILED,
+                      error=error[:2000])
+
+
+def _version_predict(cases: list[Case], version: ModelVersion, images: dict[int, bytes],
+                     stats: dict[int, predictor.InputStats], limits: Limits) -> list[Prediction]:
+    try:
+        learn = predictor.learner_for(version_id=version.pk, sha256=version.sha256,
+                                      open_artifact=lambda: version.artifact.open("rb"))
+        outputs = predictor.predict_images(learn, [images[c.pk] for c in cases])
+    except SoftTimeLimitExceeded:
+        logger.error("model version %s timed out on %d cases", version.pk, len(cases))
+        return [_failed(c, version, f"timed out after {settings.INFERENCE_TIME_LIMIT}s")
+                for c in cases]
+    except Exception as exc:  # a broken model must not block cases: humans decide them
+        logger.exception("model version %s failed on %d cases", version.pk, len(cases))
+        return [_failed(c, version, f"{type(exc).__name__}: {exc}") for c in cases]
+    rows = []
+    for case, output in zip(cases, outputs, strict=True):
+        s = stats[case.pk]
+        reasons = ood_reasons(brightness=s.brightness, contrast=s.contrast, width=s.width,
+                              height=s.height, confidence=output.confidence,
+                              entropy=output.entropy, limits=limits)
+        rows.append(Prediction(
+            case=case, model_version=version, status=Prediction.Status.OK, label=output.label,
+            confidence=output.confidence, probabilities=output.probabilities,
+            entropy=output.entropy, latency_ms=output.latency_ms, brightness=s.brightness,
+            contrast=s.contrast, pixels=s.pixels, out_of_domain=bool(reasons),
+            ood_reasons=reasons))
+    return rows
+

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from reviewplatform.models import Case
@@ -17,11 +17,16 @@ from . import services
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OperationalError,),
-             max_retries=3, retry_backoff=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(OperationalError, InterfaceError), max_retries=3,
+             retry_backoff=True, soft_time_limit=settings.INFERENCE_TIME_LIMIT,
+             time_limit=settings.INFERENCE_TIME_LIMIT + 30)
 def predict_case(case_id: int) -> None:
-    """Idempotent (see case_predict), so a redelivered message after a crash is harmless."""
-    services.case_predict(case_id=case_id)
+    """A case is waiting: predict a batch of waiting cases (this one among them, or already
+    taken by another worker's batch). Idempotent by state, so a redelivered message after a
+    crash is harmless; only database connection errors are retried, a bounded number of times.
+    """
+    services.predict_waiting()
 
 
 @shared_task

@@ -45,6 +45,10 @@ MIN_IMAGE_SIDE = env_int("MIN_IMAGE_SIDE", 8, minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "cpu", ["cpu", "cuda"])
+INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 32, minimum=1)
+INFERENCE_BATCH_WAIT_MS = env_int("INFERENCE_BATCH_WAIT_MS", 200, minimum=0)
+INFERENCE_MAX_ATTEMPTS = env_int("INFERENCE_MAX_ATTEMPTS", 3, minimum=1)
+INFERENCE_TIME_LIMIT = env_int("INFERENCE_TIME_LIMIT", 120, minimum=1)
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"])
 # Rollout alerts (guardrail pauses, held scheduled changes): email to these addresses (or
 # ADMINS) and a JSON POST signed with HMAC-SHA256 of the body under the secret.

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("deployments/<slug:slug>/models/", views.models_page, name="models"),
+    path("deployments/<slug:slug>/models/register/", views.model_register,
+         name="model-register"),
+    path("models/<int:version_id>/promote/", views.model_promote, name="model-promote"),
+    path("models/<int:version_id>/active/", views.model_set_active, name="model-set-active"),
+]
