@@ -1,5 +1,6 @@
-"""The demo's set-up: users, a deployment with regions in several time zones, a champion model
-and an API key. Every step reuses what exists, so running it again changes nothing."""
+"""The demo's set-up: users, a deployment with regions in several time zones, a champion and a
+challenger model, input limits fitted to the training images, and an API key. Every step reuses
+what exists, so running it again changes nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from inference.demo_model import DIGIT_LABELS
-from inference.services import model_version_register
+from inference.models import DomainThresholds
+from inference.services import domain_thresholds_fit, model_version_register
 
 from .models import ApiKey, Deployment
 from .services import api_key_create, deployment_create
@@ -36,7 +38,8 @@ class DemoSetup:
     api_key: str
 
 
-def demo_setup(*, model_path: Path, api_key_file: Path) -> DemoSetup:
+def demo_setup(*, model_path: Path, challenger_path: Path | None, training_images: Path,
+               api_key_file: Path) -> DemoSetup:
     user_model = get_user_model()
     users = {}
     for username, (password, groups, is_staff) in DEMO_USERS.items():
@@ -58,6 +61,14 @@ def demo_setup(*, model_path: Path, api_key_file: Path) -> DemoSetup:
         model_version_register(deployment=deployment, path=model_path, name="digits-cnn-v1",
                                champion=True, actor=users["admin"],
                                notes="small CNN trained on scikit-learn's digits")
+    if challenger_path is not None and not deployment.model_versions.filter(
+            is_champion=False).exists():
+        model_version_register(deployment=deployment, path=challenger_path,
+                               name="digits-cnn-wide", champion=False, actor=users["admin"],
+                               notes="wider CNN, another seed, fewer epochs")
+    if not DomainThresholds.objects.filter(deployment=deployment).exists():
+        images = [path.read_bytes() for path in sorted(training_images.glob("*/*.png"))]
+        domain_thresholds_fit(deployment=deployment, images=images)
 
     key = api_key_file.read_text().strip() if api_key_file.exists() else ""
     prefix = key.partition(".")[0]

@@ -1,3 +1,4 @@
+import io
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -7,13 +8,27 @@ from zoneinfo import ZoneInfo
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from PIL import Image
 
+from inference.demo_model import low_resolution, night_time
 from reviewplatform.demo import DEMO_DEPLOYMENT, DEMO_REGIONS
+
+# Share of degraded captures per region: the shift is concentrated where a guardrail should
+# find it, and degraded captures are taken at night.
+DEGRADED_SHARE = {"north": 0.08, "east": 0.55, "west": 0.08, "south": 0.4}
+
+
+def _captured_at(rng: random.Random, now: datetime, tz: str, *, night: bool) -> datetime:
+    day = (now - timedelta(days=rng.randrange(7))).astimezone(ZoneInfo(tz))
+    hour = rng.choice([22, 23, 0, 1, 2, 3, 4, 5]) if night else rng.randrange(7, 21)
+    local = day.replace(hour=hour, minute=rng.randrange(60), second=0, microsecond=0)
+    return min(local, now.astimezone(ZoneInfo(tz)))
 
 
 class Command(BaseCommand):
-    help = ("Submit the held-out demo digits as cases through the HTTP API, like an API client. "
-            "Cases already submitted (same external_id) are left alone.")
+    help = ("Submit held-out demo digits as cases through the HTTP API, like an API client. "
+            "A share are made night-time (dark, noisy) or low-resolution, concentrated in the "
+            "east and south regions and at night. Cases already submitted are left alone.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000")
@@ -21,7 +36,7 @@ class Command(BaseCommand):
                             default=settings.VAR_DIR / "demo" / "api-key.txt")
         parser.add_argument("--images", type=Path,
                             default=settings.VAR_DIR / "demo" / "digits" / "test")
-        parser.add_argument("--count", type=int, default=120)
+        parser.add_argument("--count", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args: Any, url: str, api_key_file: Path, images: Path, count: int,
@@ -30,26 +45,35 @@ class Command(BaseCommand):
         if not files:
             raise CommandError(f"no demo images under {images}: run train_demo_model first")
         rng = random.Random(seed)
-        chosen = rng.sample(files, min(count, len(files)))
         session = requests.Session()
         session.headers["Authorization"] = f"Api-Key {api_key_file.read_text().strip()}"
         now = datetime.now(tz=ZoneInfo("UTC"))
-        created = existing = 0
-        for path in chosen:
+        counts = {"created": 0, "existing": 0, "night": 0, "low_resolution": 0}
+        for path in rng.sample(files, min(count, len(files))):
             code, _, tz = rng.choice(DEMO_REGIONS)
-            captured = (now - timedelta(minutes=rng.randrange(7 * 24 * 60))).astimezone(
-                ZoneInfo(tz))
-            with path.open("rb") as image:
-                response = session.post(
-                    f"{url}/api/v1/cases/",
-                    data={"deployment": DEMO_DEPLOYMENT, "region": code,
-                          "captured_at": captured.isoformat(timespec="seconds"),
-                          "external_id": f"demo-{path.stem}"},
-                    files={"image": (path.name, image, "image/png")}, timeout=30)
+            image = Image.open(path).convert("RGB")
+            kind = "clean"
+            if rng.random() < DEGRADED_SHARE[code]:
+                kind = "night" if rng.random() < 0.7 else "low_resolution"
+                image = night_time(image, rng=rng) if kind == "night" else low_resolution(image)
+                counts[kind] += 1
+            captured = _captured_at(rng, now, tz, night=kind != "clean" or rng.random() < 0.1)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            response = session.post(
+                f"{url}/api/v1/cases/",
+                data={"deployment": DEMO_DEPLOYMENT, "region": code,
+                      "captured_at": captured.isoformat(timespec="seconds"),
+                      "external_id": f"demo-{path.stem}",
+                      "metadata": f'{{"demo_capture": "{kind}"}}'},
+                files={"image": (path.name, buffer.getvalue(), "image/png")}, timeout=30)
             if response.status_code == 201:
-                created += 1
+                counts["created"] += 1
             elif response.status_code == 409:
-                existing += 1
+                counts["existing"] += 1
             else:
                 raise CommandError(f"{path}: {response.status_code} {response.text}")
-        self.stdout.write(f"submitted {created} demo cases ({existing} were already there)")
+        self.stdout.write(
+            f"submitted {counts['created']} demo cases ({counts['existing']} were already "
+            f"there); {counts['night']} night-time and {counts['low_resolution']} "
+            f"low-resolution captures")
