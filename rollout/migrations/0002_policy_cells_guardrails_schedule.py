@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reviewplatform', '0003_queue_order_second_opinions_gold'),
+        ('reviewplatform', '0002_initial'),
         ('rollout', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
