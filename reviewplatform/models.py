@@ -8,6 +8,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F, Q
 
 
 def validate_timezone(value: str) -> None:
@@ -17,16 +18,42 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"unknown time zone {value!r}") from exc
 
 
+class ReviewMode(models.TextChoices):
+    """What a reviewer is shown of the model's answer."""
+
+    BLIND = "blind", "blind: the model's answer is hidden"
+    ASSISTED = "assisted", "assisted: the model's answer and confidence are shown"
+    REVEALED = "revealed", "blind, then revealed: answer blind, then see the model and revise"
+
+
 class Deployment(models.Model):
     """One decision task being rolled out, with its label set and regions."""
 
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
     labels = models.JSONField(help_text="the label set, in display order")
+    urgent_labels = models.JSONField(
+        default=list, blank=True,
+        help_text="labels whose champion prediction makes a case urgent (expedited review)")
+    review_mode = models.CharField(
+        max_length=8, choices=ReviewMode.choices, default=ReviewMode.BLIND,
+        help_text="how reviewers see the model's answer; audits, second opinions, escalations "
+                  "are always blind")
+    second_opinion_rate = models.FloatField(
+        default=0.0, help_text="share of cases (0-1) that get a second blind review anyway")
+    gold_rate = models.FloatField(
+        default=0.0, help_text="share of claims (0-1) that serve a gold case instead")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(second_opinion_rate__gte=0, second_opinion_rate__lte=1),
+                name="deployment_second_opinion_rate_in_unit_interval"),
+            models.CheckConstraint(condition=models.Q(gold_rate__gte=0, gold_rate__lte=1),
+                                   name="deployment_gold_rate_in_unit_interval"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -41,6 +68,9 @@ class Deployment(models.Model):
             raise ValidationError({"labels": "labels must be a non-empty list of strings"})
         if len(set(labels)) != len(labels):
             raise ValidationError({"labels": "labels must be unique"})
+        urgent = self.urgent_labels
+        if not isinstance(urgent, list) or not set(urgent) <= set(labels):
+            raise ValidationError({"urgent_labels": "urgent labels must be among the labels"})
 
 
 class Region(models.Model):
@@ -128,7 +158,9 @@ class ReviewTask(models.Model):
         MODEL_FAILED = "model_failed", "the model could not predict"
         PAUSED = "paused", "automation paused"
         AUDIT = "audit", "audit sample of a model decision"
-        SECOND_OPINION = "second_opinion", "second opinion"
+        SECOND_OPINION = "second_opinion", "second opinion: an independent review"
+        ESCALATION = "escalation", "two reviewers disagreed: a senior reviewer decides"
+        GOLD = "gold", "gold case with a known answer"
 
     class Status(models.TextChoices):
         OPEN = "open"
@@ -137,7 +169,14 @@ class ReviewTask(models.Model):
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="review_tasks")
     reason = models.CharField(max_length=24, choices=Reason.choices)
-    priority = models.IntegerField(default=0, help_text="higher is served first")
+    urgent = models.BooleanField(
+        default=False, help_text="the champion predicted one of the deployment's urgent labels")
+    reason_rank = models.IntegerField(
+        null=True, blank=True,
+        help_text="the reason's priority (REVIEW_REASON_PRIORITY), higher first; empty until "
+                  "the task is ranked")
+    priority = models.IntegerField(
+        default=0, help_text="a manual boost within the same urgency and reason; higher first")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     claimed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                    null=True, blank=True, related_name="claimed_tasks")
@@ -147,12 +186,39 @@ class ReviewTask(models.Model):
     policy_version = models.ForeignKey("rollout.PolicyVersion", on_delete=models.PROTECT,
                                        related_name="review_tasks")
     rule = models.CharField(max_length=100, blank=True)
+    follows = models.ForeignKey(
+        "Review", on_delete=models.PROTECT, null=True, blank=True, related_name="follow_ups",
+        help_text="for a second opinion or an escalation: the review whose answer it checks")
+    blind_answer = models.CharField(
+        max_length=100, blank=True,
+        help_text="blind-then-reveal: the answer given before the model's answer was shown")
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-priority", "created_at"]
-        indexes = [models.Index(fields=["status", "-priority", "created_at"])]
+        ordering = ["-urgent", "-reason_rank", "-priority", "created_at", "id"]
+        permissions = [
+            ("review_escalation", "Can decide cases escalated after a disagreement"),
+            ("view_team_figures", "Can see every reviewer's figures"),
+            ("mark_gold", "Can mark gold cases"),
+        ]
+        indexes = [
+            # The queue: claim-next walks this index in serving order and stops at the first
+            # row it may take, so its cost does not grow with the number of waiting tasks.
+            models.Index(F("urgent").desc(), F("reason_rank").desc(nulls_last=True),
+                         F("priority").desc(), "created_at", "id",
+                         condition=Q(status="open"), name="reviewtask_queue_open"),
+            # Leases: the reviewer's own held task, and expired ones to take back.
+            models.Index(fields=["claimed_by", "lease_expires_at"],
+                         condition=Q(status="claimed"), name="reviewtask_claimed_by"),
+            models.Index(fields=["lease_expires_at"], condition=Q(status="claimed"),
+                         name="reviewtask_lease_expiry"),
+            # Tasks created without a rank (see review_tasks_rank).
+            models.Index(fields=["id"], condition=Q(reason_rank__isnull=True),
+                         name="reviewtask_unranked"),
+            models.Index(fields=["status", "completed_at"], name="reviewtask_status_done"),
+            models.Index(fields=["created_at"], name="reviewtask_created"),
+        ]
 
     def __str__(self) -> str:
         return f"task {self.pk} for case {self.case_id} ({self.reason}, {self.status})"
@@ -167,6 +233,7 @@ class Review(models.Model):
     class Mode(models.TextChoices):
         BLIND = "blind"
         ASSISTED = "assisted"
+        REVEALED = "revealed", "blind, then revealed"
 
     task = models.OneToOneField(ReviewTask, on_delete=models.CASCADE, related_name="review")
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="reviews")
@@ -174,8 +241,17 @@ class Review(models.Model):
                                  related_name="reviews")
     answer = models.CharField(max_length=100, help_text="a label, cannot_tell or out_of_domain")
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.BLIND)
+    blind_answer = models.CharField(
+        max_length=100, blank=True,
+        help_text="mode revealed: the answer before the model's was shown (automation bias)")
     seconds = models.FloatField(help_text="seconds from claim to answer")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["case", "reviewer"], name="review_case_reviewer"),
+            models.Index(fields=["reviewer", "created_at"], name="review_reviewer_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.reviewer} answered {self.answer} on case {self.case_id}"
@@ -205,3 +281,20 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"case {self.case_id}: {self.label} ({self.source})"
+
+
+class GoldCase(models.Model):
+    """A case with a known answer, mixed into reviewers' queues to measure their accuracy."""
+
+    case = models.OneToOneField(Case, on_delete=models.CASCADE, related_name="gold")
+    label = models.CharField(max_length=100, help_text="the known answer")
+    is_active = models.BooleanField(default=True)
+    marked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                  null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"gold: case {self.case_id} is {self.label}"

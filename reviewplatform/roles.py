@@ -2,10 +2,19 @@
 
 from typing import Any
 
+REVIEWER = ["reviewplatform.view_case", "reviewplatform.add_review"]
+
 ROLES: dict[str, list[str]] = {
-    "reviewer": ["reviewplatform.view_case", "reviewplatform.add_review"],
+    "reviewer": REVIEWER,
+    # Decides escalated cases (two reviewers disagreed) and sees every reviewer's figures.
+    "senior reviewer": [*REVIEWER, "reviewplatform.review_escalation",
+                        "reviewplatform.view_team_figures"],
     "rollout admin": [
         "reviewplatform.view_case", "reviewplatform.view_decision",
+        "reviewplatform.view_review", "reviewplatform.view_reviewtask",
+        "reviewplatform.view_team_figures", "reviewplatform.mark_gold",
+        "reviewplatform.view_goldcase", "reviewplatform.add_goldcase",
+        "reviewplatform.change_goldcase",
         "rollout.view_policyversion", "rollout.add_policyversion",
         "inference.view_modelversion", "inference.view_prediction",
     ],

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from rollout import views as rollout_views
 
@@ -12,12 +12,17 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("review/next/", views.review_next, name="review-next"),
     path("review/tasks/<int:task_id>/", views.review_task, name="review-task"),
-    path("review/tasks/<int:task_id>/answer/", views.review_answer, name="review-answer"),
+    path("review/tasks/<int:task_id>/answer/", views.review_answer_view, name="review-answer"),
     path("review/tasks/<int:task_id>/skip/", views.review_skip, name="review-skip"),
+    path("review/tasks/<int:task_id>/stop/", views.review_stop, name="review-stop"),
+    path("review/tasks/<int:task_id>/lease/", views.review_lease, name="review-lease"),
+    path("review/team/", views.team, name="review-team"),
     path("cases/<int:case_id>/image/", views.case_image, name="case-image"),
     path("deployments/<slug:slug>/rollout/", rollout_views.rollout_page, name="rollout"),
     path("deployments/<slug:slug>/report/", rollout_views.report_page, name="report"),
+    path("", include("rollout.urls")),
     path("api/v1/cases/", api.CaseSubmitApi.as_view(), name="api-case-submit"),
     path("api/v1/cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("", include("inference.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,26 +1,45 @@
-"""The reviewer's web pages: queue overview, claim, review a case, answer or skip."""
+"""The reviewer's web pages: dashboards, claim, review a case, answer, skip, keep the lease."""
 
 from __future__ import annotations
 
 import uuid
 from typing import cast
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
 from django.db.models import Count
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from .errors import ServiceError
-from .models import Case, Deployment, Review, ReviewTask
-from .selectors import queue_counts, reviewer_count_today
-from .services import review_claim_next, review_release, review_submit
+from .models import Case, Deployment, Review, ReviewMode, ReviewTask
+from .selectors import (
+    human_agreement,
+    queue_backlog,
+    queue_counts,
+    queue_peek_next,
+    reveal_effect,
+    reviewer_figures,
+    reviewers_active,
+)
+from .services import (
+    review_answer,
+    review_claim_next,
+    review_lease_renew,
+    review_release,
+    task_review_mode,
+    task_shown_reason,
+)
 
 REVIEW_PERM = "reviewplatform.add_review"
+TEAM_PERM = "reviewplatform.view_team_figures"
 SKIPPED_SESSION_KEY = "skipped_tasks"
+# Reasons that describe the model's own output: in blind mode their figures are not shown.
+MODEL_OUTPUT_REASONS = ("uncertain model", "spread-out prediction")
 
 
 def _user(request: HttpRequest) -> User:
@@ -31,12 +50,31 @@ def _user(request: HttpRequest) -> User:
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """The reviewer's dashboard: the queue by reason and their own figures."""
+    user = _user(request)
     deployments = Deployment.objects.annotate(n_cases=Count("cases")).order_by("slug")
+    (mine,) = reviewer_figures(reviewers=User.objects.filter(pk=user.pk))
     return render(request, "review/home.html", {
         "queue": queue_counts(),
         "deployments": deployments,
-        "count_today": reviewer_count_today(reviewer=_user(request)),
-        "can_review": request.user.has_perm(REVIEW_PERM),
+        "count_today": mine.today,
+        "mine": mine,
+        "can_review": user.has_perm(REVIEW_PERM),
+        "can_see_team": user.has_perm(TEAM_PERM),
+    })
+
+
+@require_GET
+@permission_required(TEAM_PERM, raise_exception=True)
+def team(request: HttpRequest) -> HttpResponse:
+    """Senior reviewers' and admins' dashboard: every reviewer, the backlog, agreement."""
+    return render(request, "review/team.html", {
+        "reviewers": reviewer_figures(reviewers=reviewers_active()),
+        "backlog": queue_backlog(),
+        "queue": queue_counts(),
+        "human_agreement": human_agreement(),
+        "reveal": reveal_effect(),
+        "now": timezone.now(),
     })
 
 
@@ -55,26 +93,67 @@ def review_next(request: HttpRequest) -> HttpResponse:
     return _go_next(request)
 
 
+def _model_answer(case: Case) -> dict[str, object] | None:
+    from inference.models import Prediction
+
+    prediction = (Prediction.objects.filter(case=case, model_version__is_champion=True)
+                  .order_by("-created_at").first())
+    if prediction is None:
+        return None
+    if prediction.status != Prediction.Status.OK:
+        return {"failed": True}
+    return {"label": prediction.label, "confidence": prediction.confidence}
+
+
+def _ood_reasons(case: Case, *, blind: bool) -> list[str]:
+    from inference.models import Prediction
+
+    prediction = Prediction.objects.filter(case=case, model_version__is_champion=True).first()
+    reasons = [str(reason) for reason in (prediction.ood_reasons if prediction else [])]
+    if blind:
+        reasons = [reason.split(" (")[0] if reason.startswith(MODEL_OUTPUT_REASONS) else reason
+                   for reason in reasons]
+    return reasons
+
+
 @require_GET
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
-    task = get_object_or_404(ReviewTask.objects.select_related("case__region", "case__deployment"),
+    task = get_object_or_404(ReviewTask.objects.select_related("case__region", "case__deployment",
+                                                               "policy_version"),
                              pk=task_id)
     if (task.status != ReviewTask.Status.CLAIMED or task.claimed_by_id != request.user.pk
             or task.lease_expires_at is None or task.lease_expires_at < timezone.now()):
         messages.warning(request, "That case is no longer held by you; here is the next one.")
         return _go_next(request)
-    labels = task.case.deployment.labels
+    case = task.case
+    labels = case.deployment.labels
     shortcuts = [str(i + 1) if i < 9 else "0" if i == 9 else "" for i in range(len(labels))]
+    mode = task_review_mode(task)
+    revealing = mode == ReviewMode.REVEALED and bool(task.blind_answer)
+    shows_model = mode == ReviewMode.ASSISTED or revealing
+    reason = task_shown_reason(task)
+    local = case.captured_at_local
+    lease = settings.REVIEW_LEASE_SECONDS
     return render(request, "review/task.html", {
         "task": task,
-        "case": task.case,
+        "case": case,
         # Formatted here: the template engine would convert it back to the server's zone.
-        "local_time": task.case.captured_at_local.strftime("%Y-%m-%d %H:%M"),
-        "utc_offset": task.case.captured_at_local.strftime("%z"),
+        "local_time": local.strftime("%Y-%m-%d %H:%M"),
+        "local_weekday": local.strftime("%A"),
+        "utc_offset": local.strftime("%z"),
+        "reason": reason,
+        "reason_label": ReviewTask.Reason(reason).label,
+        "ood_reasons": (_ood_reasons(case, blind=not shows_model)
+                        if reason == ReviewTask.Reason.OUT_OF_DOMAIN else []),
         "buttons": list(zip(labels, shortcuts, strict=True)),
         "cannot_tell": Review.CANNOT_TELL,
         "out_of_domain": Review.OUT_OF_DOMAIN,
+        "mode": mode,
+        "revealing": revealing,
+        "model": _model_answer(case) if shows_model else None,
+        "next_case_id": queue_peek_next(reviewer=_user(request), after=task),
+        "renew_every_ms": max(2, lease // 4) * 1000,
     })
 
 
@@ -87,17 +166,20 @@ def _lease_token(request: HttpRequest) -> uuid.UUID | None:
 
 @require_POST
 @permission_required(REVIEW_PERM, raise_exception=True)
-def review_answer(request: HttpRequest, task_id: int) -> HttpResponse:
+def review_answer_view(request: HttpRequest, task_id: int) -> HttpResponse:
     token = _lease_token(request)
     if token is None:
         return HttpResponse("missing or malformed lease_token", status=400)
     try:
-        review_submit(task_id=task_id, lease_token=token, reviewer=_user(request),
-                      answer=request.POST.get("answer", ""))
+        review = review_answer(task_id=task_id, lease_token=token, reviewer=_user(request),
+                               answer=request.POST.get("answer", ""))
     except ServiceError as exc:
         if exc.status_code == 400:
             return HttpResponse(exc.message, status=400)
         messages.error(request, exc.message)
+        return _go_next(request)
+    if review is None:  # blind answer recorded: now the model's answer is revealed
+        return redirect("review-task", task_id=task_id)
     return _go_next(request)
 
 
@@ -114,6 +196,39 @@ def review_skip(request: HttpRequest, task_id: int) -> HttpResponse:
     skipped = request.session.get(SKIPPED_SESSION_KEY, [])
     request.session[SKIPPED_SESSION_KEY] = [*skipped[-99:], task_id]
     return _go_next(request)
+
+
+@require_POST
+@permission_required(REVIEW_PERM, raise_exception=True)
+def review_stop(request: HttpRequest, task_id: int) -> HttpResponse:
+    """Stop reviewing: the case goes back to the queue at once."""
+    token = _lease_token(request)
+    if token is None:
+        return HttpResponse("missing or malformed lease_token", status=400)
+    try:
+        review_release(task_id=task_id, lease_token=token, reviewer=_user(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("review-home")
+
+
+@require_POST
+@permission_required(REVIEW_PERM, raise_exception=True)
+def review_lease(request: HttpRequest, task_id: int) -> JsonResponse:
+    """Keep the lease while the page is open (JSON). `closing=1`: the page is going away; keep
+    the case only for a short grace, so a reload finds it and a closed tab hands it back."""
+    token = _lease_token(request)
+    if token is None:
+        return JsonResponse({"error": "missing or malformed lease_token"}, status=400)
+    closing = request.POST.get("closing") == "1"
+    try:
+        task = review_lease_renew(
+            task_id=task_id, lease_token=token, reviewer=_user(request),
+            seconds=getattr(settings, "REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15) if closing else None)
+    except ServiceError as exc:
+        return JsonResponse({"error": exc.message}, status=exc.status_code)
+    assert task.lease_expires_at is not None
+    return JsonResponse({"lease_expires_at": task.lease_expires_at.isoformat()})
 
 
 @require_GET

@@ -1,0 +1,119 @@
+"""Writes for deployments, API keys, cases and gold cases."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..authentication import api_key_hash
+from ..errors import Conflict, ServiceError
+from ..images import image_inspect
+from ..models import ApiKey, Case, Deployment, GoldCase, Region, Review
+
+logger = logging.getLogger(__name__)
+
+
+def deployment_create(
+    *,
+    slug: str,
+    name: str,
+    labels: list[str],
+    regions: Iterable[tuple[str, str, str]],
+    actor: User | None,
+) -> Deployment:
+    """Create a deployment with its regions (code, name, time zone), in the shadow stage."""
+    from rollout.services import policy_publish
+
+    with transaction.atomic():
+        deployment = Deployment(slug=slug, name=name, labels=labels)
+        deployment.full_clean()
+        deployment.save()
+        for code, region_name, tz in regions:
+            region = Region(deployment=deployment, code=code, name=region_name, timezone=tz)
+            region.full_clean()
+            region.save()
+        policy_publish(deployment=deployment, stage="shadow", rules=[], actor=actor,
+                       reason="deployment created: the model starts in shadow mode")
+    return deployment
+
+
+def api_key_create(*, user: User, name: str) -> tuple[ApiKey, str]:
+    """Create an API key; the secret is returned once and only its hash is kept."""
+    prefix = secrets.token_hex(4)
+    key = f"{prefix}.{secrets.token_urlsafe(32)}"
+    api_key = ApiKey.objects.create(user=user, name=name, prefix=prefix,
+                                    hashed_key=api_key_hash(key))
+    return api_key, key
+
+
+def case_submit(
+    *,
+    deployment: Deployment,
+    region_code: str,
+    image: UploadedFile,
+    captured_at: datetime,
+    external_id: str,
+    submitted_by: User,
+    metadata: dict | None = None,
+) -> Case:
+    """Validate and store a case; its prediction is queued once the row is committed."""
+    from inference.tasks import predict_case
+
+    if timezone.is_naive(captured_at):
+        raise ServiceError("captured_at needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
+                           field="captured_at")
+    region = deployment.regions.filter(code=region_code).first()
+    if region is None:
+        known = ", ".join(deployment.regions.values_list("code", flat=True))
+        raise ServiceError(f"unknown region {region_code!r} for deployment {deployment.slug} "
+                           f"(known: {known})", field="region")
+    if not external_id.strip():
+        raise ServiceError("external_id must not be blank", field="external_id")
+    existing = Case.objects.filter(deployment=deployment, external_id=external_id).first()
+    if existing is not None:
+        raise Conflict(f"a case with external_id {external_id!r} already exists "
+                       f"(case {existing.pk})", field="external_id")
+    facts = image_inspect(image, size=image.size or 0)
+
+    case = Case(deployment=deployment, region=region, external_id=external_id,
+                captured_at=captured_at, metadata=metadata or {}, submitted_by=submitted_by,
+                image_sha256=facts.sha256, width=facts.width, height=facts.height)
+    case.image.save(f"{facts.sha256[:32]}.{facts.format.lower()}", image, save=False)
+    try:
+        with transaction.atomic():
+            case.save()
+            transaction.on_commit(lambda: predict_case.delay(case.pk), robust=True)
+    except IntegrityError as exc:
+        case.image.delete(save=False)
+        raise Conflict(f"a case with external_id {external_id!r} already exists",
+                       field="external_id") from exc
+    logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, region.code)
+    return case
+
+
+def case_gold_mark(*, case: Case, label: str, actor: User | None) -> GoldCase:
+    """Mark a case as gold with its known answer (or change the answer of a gold case).
+
+    Gold cases are mixed into reviewers' queues at the deployment's `gold_rate`, looking like
+    any other case; each reviewer's answers on them measure their accuracy.
+    """
+    allowed = [*case.deployment.labels, Review.CANNOT_TELL, Review.OUT_OF_DOMAIN]
+    if label not in allowed:
+        raise ServiceError(f"gold answer {label!r} is not one of {', '.join(allowed)}",
+                           field="label")
+    gold, _ = GoldCase.objects.update_or_create(
+        case=case, defaults={"label": label, "is_active": True, "marked_by": actor})
+    logger.info("case %s marked gold (%s) by %s", case.pk, label, actor)
+    return gold
+
+
+def case_gold_unmark(*, case: Case) -> None:
+    """Stop serving a gold case; the answers already given on it keep counting."""
+    GoldCase.objects.filter(case=case).update(is_active=False)
