@@ -18,6 +18,14 @@ def policy_current(*, deployment_id: int) -> PolicyVersion:
     return PolicyVersion.objects.filter(deployment_id=deployment_id).latest("version")
 
 
+def policy_history(*, deployment: Deployment
+                   ) -> list[tuple[PolicyVersion, PolicyVersion | None]]:
+    """Every version, newest first, each with the one before it (for its diff)."""
+    versions = list(deployment.policy_versions.select_related("author").order_by("version"))
+    pairs = [(v, versions[i - 1] if i else None) for i, v in enumerate(versions)]
+    return pairs[::-1]
+
+
 @dataclass(frozen=True)
 class Agreement:
     agreed: int

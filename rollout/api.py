@@ -1,0 +1,179 @@
+"""Staff-only REST API of the rollout: every action of the rollout page, one thin view each.
+
+All under /api/v1/deployments/<slug>/policy/. Bad input answers 4xx with
+{"error": ..., "fields": {...}} and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.contrib.auth.models import User
+from django.shortcuts import get_object_or_404
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from reviewplatform.api import OffsetDateTimeField
+from reviewplatform.models import Deployment
+
+from . import guardrails, scope, selectors, services
+from .models import PolicyVersion, ScheduledChange
+
+
+class StaffApi(APIView):
+    permission_classes = [permissions.IsAdminUser]
+
+    def deployment(self, slug: str) -> Deployment:
+        return get_object_or_404(Deployment, slug=slug)
+
+
+def version_out(version: PolicyVersion, previous: PolicyVersion | None = None) -> dict[str, Any]:
+    return {
+        "version": version.version, **version.spec(), "kind": version.kind,
+        "author": version.author.username if version.author else None,
+        "reason": version.reason, "override_reason": version.override_reason,
+        "copied_from": version.copied_from, "created_at": version.created_at.isoformat(),
+        "scope_in_words": scope.policy_describe(version.spec()),
+        "diff": scope.policy_diff(previous.spec() if previous else None, version.spec()),
+    }
+
+
+class PolicyInput(serializers.Serializer):
+    stage = serializers.CharField()
+    rules = serializers.JSONField()
+    confidence_threshold = serializers.FloatField()
+    audit_rate = serializers.FloatField()
+    guardrails = serializers.JSONField(required=False, default=None)
+    paused_cells = serializers.JSONField(required=False, default=None)
+
+
+class PolicyApi(StaffApi):
+    """GET: the current policy. POST: publish a change (through the evidence gate)."""
+
+    class InputSerializer(PolicyInput):
+        reason = serializers.CharField()
+        override_reason = serializers.CharField(required=False, default="", allow_blank=True)
+
+    def get(self, request: Request, slug: str) -> Response:
+        deployment = self.deployment(slug)
+        return Response(version_out(selectors.policy_current(deployment_id=deployment.pk)))
+
+    def post(self, request: Request, slug: str) -> Response:
+        deployment = self.deployment(slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.policy_change(deployment=deployment,
+                                         actor=cast(User, request.user), **data.validated_data)
+        return Response(version_out(version), status=status.HTTP_201_CREATED)
+
+
+class PolicyPauseApi(StaffApi):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField()
+
+    def post(self, request: Request, slug: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.policy_pause(deployment=self.deployment(slug),
+                                        actor=cast(User, request.user), **data.validated_data)
+        return Response(version_out(version), status=status.HTTP_201_CREATED)
+
+
+class PolicyRollbackApi(StaffApi):
+    class InputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(min_value=1)
+        reason = serializers.CharField()
+        override_reason = serializers.CharField(required=False, default="", allow_blank=True)
+
+    def post(self, request: Request, slug: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.policy_rollback(deployment=self.deployment(slug),
+                                           actor=cast(User, request.user),
+                                           **data.validated_data)
+        return Response(version_out(version), status=status.HTTP_201_CREATED)
+
+
+class PolicyHistoryApi(StaffApi):
+    def get(self, request: Request, slug: str) -> Response:
+        deployment = self.deployment(slug)
+        return Response({"versions": [
+            version_out(version, previous)
+            for version, previous in selectors.policy_history(deployment=deployment)]})
+
+
+class PolicyEvidenceApi(StaffApi):
+    """POST a proposed policy: its evidence and the replay of recent cases under it."""
+
+    def post(self, request: Request, slug: str) -> Response:
+        deployment = self.deployment(slug)
+        data = PolicyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        current = selectors.policy_current(deployment_id=deployment.pk)
+        values = data.validated_data
+        spec = services.policy_spec_validate(
+            deployment=deployment, stage=values["stage"], rules=values["rules"],
+            confidence_threshold=values["confidence_threshold"],
+            audit_rate=values["audit_rate"],
+            guardrails=current.guardrails if values["guardrails"] is None
+            else values["guardrails"],
+            paused_cells=current.paused_cells if values["paused_cells"] is None
+            else values["paused_cells"])
+        evidence = services.policy_evidence(deployment=deployment, proposed=spec)
+        return Response({"proposed": spec, "scope_in_words": scope.policy_describe(spec),
+                         "diff": scope.policy_diff(current.spec(), spec),
+                         "evidence": evidence.as_dict()})
+
+
+class PolicyGuardrailsApi(StaffApi):
+    def get(self, request: Request, slug: str) -> Response:
+        reports = guardrails.guardrails_check(deployment=self.deployment(slug))
+        return Response({"cells": [
+            {"rule": r.rule, "region": r.region, "paused": r.paused,
+             "agreement": {"agreed": r.agreement.agreed, "n": r.agreement.n,
+                           "low": r.agreement.low, "high": r.agreement.high,
+                           "verdict": r.agreement_verdict},
+             "low_confidence_reviews": {"agreed": r.unsure.agreed, "n": r.unsure.n},
+             "out_of_domain": {"count": r.ood_recent.agreed, "n": r.ood_recent.n,
+                               "baseline": r.ood_baseline, "verdict": r.ood_verdict}}
+            for r in reports]})
+
+
+def scheduled_out(change: ScheduledChange) -> dict[str, Any]:
+    return {"id": change.pk, "effective_at": change.effective_at.isoformat(),
+            "stage": change.stage, "rules": change.rules,
+            "confidence_threshold": change.confidence_threshold,
+            "audit_rate": change.audit_rate, "reason": change.reason, "status": change.status,
+            "status_note": change.status_note,
+            "published_version": (change.published_version.version
+                                  if change.published_version else None)}
+
+
+class PolicyScheduleApi(StaffApi):
+    class InputSerializer(PolicyInput):
+        effective_at = OffsetDateTimeField()
+        reason = serializers.CharField()
+
+    def get(self, request: Request, slug: str) -> Response:
+        changes = (self.deployment(slug).scheduled_changes.select_related("published_version")
+                   .order_by("-effective_at"))
+        return Response({"scheduled": [scheduled_out(c) for c in changes]})
+
+    def post(self, request: Request, slug: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values.pop("paused_cells", None)
+        change = services.policy_schedule(deployment=self.deployment(slug),
+                                          actor=cast(User, request.user), **values)
+        return Response(scheduled_out(change), status=status.HTTP_201_CREATED)
+
+
+class PolicyScheduleCancelApi(StaffApi):
+    def post(self, request: Request, slug: str, change_id: int) -> Response:
+        change = services.policy_schedule_cancel(change_id=change_id,
+                                                 deployment=self.deployment(slug),
+                                                 actor=cast(User, request.user))
+        return Response(scheduled_out(change))

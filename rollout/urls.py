@@ -1,0 +1,25 @@
+"""Routes of the rollout: the page's actions and the staff API."""
+
+from django.urls import path
+
+from . import api, views
+
+policy = "api/v1/deployments/<slug:slug>/policy/"
+
+urlpatterns = [
+    path("deployments/<slug:slug>/rollout/publish/", views.rollout_publish,
+         name="rollout-publish"),
+    path("deployments/<slug:slug>/rollout/pause/", views.rollout_pause, name="rollout-pause"),
+    path("deployments/<slug:slug>/rollout/rollback/", views.rollout_rollback,
+         name="rollout-rollback"),
+    path(policy, api.PolicyApi.as_view(), name="api-policy"),
+    path(f"{policy}pause/", api.PolicyPauseApi.as_view(), name="api-policy-pause"),
+    path(f"{policy}rollback/", api.PolicyRollbackApi.as_view(), name="api-policy-rollback"),
+    path(f"{policy}history/", api.PolicyHistoryApi.as_view(), name="api-policy-history"),
+    path(f"{policy}evidence/", api.PolicyEvidenceApi.as_view(), name="api-policy-evidence"),
+    path(f"{policy}guardrails/", api.PolicyGuardrailsApi.as_view(),
+         name="api-policy-guardrails"),
+    path(f"{policy}schedule/", api.PolicyScheduleApi.as_view(), name="api-policy-schedule"),
+    path(f"{policy}schedule/<int:change_id>/cancel/", api.PolicyScheduleCancelApi.as_view(),
+         name="api-policy-schedule-cancel"),
+]

@@ -1,0 +1,166 @@
+"""The rollout page and the staff API: walk a deployment from shadow to limited to full."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from rollout.selectors import policy_current
+
+NORTH_DAY = [{"name": "north-day", "regions": ["north"],
+              "windows": [{"start": "08:00", "end": "18:00"}], "percent": 25}]
+
+
+@pytest.fixture
+def staff_api(admin_user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    return client
+
+
+def test_it_shows_the_scope_in_plain_words_and_the_history(client, admin_user, deployment):
+    client.force_login(admin_user)
+    client.post("/deployments/digits/rollout/publish/", {
+        "action": "publish", "stage": "limited", "rules": json.dumps(NORTH_DAY),
+        "confidence_threshold": "0.9", "audit_rate": "0.05", "reason": "pilot in the north",
+        "override_reason": "agreed with the team before the evidence existed"})
+
+    html = client.get("/deployments/digits/rollout/").content.decode()
+
+    assert ("The model decides cases from region north captured 08:00-18:00 local time, "
+            "25% of them, when its confidence is at least 0.90 (rule north-day).") in html
+    assert "stage: shadow → limited" in html
+    assert "override: agreed with the team" in html
+    assert 'id="pause"' in html
+
+
+def test_it_shows_the_evidence_without_publishing(client, admin_user, deployment):
+    client.force_login(admin_user)
+
+    response = client.post("/deployments/digits/rollout/publish/", {
+        "action": "evidence", "stage": "limited", "rules": json.dumps(NORTH_DAY),
+        "confidence_threshold": "0.9", "audit_rate": "0.05", "reason": ""})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="gate">inconclusive' in html
+    assert "Replay of the last 14 days" in html
+    assert policy_current(deployment_id=deployment.pk).version == 1
+
+
+def test_it_refuses_an_invalid_scope_from_the_editor_naming_the_field(client, admin_user,
+                                                                      deployment):
+    client.force_login(admin_user)
+
+    response = client.post("/deployments/digits/rollout/publish/", {
+        "action": "publish", "stage": "limited",
+        "rules": json.dumps([{"name": "x", "percent": 150}]), "confidence_threshold": "0.9",
+        "audit_rate": "0.05", "reason": "r"})
+
+    assert response.status_code == 400
+    assert '<code id="error-field">rules[0].percent</code>' in response.content.decode()
+    assert deployment.policy_versions.count() == 1
+
+
+def test_it_needs_a_csrf_token_to_change_the_policy(admin_user, deployment):
+    from django.test import Client
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+
+    response = client.post("/deployments/digits/rollout/pause/", {"reason": "stop"})
+
+    assert response.status_code == 403
+    assert deployment.policy_versions.count() == 1
+
+
+def test_it_pauses_and_rolls_back_from_the_page(client, admin_user, deployment):
+    client.force_login(admin_user)
+    client.post("/deployments/digits/rollout/pause/", {"reason": "incident"})
+    assert policy_current(deployment_id=deployment.pk).stage == "paused"
+
+    client.post("/deployments/digits/rollout/rollback/", {"version": "1"})
+
+    current = policy_current(deployment_id=deployment.pk)
+    assert (current.stage, current.copied_from, current.kind) == ("shadow", 1, "rollback")
+
+
+def test_it_keeps_the_page_and_its_actions_from_reviewers(client, reviewer, deployment):
+    client.force_login(reviewer)
+    assert client.get("/deployments/digits/rollout/").status_code == 403
+    assert client.post("/deployments/digits/rollout/pause/", {}).status_code == 403
+
+
+def test_the_api_walks_a_deployment_from_shadow_to_full(staff_api, deployment):
+    url = "/api/v1/deployments/digits/policy/"
+    refused = staff_api.post(url, {"stage": "limited", "rules": NORTH_DAY,
+                                   "confidence_threshold": 0.9, "audit_rate": 0.05,
+                                   "reason": "pilot"}, format="json")
+    assert refused.status_code == 400
+    assert "override_reason" in refused.json()["fields"]
+
+    limited = staff_api.post(url, {"stage": "limited", "rules": NORTH_DAY,
+                                   "confidence_threshold": 0.9, "audit_rate": 0.05,
+                                   "reason": "pilot", "override_reason": "team sign-off"},
+                             format="json")
+    assert limited.status_code == 201, limited.json()
+    full = staff_api.post(url, {"stage": "full", "rules": [], "confidence_threshold": 0.95,
+                                "audit_rate": 0.05, "reason": "all", "override_reason": "ok"},
+                          format="json")
+    assert full.status_code == 201
+    history = staff_api.get(f"{url}history/").json()["versions"]
+    assert [v["stage"] for v in history] == ["full", "limited", "shadow"]
+    assert "stage: limited → full" in history[0]["diff"]
+    assert staff_api.get(url).json()["scope_in_words"][0].startswith(
+        "The model decides every case")
+
+
+def test_the_api_answers_bad_input_with_a_reason(staff_api, deployment):
+    url = "/api/v1/deployments/digits/policy/"
+    cases = [
+        (url, {"stage": "limited", "rules": [{"name": "r", "regions": ["mars"]}],
+               "confidence_threshold": 0.9, "audit_rate": 0.05, "reason": "x"},
+         "rules[0].regions"),
+        (url, {"stage": "limited", "rules": [], "confidence_threshold": 1.5,
+               "audit_rate": 0.05, "reason": "x"}, "confidence_threshold"),
+        (url, {"stage": "warp", "rules": [], "confidence_threshold": 0.9, "audit_rate": 0.05,
+               "reason": "x"}, "stage"),
+        (f"{url}rollback/", {"version": 42, "reason": "x"}, "version"),
+        (f"{url}schedule/", {"stage": "paused", "rules": [], "confidence_threshold": 0.9,
+                             "audit_rate": 0.05, "reason": "x",
+                             "effective_at": "2020-01-01T00:00:00+00:00"}, "effective_at"),
+    ]
+    for path, body, field in cases:
+        response = staff_api.post(path, body, format="json")
+        assert 400 <= response.status_code < 500, (path, response.json())
+        assert field in response.json()["fields"], response.json()
+    assert deployment.policy_versions.count() == 1
+
+
+def test_the_api_replays_and_schedules(staff_api, deployment):
+    url = "/api/v1/deployments/digits/policy/"
+    evidence = staff_api.post(f"{url}evidence/", {
+        "stage": "limited", "rules": NORTH_DAY, "confidence_threshold": 0.9,
+        "audit_rate": 0.05}, format="json").json()
+    assert evidence["evidence"]["gate"] == "inconclusive"
+    assert evidence["diff"][0] == "stage: shadow → limited"
+    scheduled = staff_api.post(f"{url}schedule/", {
+        "stage": "limited", "rules": NORTH_DAY, "confidence_threshold": 0.9,
+        "audit_rate": 0.05, "reason": "open north on Monday",
+        "effective_at": "2099-06-01T08:00:00+02:00"}, format="json")
+    assert scheduled.status_code == 201
+    change = scheduled.json()["id"]
+    cancelled = staff_api.post(f"{url}schedule/{change}/cancel/")
+    assert cancelled.json()["status"] == "cancelled"
+    assert staff_api.get(f"{url}guardrails/").status_code == 200
+
+
+def test_the_api_is_for_staff_only(client_user, reviewer, deployment, api):
+    for user in (reviewer,):
+        client = APIClient()
+        client.force_authenticate(user)
+        assert client.post("/api/v1/deployments/digits/policy/pause/",
+                           {"reason": "x"}).status_code == 403
+    assert api.get("/api/v1/deployments/digits/policy/history/").status_code == 403
+    assert APIClient().get("/api/v1/deployments/digits/policy/").status_code in (401, 403)
