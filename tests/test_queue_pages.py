@@ -1,0 +1,254 @@
+"""The reviewer's pages: the review page, the lease endpoint, the dashboards, roles and CSRF."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from reviewplatform.models import Decision, Review, ReviewMode, ReviewTask
+from reviewplatform.services import review_claim_next, review_submit
+from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
+
+
+def text_of(page: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>(.*?)</', page, flags=re.S)
+    assert match, f"#{element_id} not on the page"
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", match.group(1)))).strip()
+
+
+def open_next(client: Client) -> tuple[ReviewTask, str]:
+    response = client.post("/review/next/")
+    assert response.status_code == 302
+    task_id = int(response["Location"].rstrip("/").split("/")[-1])
+    return ReviewTask.objects.get(pk=task_id), client.get(response["Location"]).content.decode()
+
+
+@pytest.mark.parametrize("url", ["/", "/review/team/", "/review/tasks/1/",
+                                 "/cases/1/image/"])
+def test_it_requires_a_login_for_every_page(client, deployment, url):
+    response = client.get(url)
+
+    assert response.status_code in {302, 403}
+    if response.status_code == 302:
+        assert response["Location"].startswith("/login/")
+
+
+def test_it_shows_the_image_region_local_time_and_reason(client, enqueue, reviewer):
+    task = enqueue(region="east")
+    client.force_login(reviewer)
+
+    claimed, html = open_next(client)
+
+    assert claimed.pk == task.pk
+    assert f'src="/cases/{task.case_id}/image/"' in html
+    assert text_of(html, "case-region") == "East (east)"
+    assert text_of(html, "case-local-time") == "2026-05-02 04:30"  # Tokyo
+    assert text_of(html, "task-reason") == ReviewTask.Reason.SHADOW.label
+    for key in ["1", "9", "0", "c", "o", "s", "escape"]:
+        assert f'data-key="{key}"' in html
+    assert "csrfmiddlewaretoken" in html
+
+
+def test_it_says_why_a_case_looks_out_of_domain(client, enqueue, reviewer):
+    enqueue(reason=ReviewTask.Reason.OUT_OF_DOMAIN, says="4",
+            ood_reasons=["dark image (mean brightness 12 < 40)",
+                         "uncertain model (top probability 0.41 < 0.50)"])
+    client.force_login(reviewer)
+
+    _, html = open_next(client)
+
+    items = re.findall(r"<li>(.*?)</li>", html[html.index('id="ood-reasons"'):].split("</ul>")[0])
+    assert items == ["dark image (mean brightness 12 &lt; 40)", "uncertain model"]
+    assert "0.41" not in html  # blind: nothing of the model's own output
+
+
+def test_it_shows_the_models_answer_and_confidence_in_assisted_mode(client, enqueue,
+                                                                   deployment, reviewer):
+    deployment.review_mode = ReviewMode.ASSISTED
+    deployment.save()
+    enqueue(reason=ReviewTask.Reason.LOW_CONFIDENCE, says="4", confidence=0.8123)
+    client.force_login(reviewer)
+
+    _, html = open_next(client)
+
+    assert text_of(html, "model-label") == "4"
+    assert text_of(html, "model-confidence") == "0.81"
+
+
+def test_it_hides_the_model_from_a_second_opinion_in_assisted_mode(client, enqueue, deployment,
+                                                                   reviewer):
+    deployment.review_mode = ReviewMode.ASSISTED
+    deployment.save()
+    enqueue(reason=ReviewTask.Reason.SECOND_OPINION, says="4", confidence=0.8123)
+    client.force_login(reviewer)
+
+    _, html = open_next(client)
+
+    assert 'id="model-label"' not in html
+    assert "0.81" not in html and "confidence" not in html.lower()
+
+
+def test_it_reveals_the_model_only_after_the_blind_answer(client, enqueue, deployment,
+                                                          reviewer):
+    deployment.review_mode = ReviewMode.REVEALED
+    deployment.save()
+    task = enqueue(says="4", confidence=0.8123)
+    client.force_login(reviewer)
+    claimed, html = open_next(client)
+    assert 'id="model-label"' not in html and "0.81" not in html
+    token = str(claimed.lease_token)
+
+    response = client.post(f"/review/tasks/{task.pk}/answer/",
+                           {"lease_token": token, "answer": "9"})
+    assert response["Location"] == f"/review/tasks/{task.pk}/"
+    html = client.get(response["Location"]).content.decode()
+    assert text_of(html, "model-label") == "4"
+    assert text_of(html, "blind-answer") == "9"
+    client.post(f"/review/tasks/{task.pk}/answer/", {"lease_token": token, "answer": "9"})
+
+    review = Review.objects.get()
+    assert (review.blind_answer, review.answer, review.mode) == ("9", "9", "revealed")
+
+
+def test_it_prefetches_the_next_cases_image(client, enqueue, reviewer):
+    enqueue()
+    following = enqueue()
+    client.force_login(reviewer)
+
+    _, html = open_next(client)
+
+    assert f'rel="prefetch" id="prefetch-next" href="/cases/{following.case_id}/image/"' in html
+
+
+def test_it_renews_the_lease_from_the_page(client, enqueue, reviewer):
+    enqueue()
+    client.force_login(reviewer)
+    task, _ = open_next(client)
+    ReviewTask.objects.filter(pk=task.pk).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=5))
+
+    response = client.post(f"/review/tasks/{task.pk}/lease/",
+                           {"lease_token": str(task.lease_token)})
+
+    assert response.status_code == 200
+    task.refresh_from_db()
+    assert task.lease_expires_at > timezone.now() + timedelta(seconds=200)
+
+
+def test_it_keeps_a_closed_page_s_case_only_briefly(client, enqueue, reviewer):
+    enqueue()
+    client.force_login(reviewer)
+    task, _ = open_next(client)
+
+    client.post(f"/review/tasks/{task.pk}/lease/",
+                {"lease_token": str(task.lease_token), "closing": "1"})
+
+    task.refresh_from_db()
+    assert task.lease_expires_at < timezone.now() + timedelta(seconds=20)
+
+
+def test_it_answers_409_to_a_renewal_after_the_lease_passed_on(client, enqueue, reviewer,
+                                                              other_reviewer):
+    enqueue()
+    client.force_login(reviewer)
+    task, _ = open_next(client)
+    ReviewTask.objects.filter(pk=task.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert review_claim_next(reviewer=other_reviewer).pk == task.pk
+
+    response = client.post(f"/review/tasks/{task.pk}/lease/",
+                           {"lease_token": str(task.lease_token)})
+
+    assert response.status_code == 409
+    assert "passed to another reviewer" in response.json()["error"]
+
+
+def test_it_tells_a_late_reviewer_that_the_answer_was_not_stored(client, enqueue, reviewer,
+                                                                 other_reviewer):
+    enqueue()
+    client.force_login(reviewer)
+    task, _ = open_next(client)
+    ReviewTask.objects.filter(pk=task.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1))
+    review_claim_next(reviewer=other_reviewer)
+
+    response = client.post(f"/review/tasks/{task.pk}/answer/",
+                           {"lease_token": str(task.lease_token), "answer": "3"}, follow=True)
+
+    assert "your answer was not stored" in response.content.decode()
+    assert not Review.objects.exists()
+
+
+def test_it_releases_the_case_when_the_reviewer_stops(client, enqueue, reviewer):
+    enqueue()
+    client.force_login(reviewer)
+    task, _ = open_next(client)
+
+    response = client.post(f"/review/tasks/{task.pk}/stop/",
+                           {"lease_token": str(task.lease_token)})
+
+    assert response["Location"] == "/"
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.OPEN and task.claimed_by is None
+
+
+def test_it_refuses_a_post_without_the_csrf_token(enqueue, reviewer):
+    enqueue()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reviewer)
+
+    assert client.post("/review/next/").status_code == 403
+    assert not ReviewTask.objects.filter(status=ReviewTask.Status.CLAIMED).exists()
+
+
+def test_it_shows_a_reviewer_their_own_figures(client, enqueue, reviewer):
+    for seconds in [4, 10, 30]:
+        enqueue()
+        now = timezone.now()
+        task = review_claim_next(reviewer=reviewer, now=now)
+        review_submit(task_id=task.pk, lease_token=task.lease_token, reviewer=reviewer,
+                      answer="2", now=now + timedelta(seconds=seconds))
+    enqueue(reason=ReviewTask.Reason.LOW_CONFIDENCE)
+    client.force_login(reviewer)
+
+    html = client.get("/").content.decode()
+
+    assert text_of(html, "my-today") == "3"
+    assert text_of(html, "my-median") == "10.0"
+    assert "low_confidence" in text_of(html, "queue") or "low_confidence" in html
+    assert "Team" not in html  # not for plain reviewers
+
+
+def test_it_forbids_the_team_dashboard_to_a_reviewer(client, reviewer, deployment):
+    client.force_login(reviewer)
+
+    assert client.get("/review/team/").status_code == 403
+
+
+@pytest.mark.parametrize("who", ["senior", "admin_user"])
+def test_it_shows_every_reviewers_figures_to_seniors_and_admins(client, request, enqueue,
+                                                                reviewer, other_reviewer, who):
+    for user, seconds in [(reviewer, 6), (other_reviewer, 20)]:
+        enqueue()
+        now = timezone.now()
+        task = review_claim_next(reviewer=user, now=now)
+        review_submit(task_id=task.pk, lease_token=task.lease_token, reviewer=user,
+                      answer="2", now=now + timedelta(seconds=seconds))
+    old = enqueue()
+    ReviewTask.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=5))
+    client.force_login(request.getfixturevalue(who))
+
+    html = client.get("/review/team/").content.decode()
+
+    table = html[html.index('id="reviewers"'):]
+    assert re.search(r"<td>reviewer</td><td class=\"num\">1</td>.*?6\.0", table, flags=re.S)
+    assert re.search(r"<td>other-reviewer</td><td class=\"num\">1</td>.*?20\.0", table,
+                     flags=re.S)
+    assert text_of(html, "backlog-waiting") == "1"
+    assert "5 hours" in text_of(html, "oldest")
+    assert Decision.objects.count() == 2
