@@ -144,7 +144,7 @@ def _next_claimable(*, reviewer: User, skipped: list[int], now: datetime
     neither lookup grows with the queue; skipped tasks (ids) only when nothing else is left.
     """
     queue = (_queue_for(reviewer).select_for_update(skip_locked=True, of=("self",))
-             .select_related("case__deployment", "policy_version").order_by(*SERVING_ORDER))
+             .select_related("case__deployment").order_by(*SERVING_ORDER))
     waiting = queue.filter(status=ReviewTask.Status.OPEN)
     expired = queue.filter(status=ReviewTask.Status.CLAIMED, lease_expires_at__lt=now)
     for exclude in ([skipped, []] if skipped else [[]]):
@@ -157,7 +157,7 @@ def _next_claimable(*, reviewer: User, skipped: list[int], now: datetime
     return None
 
 
-def _gold_instead(*, reviewer: User, deployment: Deployment, policy_version: Any,
+def _gold_instead(*, reviewer: User, deployment: Deployment, policy_version_id: int,
                   rng: Callable[[], float]) -> ReviewTask | None:
     """At the deployment's gold rate, a gold case the reviewer has not answered, as a new task."""
     if deployment.gold_rate <= 0 or rng() >= deployment.gold_rate:
@@ -169,7 +169,7 @@ def _gold_instead(*, reviewer: User, deployment: Deployment, policy_version: Any
     if gold is None:
         return None
     return ReviewTask(case_id=gold.case_id, reason=ReviewTask.Reason.GOLD,
-                      policy_version=policy_version,
+                      policy_version_id=policy_version_id,
                       reason_rank=reason_priority(ReviewTask.Reason.GOLD))
 
 
@@ -200,7 +200,7 @@ def review_claim_next(
             if task is None:
                 return None
             task = _gold_instead(reviewer=reviewer, deployment=task.case.deployment,
-                                 policy_version=task.policy_version, rng=rng) or task
+                                 policy_version_id=task.policy_version_id, rng=rng) or task
             task.claimed_at = now
             task.lease_token = uuid.uuid4()
             task.blind_answer = ""

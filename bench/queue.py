@@ -1,0 +1,149 @@
+"""Review queue: claim-next + submit latency with 1,000 and with 1,000,000 waiting tasks.
+
+One operation is what a reviewer's answer costs the database: `review_claim_next` (the serving
+order down the partial index of open tasks, FOR UPDATE SKIP LOCKED, the lease) followed by
+`review_submit` (the fenced answer, the Review, the Decision). The waiting tasks are bulk-inserted
+with INSERT ... SELECT generate_series, with a mix of reasons, urgency and ages; eight
+reviewers take turns.
+Writes bench/results/queue.json: p50_ms_1k, p95_ms_1k, p50_ms_1m, p95_ms_1m, p95_ratio_1m_vs_1k.
+Needs PostgreSQL (`make bench` starts one).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+from bench.harness import django_test_database, results_write
+
+MEASURED = 400
+WARM_UP = 50
+REVIEWERS = 8
+
+
+def insert_waiting(n: int, *, deployment_id: int, region_id: int, user_id: int,
+                   policy_id: int, tag: str) -> None:
+    """n cases in review, each with an open shadow/low-confidence/out-of-domain task."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO reviewplatform_case (deployment_id, region_id, external_id, image,
+                image_sha256, width, height, captured_at, metadata, submitted_by_id, status,
+                created_at, updated_at)
+            SELECT %s, %s, %s || g, 'cases/bench.png', repeat('0', 64), 32, 32,
+                   now() - g * interval '1 second', '{}', %s, 'in_review', now(), now()
+            FROM generate_series(1, %s) AS g
+            """, [deployment_id, region_id, f"{tag}-", user_id, n])
+        cursor.execute(
+            """
+            INSERT INTO reviewplatform_reviewtask (case_id, reason, urgent, reason_rank,
+                priority, status, policy_version_id, rule, blind_answer, created_at)
+            SELECT c.id,
+                   (ARRAY['shadow', 'low_confidence', 'out_of_domain'])[(1 + c.id %% 3)::int],
+                   c.id %% 97 = 0,
+                   (ARRAY[20, 30, 40])[(1 + c.id %% 3)::int],
+                   0, 'open', %s, '', '', now() - (c.id %% 86400) * interval '1 second'
+            FROM reviewplatform_case c WHERE c.external_id LIKE %s
+            """, [policy_id, f"{tag}-%"])
+        cursor.execute("ANALYZE reviewplatform_case")
+        cursor.execute("ANALYZE reviewplatform_reviewtask")
+        cursor.execute("ANALYZE reviewplatform_review")
+
+
+def measure(reviewers: list) -> list[float]:
+    from reviewplatform.services import review_claim_next, review_submit
+
+    timings = []
+    for i in range(WARM_UP + MEASURED):
+        reviewer = reviewers[i % len(reviewers)]
+        started = time.perf_counter()
+        task = review_claim_next(reviewer=reviewer)
+        assert task is not None, "the queue ran dry"
+        review_submit(task_id=task.pk, lease_token=task.lease_token, reviewer=reviewer,
+                      answer=str(i % 10))
+        if i >= WARM_UP:
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def round_trip_ms() -> float:
+    """The median of a bare `SELECT 1` through Django: the floor under every query above."""
+    from django.db import connection
+
+    timings = []
+    with connection.cursor() as cursor:
+        for _ in range(300):
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def claim_plan(reviewer) -> str:
+    from django.db import transaction
+
+    from reviewplatform.models import ReviewTask
+    from reviewplatform.services.queue import SERVING_ORDER, _queue_for
+
+    with transaction.atomic():
+        query = (_queue_for(reviewer).select_for_update(skip_locked=True, of=("self",))
+                 .filter(status=ReviewTask.Status.OPEN).order_by(*SERVING_ORDER)[:1])
+        return query.explain(analyze=True)
+
+
+def main() -> int:
+    with django_test_database():
+        from django.contrib.auth.models import Group, User
+        from django.db import connection
+
+        from reviewplatform.services import deployment_create
+        from rollout.selectors import policy_current
+
+        if connection.vendor != "postgresql":
+            print("bench/queue.py needs PostgreSQL (DATABASE_URL); run `make bench`",
+                  file=sys.stderr)
+            return 1
+        deployment = deployment_create(
+            slug="bench", name="bench", labels=[str(i) for i in range(10)],
+            regions=[("north", "North", "Europe/Oslo")], actor=None)
+        client = User.objects.create_user("bench-client")
+        group = Group.objects.get(name="reviewer")
+        reviewers = []
+        for i in range(REVIEWERS):
+            user = User.objects.create_user(f"bench-reviewer-{i}")
+            user.groups.add(group)
+            reviewers.append(User.objects.get(pk=user.pk))
+        ids = {"deployment_id": deployment.pk, "region_id": deployment.regions.get().pk,
+               "user_id": client.pk, "policy_id": policy_current(deployment_id=deployment.pk).pk}
+
+        figures = {}
+        waiting = 0
+        for size, label in [(1_000, "1k"), (1_000_000, "1m")]:
+            started = time.perf_counter()
+            # Keep `size` tasks waiting throughout the measurement.
+            insert_waiting(size - waiting + WARM_UP + MEASURED, tag=f"bench-{label}", **ids)
+            print(f"{size:,} waiting tasks inserted in {time.perf_counter() - started:.1f} s",
+                  flush=True)
+            timings = measure(reviewers)
+            waiting = size
+            figures[f"p50_ms_{label}"] = round(statistics.median(timings), 2)
+            figures[f"p95_ms_{label}"] = round(percentile(timings, 95), 2)
+            print(f"{label}: p50 {figures[f'p50_ms_{label}']} ms, "
+                  f"p95 {figures[f'p95_ms_{label}']} ms", flush=True)
+        print("claim-next plan with 1,000,000 waiting:\n" + claim_plan(reviewers[1]), flush=True)
+        figures["p95_ratio_1m_vs_1k"] = round(figures["p95_ms_1m"] / figures["p95_ms_1k"], 3)
+        figures["select_1_round_trip_ms"] = round(round_trip_ms(), 3)
+        results_write("queue", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
