@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import results_write
-
+from bench.harness import results_write
 from rollout.routing import ChampionAnswer, Policy, case_facts, route
 
 N = 200_000

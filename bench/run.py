@@ -1,4 +1,7 @@
-"""`make bench`: run every benchmark in bench/ (one process each), then print their figures."""
+"""`make bench`: run every benchmark in bench/ (one process each), then print their figures.
+
+Each runs as a module from the repository root (`python -m bench.NAME`), so that a benchmark's
+file name never shadows a library module of the same name."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ def main() -> int:
     failed = []
     for script in sorted(p for p in HERE.glob("*.py") if p.name not in SKIP):
         print(f"== {script.stem}", flush=True)
-        if subprocess.run([sys.executable, str(script)], cwd=HERE).returncode != 0:
+        if subprocess.run([sys.executable, "-m", f"bench.{script.stem}"],
+                          cwd=HERE.parent).returncode != 0:
             failed.append(script.stem)
     rows = []
     for result in sorted((HERE / "results").glob("*.json")):

@@ -12,8 +12,9 @@ import io
 import time
 from datetime import UTC, datetime
 
-from harness import django_test_database, results_write
 from PIL import Image
+
+from bench.harness import django_test_database, results_write
 
 N = 300
 

@@ -114,8 +114,11 @@ def predict_images(learn: Any, images: list[bytes]) -> list[Output]:
 
     started = time.perf_counter()
     dl = learn.dls.test_dl(images, num_workers=0, bs=max(1, len(images)))
-    with learn.no_bar(), learn.no_logging(), torch.inference_mode():
-        probs, _ = learn.get_preds(dl=dl)
+    # What `learn.get_preds` computes, without its callback machinery: the model's output
+    # through the loss function's activation (softmax for classifiers).
+    activation = getattr(learn.loss_func, "activation", lambda x: x)
+    with torch.inference_mode():
+        probs = torch.cat([activation(learn.model(*batch)).float().cpu() for batch in dl])
     per_item_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
     vocab = learner_vocab(learn)
     outputs = []

@@ -257,21 +257,20 @@ def cases_predict(*, case_ids: Sequence[int]) -> None:
     INFERENCE_MAX_ATTEMPTS claims of the same case (workers that died on it), the case is
     sent to humans with failed predictions.
     """
-    from rollout.services import case_route
+    from rollout.services import cases_route
 
     cases = list(Case.objects.filter(pk__in=case_ids, status=Case.Status.RECEIVED)
                  .select_related("inference_claim"))
     by_deployment: dict[int, list[Case]] = defaultdict(list)
     for case in cases:
         by_deployment[case.deployment_id].append(case)
-    active_ids: list[int] = []
     for deployment_id, group in by_deployment.items():
         versions = list(ModelVersion.objects.filter(deployment_id=deployment_id, is_active=True))
-        active_ids += [v.pk for v in versions]
         _group_predict(group, versions, limits=_limits(deployment_id))
-    predictor.learners_forget_except(active_ids)
-    for case in cases:
-        case_route(case_id=case.pk)
+    # A worker serves every deployment: keep each learner still active anywhere.
+    predictor.learners_forget_except(
+        ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True))
+    cases_route(case_ids=[case.pk for case in cases])
     InferenceClaim.objects.filter(case_id__in=[c.pk for c in cases]).delete()
 
 

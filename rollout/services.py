@@ -329,38 +329,63 @@ def scheduled_changes_apply(*, now: datetime | None = None) -> list[ScheduledCha
 
 
 def case_route(*, case_id: int) -> None:
-    """Route a predicted case: the model's decision stands, or a review task is queued.
+    """Route one predicted case (see `cases_route`)."""
+    cases_route(case_ids=[case_id])
 
-    Idempotent by state: only a case still `received` is routed, under its row lock. An audit
-    sample keeps the model's Decision and also queues a blind review (reason `audit`).
+
+def cases_route(*, case_ids: list[int]) -> None:
+    """Route predicted cases: the model's decision stands, or a review task is queued.
+
+    One short transaction for the whole batch, a handful of queries whatever its size.
+    Idempotent by state: only cases still `received` are routed, under their row locks. An
+    audit sample keeps the model's Decision and also queues a blind review (reason `audit`).
+    Tasks are written ranked for serving (urgent when the champion predicted one of the
+    deployment's urgent labels; the configured priority of their reason).
     """
+    from reviewplatform.services.queue import reason_priority
+
+    now = timezone.now()
     with transaction.atomic():
-        case = (Case.objects.select_for_update(of=("self",))
-                .select_related("region", "deployment")
-                .filter(pk=case_id, status=Case.Status.RECEIVED).first())
-        if case is None:
+        cases = list(Case.objects.select_for_update(of=("self",))
+                     .select_related("region", "deployment")
+                     .filter(pk__in=case_ids, status=Case.Status.RECEIVED).order_by("pk"))
+        if not cases:
             return
-        policy = policy_current(deployment_id=case.deployment_id)
-        champion = (Prediction.objects.filter(case=case, model_version__is_champion=True,
-                                              status=Prediction.Status.OK).first())
-        outcome = routing.route(
-            routing.case_facts(region=case.region.code, captured_at=case.captured_at,
-                               timezone=case.region.timezone, case_key=str(case.pk)),
-            routing.ChampionAnswer(label=champion.label if champion else None,
-                                   confidence=champion.confidence if champion else None,
-                                   out_of_domain=champion.out_of_domain if champion else False),
-            policy_for(policy.spec(), group_id=case.deployment.slug),
-        )
-        if outcome.model_decides and champion is not None:
-            Decision.objects.create(case=case, label=champion.label,
-                                    source=Decision.Source.MODEL, policy_version=policy,
-                                    rule=outcome.rule, prediction=champion)
-            case.status = Case.Status.DECIDED
-            if outcome.audit:
-                ReviewTask.objects.create(case=case, reason=ReviewTask.Reason.AUDIT,
-                                          policy_version=policy, rule=outcome.rule)
-        else:
-            ReviewTask.objects.create(case=case, reason=outcome.reason, policy_version=policy,
-                                      rule=outcome.rule)
-            case.status = Case.Status.IN_REVIEW
-        case.save(update_fields=["status", "updated_at"])
+        policies = {d: policy_current(deployment_id=d) for d in {c.deployment_id for c in cases}}
+        champions = {p.case_id: p for p in Prediction.objects.filter(
+            case__in=cases, model_version__is_champion=True, status=Prediction.Status.OK)}
+        decisions: list[Decision] = []
+        tasks: list[ReviewTask] = []
+        decided: list[int] = []
+        for case in cases:
+            policy = policies[case.deployment_id]
+            champion = champions.get(case.pk)
+            outcome = routing.route(
+                routing.case_facts(region=case.region.code, captured_at=case.captured_at,
+                                   timezone=case.region.timezone, case_key=str(case.pk)),
+                routing.ChampionAnswer(
+                    label=champion.label if champion else None,
+                    confidence=champion.confidence if champion else None,
+                    out_of_domain=champion.out_of_domain if champion else False),
+                policy_for(policy.spec(), group_id=case.deployment.slug),
+            )
+            urgent = champion is not None and champion.label in case.deployment.urgent_labels
+            if outcome.model_decides and champion is not None:
+                decisions.append(Decision(case=case, label=champion.label,
+                                          source=Decision.Source.MODEL, policy_version=policy,
+                                          rule=outcome.rule, prediction=champion))
+                decided.append(case.pk)
+                if not outcome.audit:
+                    continue
+                reason: str = ReviewTask.Reason.AUDIT
+            else:
+                reason = outcome.reason
+            tasks.append(ReviewTask(case=case, reason=reason, policy_version=policy,
+                                    rule=outcome.rule, urgent=urgent,
+                                    reason_rank=reason_priority(reason)))
+        Decision.objects.bulk_create(decisions)
+        ReviewTask.objects.bulk_create(tasks)
+        Case.objects.filter(pk__in=decided).update(status=Case.Status.DECIDED, updated_at=now)
+        in_review = [c.pk for c in cases if c.pk not in set(decided)]
+        Case.objects.filter(pk__in=in_review).update(status=Case.Status.IN_REVIEW,
+                                                     updated_at=now)

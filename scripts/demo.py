@@ -7,6 +7,7 @@ reuses what exists and starts in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -61,15 +62,23 @@ def main() -> int:
     env = environment()
     children: list[subprocess.Popen[bytes]] = []
 
-    def stop(*_: object) -> None:
+    def stop() -> None:
+        # Each child leads its own process group: signal the group, so that worker pool
+        # processes and web workers stop with their parent. A second Ctrl-C must not cut
+        # this short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in reversed(children):
             if child.poll() is None:
-                child.terminate()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGTERM)
         for child in children:
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                child.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
 
     def start(name: str, *command: str) -> None:
         log = (VAR / "log" / f"{name}.log").open("ab")
