@@ -7,8 +7,8 @@ import io
 import logging
 import statistics
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -221,6 +221,23 @@ def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
     return ids
 
 
+# Cases this process has routed lately: a job for one of them (every case has its own job,
+# but batches take many cases at once) is answered without asking the database.
+_recently_routed: OrderedDict[int, None] = OrderedDict()
+_RECENT_MAX = 50_000
+
+
+def recently_routed(case_id: int) -> bool:
+    return case_id in _recently_routed
+
+
+def _remember_routed(case_ids: Iterable[int]) -> None:
+    for case_id in case_ids:
+        _recently_routed[case_id] = None
+    while len(_recently_routed) > _RECENT_MAX:
+        _recently_routed.popitem(last=False)
+
+
 def predict_waiting(*, batch_size: int | None = None, wait_ms: int | None = None) -> int:
     """Claim a batch of waiting cases, predict them and route them; returns how many.
 
@@ -272,6 +289,7 @@ def cases_predict(*, case_ids: Sequence[int]) -> None:
         ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True))
     cases_route(case_ids=[case.pk for case in cases])
     InferenceClaim.objects.filter(case_id__in=[c.pk for c in cases]).delete()
+    _remember_routed(case_ids)
 
 
 def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: Limits) -> None:

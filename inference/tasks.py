@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from celery import shared_task
@@ -16,17 +17,26 @@ from . import services
 
 logger = logging.getLogger(__name__)
 
+# How long one job keeps taking batches: long enough to drain a burst in few jobs, short
+# enough that a worker listening to several queues gets back to the others.
+DRAIN_SECONDS = 10.0
+
 
 @shared_task(acks_late=True, reject_on_worker_lost=True,
              autoretry_for=(OperationalError, InterfaceError), max_retries=3,
              retry_backoff=True, soft_time_limit=settings.INFERENCE_TIME_LIMIT,
              time_limit=settings.INFERENCE_TIME_LIMIT + 30)
 def predict_case(case_id: int) -> None:
-    """A case is waiting: predict a batch of waiting cases (this one among them, or already
-    taken by another worker's batch). Idempotent by state, so a redelivered message after a
-    crash is harmless; only database connection errors are retried, a bounded number of times.
+    """A case is waiting: predict batches of waiting cases (this one among them, or already
+    taken by another worker's batch) until none is left or a few seconds have passed.
+    Idempotent by state, so a redelivered message after a crash is harmless; only database
+    connection errors are retried, a bounded number of times.
     """
-    services.predict_waiting()
+    if services.recently_routed(case_id):
+        return
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while services.predict_waiting() and time.monotonic() < deadline:
+        pass
 
 
 @shared_task

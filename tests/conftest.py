@@ -117,3 +117,26 @@ def make_upload() -> Callable[..., SimpleUploadedFile]:
 
 
 CAPTURED_AT = datetime(2026, 5, 1, 21, 30, tzinfo=ZoneInfo("Europe/Oslo"))
+
+
+def other_connections_wait_closed(seconds: float = 15) -> None:
+    """Wait until no other session uses the test database.
+
+    A live-server thread serving a browser's keep-alive connection holds its database
+    connection until the browser goes away; the test database can only be flushed and
+    dropped once it is closed.
+    """
+    import time
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + seconds
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.1)

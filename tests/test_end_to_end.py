@@ -19,7 +19,7 @@ from inference.models import Prediction
 from reviewplatform.celery import app as celery_app
 from reviewplatform.models import Case, Decision
 
-from .conftest import CAPTURED_AT
+from .conftest import CAPTURED_AT, other_connections_wait_closed
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -63,11 +63,7 @@ def start_worker(transactional_db, tmp_path):
     for process in processes:
         process.terminate()
         process.wait(timeout=30)
-    # A live-server handler thread that streamed a file keeps its connection open after the
-    # browser went away; close such leftovers so that the test database can be dropped.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    other_connections_wait_closed()
 
 
 @pytest.fixture

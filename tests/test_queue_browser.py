@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from reviewplatform.models import Decision, Review, ReviewTask
+from tests.conftest import other_connections_wait_closed
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 pytestmark = pytest.mark.e2e
@@ -38,14 +39,7 @@ def chromium():
 @pytest.fixture
 def leftover_connections_closed(transactional_db):
     yield
-    # A live-server handler thread that streamed an image keeps its connection open after the
-    # browser went away; close such leftovers so that the test database can be dropped.
-    from django.db import connection
-
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    other_connections_wait_closed()
 
 
 def key_for(label: str) -> str:

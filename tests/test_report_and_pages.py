@@ -62,11 +62,14 @@ def human_decides(case: Case, reviewer, answer: str) -> None:
 @pytest.fixture
 def reviewed(deployment, champion, reviewer, submit):
     """Five cases the champion predicted and a human decided: 3 agree, 1 disagrees, 1 can't tell.
+
+    The champion is unsure where the human disagrees, so no second opinion is asked for.
     """
     for model_says, human_says in [("3", "3"), ("3", "3"), ("5", "5"), ("8", "3"),
                                    ("1", Review.CANNOT_TELL)]:
         case = submit(deployment)
-        predict(case, champion, model_says)
+        predict(case, champion, model_says,
+                confidence=0.97 if model_says == human_says else 0.6)
         human_decides(case, reviewer, human_says)
     return deployment
 
