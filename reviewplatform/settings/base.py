@@ -43,6 +43,7 @@ MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 MIN_IMAGE_SIDE = env_int("MIN_IMAGE_SIDE", 8, minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
+REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "cpu", ["cpu", "cuda"])
 INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 32, minimum=1)
@@ -56,6 +57,10 @@ ROLLOUT_ALERT_EMAILS = env_list("ROLLOUT_ALERT_EMAILS", [])
 ROLLOUT_ALERT_WEBHOOK_URL = env_str("ROLLOUT_ALERT_WEBHOOK_URL", "")
 ROLLOUT_ALERT_WEBHOOK_SECRET = env_str("ROLLOUT_ALERT_WEBHOOK_SECRET", "")
 ROLLOUT_ALERT_WEBHOOK_TIMEOUT = env_int("ROLLOUT_ALERT_WEBHOOK_TIMEOUT", 5, minimum=1)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "review-platform@localhost")
 if ROLLOUT_ALERT_WEBHOOK_URL and not ROLLOUT_ALERT_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ROLLOUT_ALERT_WEBHOOK_SECRET must be set with "
                                "ROLLOUT_ALERT_WEBHOOK_URL")
@@ -186,3 +191,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
+
+# /metrics for Prometheus: scraped with `Authorization: Bearer <METRICS_TOKEN>` when a token is
+# set; without one, only a logged-in staff user may read it.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# How far back the agreement and latency figures of /metrics reach.
+METRICS_WINDOW_MINUTES = env_int("METRICS_WINDOW_MINUTES", 15, minimum=1)
+METRICS_AGREEMENT_DAYS = env_int("METRICS_AGREEMENT_DAYS", 14, minimum=1)
