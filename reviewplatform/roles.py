@@ -18,6 +18,10 @@ ROLES: dict[str, list[str]] = {
         "rollout.view_policyversion", "rollout.add_policyversion",
         "inference.view_modelversion", "inference.view_prediction",
     ],
+    # Registers, promotes and retires model versions: artifacts are pickles that run code when
+    # loaded, so this role goes only to staff who administer the models (the pages check both).
+    "model admin": ["inference.view_modelversion", "inference.view_prediction",
+                    "inference.register_modelversion"],
     "api client": ["reviewplatform.add_case"],
 }
 

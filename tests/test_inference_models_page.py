@@ -167,6 +167,33 @@ def test_it_lets_only_staff_with_the_permission_register(deployment, trained_mod
     assert nothing_stored()
 
 
+def test_it_refuses_a_model_admin_who_is_not_staff(deployment, trained_model, outsider):
+    from django.contrib.auth.models import Group
+
+    outsider.groups.set(Group.objects.filter(name="model admin"))
+    assert outsider.has_perm("inference.register_modelversion")
+
+    response = login(outsider).post(REGISTER, {"artifact": learner_upload(trained_model.path),
+                                               "name": "not-staff"})
+
+    assert response.status_code == 403
+    assert not ModelVersion.objects.exists()
+
+
+def test_it_lets_a_staff_model_admin_register(deployment, trained_model, outsider):
+    from django.contrib.auth.models import Group
+
+    outsider.groups.set(Group.objects.filter(name="model admin"))
+    outsider.is_staff = True
+    outsider.save()
+
+    response = login(outsider).post(REGISTER, {"artifact": learner_upload(trained_model.path),
+                                               "name": "by-model-admin"})
+
+    assert response.status_code == 302
+    assert ModelVersion.objects.get().created_by == outsider
+
+
 def test_it_refuses_a_file_that_is_not_a_learner(deployment, admin_user):
     upload = SimpleUploadedFile("notes.txt", b"just some text, not a pickle\n",
                                 content_type="text/plain")
