@@ -129,3 +129,30 @@ class ScheduledChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment.slug}: {self.stage} at {self.effective_at:%Y-%m-%d %H:%M} UTC"
+
+
+class Adjudication(models.Model):
+    """A senior reviewer's ruling on a case where the model and the human decision differ.
+
+    The historical Decision is never changed: this row is the audit record (who, when, why),
+    and the retraining export takes the newest adjudicated label of a case.
+    """
+
+    case = models.ForeignKey("reviewplatform.Case", on_delete=models.CASCADE,
+                             related_name="adjudications")
+    label = models.CharField(max_length=100)
+    decision_label = models.CharField(max_length=100,
+                                      help_text="the decision's label when adjudicated")
+    model_label = models.CharField(max_length=100, blank=True,
+                                   help_text="the champion's answer when adjudicated")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                              related_name="+")
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["case", "-created_at"], name="adjudication_case_newest")]
+
+    def __str__(self) -> str:
+        return f"case {self.case_id} adjudicated {self.label}"

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from . import api, views
+from . import api, metrics, views
+from .reports import views as reports
 
 policy = "api/v1/deployments/<slug:slug>/policy/"
 
@@ -12,6 +13,15 @@ urlpatterns = [
     path("deployments/<slug:slug>/rollout/pause/", views.rollout_pause, name="rollout-pause"),
     path("deployments/<slug:slug>/rollout/rollback/", views.rollout_rollback,
          name="rollout-rollback"),
+    path("deployments/<slug:slug>/report/disagreements/", reports.disagreements_page,
+         name="report-disagreements"),
+    path("deployments/<slug:slug>/report/cases/<int:case_id>/adjudicate/", reports.adjudicate,
+         name="report-adjudicate"),
+    path("deployments/<slug:slug>/report/decisions.<str:fmt>", reports.export_decisions,
+         name="report-export"),
+    path("deployments/<slug:slug>/report/retraining.zip", reports.export_retraining,
+         name="report-retraining"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path(policy, api.PolicyApi.as_view(), name="api-policy"),
     path(f"{policy}pause/", api.PolicyPauseApi.as_view(), name="api-policy-pause"),
     path(f"{policy}rollback/", api.PolicyRollbackApi.as_view(), name="api-policy-rollback"),

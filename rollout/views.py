@@ -12,14 +12,18 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from reviewplatform.errors import ServiceError
-from reviewplatform.models import Deployment
+from reviewplatform.models import Deployment, ReviewTask
 
 from . import guardrails, scope, services
 from .models import Stage
-from .selectors import deployment_report, policy_current, policy_history
+from .reports.charts_page import report_charts
+from .reports.selectors import report_build
+from .reports.views import filters_or_error
+from .selectors import policy_current, policy_history
 
 ADMIN_PERM = "rollout.view_policyversion"
 PUBLISH_PERM = "rollout.add_policyversion"
@@ -157,10 +161,21 @@ def rollout_rollback(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 @permission_required(ADMIN_PERM, raise_exception=True)
 def report_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The model-versus-human report of a deployment under the chosen filters."""
     deployment = get_object_or_404(Deployment, slug=slug)
-    report = deployment_report(deployment=deployment)
+    f = filters_or_error(request, deployment)
+    if isinstance(f, HttpResponse):
+        return f
+    report = report_build(f)
     return render(request, "rollout/report.html", {
         "deployment": deployment,
         "report": report,
-        "rows": list(zip(report.labels, report.confusion, strict=True)),
+        "charts": report_charts(report),
+        "query": urlencode(f.query()),
+        "model_versions": deployment.model_versions.order_by("-is_champion", "name"),
+        "regions": deployment.regions.all(),
+        "stages": Stage.choices,
+        "reasons": ReviewTask.Reason.choices,
+        "floor": policy_current(deployment_id=deployment.pk).guardrail_settings[
+            "agreement_floor"],
     })

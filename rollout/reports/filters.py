@@ -1,0 +1,91 @@
+"""The report's filters, parsed once from the query string."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.http import QueryDict
+from django.utils import timezone
+
+from inference.models import ModelVersion
+from reviewplatform.errors import ServiceError
+from reviewplatform.models import Deployment, ReviewTask
+
+from ..models import Stage
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """Which decisions a report counts.
+
+    The period is on the capture time (inclusive local dates, in the server's zone): the
+    domain-shift view is about when the images were taken. `model_version_id` is the model
+    compared with humans (the champion unless another is chosen); `stage` is the stage of the
+    policy version that routed the decision; `reason` the reason of the review task behind a
+    human decision.
+    """
+
+    deployment: Deployment
+    model_version_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    region: str = ""
+    stage: str = ""
+    reason: str = ""
+
+    @property
+    def start(self) -> datetime | None:
+        if self.date_from is None:
+            return None
+        return timezone.make_aware(datetime.combine(self.date_from, time.min))
+
+    @property
+    def end(self) -> datetime | None:
+        if self.date_to is None:
+            return None
+        return timezone.make_aware(datetime.combine(self.date_to + timedelta(days=1), time.min))
+
+    def query(self) -> dict[str, Any]:
+        """The filters as query-string values (links keep them)."""
+        values = {"model": self.model_version_id, "from": self.date_from, "to": self.date_to,
+                  "region": self.region, "stage": self.stage, "reason": self.reason}
+        return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+
+def _date(value: str, field: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ServiceError(f"{field} must be a date like 2026-05-01", field=field) from exc
+
+
+def report_filters_parse(*, deployment: Deployment, params: QueryDict) -> ReportFilters:
+    """Validate the query string; unknown values are refused with the field at fault."""
+    region = params.get("region", "")
+    if region and not deployment.regions.filter(code=region).exists():
+        raise ServiceError(f"unknown region {region!r}", field="region")
+    stage = params.get("stage", "")
+    if stage and stage not in Stage.values:
+        raise ServiceError(f"unknown stage {stage!r}", field="stage")
+    reason = params.get("reason", "")
+    if reason and reason not in ReviewTask.Reason.values:
+        raise ServiceError(f"unknown reason {reason!r}", field="reason")
+    versions = ModelVersion.objects.filter(deployment=deployment)
+    model = params.get("model", "")
+    if model:
+        try:
+            model_id: int | None = versions.get(pk=int(model)).pk
+        except (ValueError, ModelVersion.DoesNotExist) as exc:
+            raise ServiceError(f"unknown model version {model!r}", field="model") from exc
+    else:
+        model_id = versions.filter(is_champion=True).values_list("pk", flat=True).first()
+    date_from = _date(params.get("from", ""), "from")
+    date_to = _date(params.get("to", ""), "to")
+    if date_from and date_to and date_from > date_to:
+        raise ServiceError("from must not be after to", field="from")
+    return ReportFilters(deployment=deployment, model_version_id=model_id, date_from=date_from,
+                         date_to=date_to, region=region, stage=stage, reason=reason)

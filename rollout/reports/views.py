@@ -1,0 +1,126 @@
+"""Pages and downloads of the reports: the disagreements gallery, adjudication, exports."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.http.response import HttpResponseBase
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_POST
+
+from reviewplatform.errors import ServiceError
+from reviewplatform.models import Deployment
+
+from . import exports, selectors, services
+from .filters import ReportFilters, report_filters_parse
+
+REPORT_PERM = "rollout.view_policyversion"
+PAGE = 48
+
+
+def filters_or_error(request: HttpRequest, deployment: Deployment
+                     ) -> ReportFilters | HttpResponse:
+    try:
+        return report_filters_parse(deployment=deployment, params=request.GET)
+    except ServiceError as error:
+        return HttpResponseBadRequest(f"{error.field}: {error.message}",
+                                      content_type="text/plain")
+
+
+@require_GET
+def disagreements_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Admins and senior reviewers (who adjudicate) see the gallery."""
+    if not (request.user.has_perm(REPORT_PERM)
+            or request.user.has_perm(services.ADJUDICATE_PERM)):
+        raise PermissionDenied
+    deployment = get_object_or_404(Deployment, slug=slug)
+    f = filters_or_error(request, deployment)
+    if isinstance(f, HttpResponse):
+        return f
+    human = request.GET.get("human", "")
+    model = request.GET.get("model_label", "")
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    items = selectors.disagreements(f, human=human if human in deployment.labels else "",
+                                    model=model if model in deployment.labels else "",
+                                    limit=PAGE + 1, offset=(page - 1) * PAGE)
+    query = {**f.query(), "human": human, "model_label": model}
+    query = {k: v for k, v in query.items() if v}
+    return render(request, "rollout/disagreements.html", {
+        "deployment": deployment, "filters": f, "items": items[:PAGE], "page": page,
+        "human": human, "model_label": model,
+        "next_query": urlencode({**query, "page": page + 1}) if len(items) > PAGE else "",
+        "prev_query": urlencode({**query, "page": page - 1}) if page > 1 else "",
+        "query": urlencode(query),
+        "can_adjudicate": request.user.has_perm(services.ADJUDICATE_PERM),
+    })
+
+
+@require_POST
+@permission_required(services.ADJUDICATE_PERM, raise_exception=True)
+def adjudicate(request: HttpRequest, slug: str, case_id: int) -> HttpResponse:
+    deployment = get_object_or_404(Deployment, slug=slug)
+    get_object_or_404(deployment.cases, pk=case_id)
+    try:
+        adjudication = services.case_adjudicate(
+            case_id=case_id, label=request.POST.get("label", ""),
+            actor=cast(User, request.user), reason=request.POST.get("reason", ""))
+    except ServiceError as error:
+        messages.error(request, f"case {case_id}: {error.message}")
+    else:
+        messages.success(request, f"Case {case_id} adjudicated {adjudication.label}.")
+    back = request.POST.get("next", "")
+    url = reverse("report-disagreements", args=[slug])
+    return HttpResponseRedirect(f"{url}?{back}" if back and "//" not in back else url)
+
+
+def _download(response: StreamingHttpResponse, name: str) -> StreamingHttpResponse:
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+@permission_required(REPORT_PERM, raise_exception=True)
+def export_decisions(request: HttpRequest, slug: str, fmt: str) -> HttpResponseBase:
+    deployment = get_object_or_404(Deployment, slug=slug)
+    f = filters_or_error(request, deployment)
+    if isinstance(f, HttpResponse):
+        return f
+    if fmt not in ("csv", "json"):
+        raise Http404
+    if fmt == "csv":
+        return _download(StreamingHttpResponse(exports.decisions_csv(f),
+                                               content_type="text/csv; charset=utf-8"),
+                         f"{slug}-decisions.csv")
+    return _download(StreamingHttpResponse(exports.decisions_json(f),
+                                           content_type="application/json"),
+                     f"{slug}-decisions.json")
+
+
+@require_GET
+@permission_required(REPORT_PERM, raise_exception=True)
+def export_retraining(request: HttpRequest, slug: str) -> HttpResponseBase:
+    deployment = get_object_or_404(Deployment, slug=slug)
+    f = filters_or_error(request, deployment)
+    if isinstance(f, HttpResponse):
+        return f
+    return _download(StreamingHttpResponse(exports.retraining_zip(f),
+                                           content_type="application/zip"),
+                     f"{slug}-retraining.zip")
