@@ -117,6 +117,26 @@ def make_upload() -> Callable[..., SimpleUploadedFile]:
 
 
 CAPTURED_AT = datetime(2026, 5, 1, 21, 30, tzinfo=ZoneInfo("Europe/Oslo"))
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    import os
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
 
 
 def other_connections_wait_closed(seconds: float = 15) -> None:

@@ -23,7 +23,6 @@ from .conftest import CAPTURED_AT, other_connections_wait_closed
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _database_url() -> str:
@@ -78,22 +77,6 @@ def _wait_for_status(url: str, headers: dict[str, str], status: str, seconds: fl
         if body["status"] == status or time.monotonic() > deadline:
             return body
         time.sleep(0.2)
-
-
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def test_it_takes_a_case_from_the_api_to_a_human_decision(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from datetime import timedelta
@@ -17,23 +16,6 @@ from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -59,14 +41,14 @@ def wait_for(condition, seconds: float = 10) -> bool:
 
 @pytest.mark.django_db(transaction=True)
 def test_it_lets_a_reviewer_decide_five_cases_with_the_keyboard_alone(
-        live_server, leftover_connections_closed, chromium, enqueue, reviewer, settings):
+        live_server, leftover_connections_closed, browser, enqueue, reviewer, settings):
     settings.REVIEW_LEASE_SECONDS = 12  # renewed every 3 seconds by the page
     settings.REVIEW_LEASE_CLOSE_GRACE_SECONDS = 2
     tasks = [enqueue(region=region) for region in ["north", "east", "west", "north", "east",
                                                    "west"]]
     answers = {tasks[0].case_id: "7", tasks[1].case_id: "0", tasks[2].case_id: "9",
                tasks[3].case_id: "cannot_tell", tasks[4].case_id: "3"}
-    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     prefetched: list[str] = []
     page.on("request", lambda request: prefetched.append(request.url)
             if "/image/" in request.url else None)
