@@ -101,10 +101,7 @@ def main() -> int:
         start("beat", str(BIN / "celery"), "-A", "reviewplatform", "beat", "--loglevel", "INFO",
               "--schedule", str(VAR / "celerybeat-schedule"))
         wait_for(f"{URL}/login/", 60)
-        submitted = DEMO / "cases-submitted"
-        if not submitted.exists():
-            manage(env, "demo_submit", "--url", URL)
-            submitted.touch()
+        manage(env, "demo_submit", "--url", URL, "--unless-any")
         api_key = (DEMO / "api-key.txt").read_text().strip()
         print(f"""
 The review platform is running at {URL}/

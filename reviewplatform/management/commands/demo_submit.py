@@ -12,6 +12,7 @@ from PIL import Image
 
 from inference.demo_model import low_resolution, night_time
 from reviewplatform.demo import DEMO_DEPLOYMENT, DEMO_REGIONS
+from reviewplatform.models import Case
 
 # Share of degraded captures per region: the shift is concentrated where a guardrail should
 # find it, and degraded captures are taken at night.
@@ -38,9 +39,14 @@ class Command(BaseCommand):
                             default=settings.VAR_DIR / "demo" / "digits" / "test")
         parser.add_argument("--count", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--unless-any", action="store_true",
+                            help="do nothing if the demo deployment already has cases")
 
     def handle(self, *args: Any, url: str, api_key_file: Path, images: Path, count: int,
-               seed: int, **options: Any) -> None:
+               seed: int, unless_any: bool, **options: Any) -> None:
+        if unless_any and Case.objects.filter(deployment__slug=DEMO_DEPLOYMENT).exists():
+            self.stdout.write("the demo cases are already there")
+            return
         files = sorted(images.glob("*/*.png"))
         if not files:
             raise CommandError(f"no demo images under {images}: run train_demo_model first")
