@@ -1,0 +1,182 @@
+"""Reports at 1,000,000 decisions: the full report page and the streamed CSV export.
+
+Rows are written by PostgreSQL itself (INSERT ... SELECT over generate_series): 1M cases in
+three regions over 30 days, a champion prediction each, 70% decided by reviewers after a
+review task (10% of those disagreeing), 30% decided by the model with 5% audited.
+
+Figures, all in one run on one database:
+- report_s_1m: GET of the whole report page through Django's test client (median of 3,
+  after one warm-up), against a plain COUNT(*) of the decisions (baseline);
+- export_rows_per_s: the CSV export streamed through the view, against psycopg's
+  COPY (SELECT ...) TO STDOUT of the same columns (baseline);
+- export_peak_rss_mb: growth of the process's peak resident memory while exporting.
+Writes bench/results/reports.json.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+
+from bench.harness import django_test_database, results_write
+
+N = 1_000_000
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _populate(cursor, *, deployment_id: int, regions: list[int], user_id: int,
+              reviewer_id: int, champion_id: int, shadow_pv: int, full_pv: int) -> None:
+    start = datetime(2026, 4, 1, tzinfo=UTC)
+    params = {"d": deployment_id, "r": regions, "u": user_id, "n": N, "start": start,
+              "rev": reviewer_id, "mv": champion_id, "pv1": shadow_pv, "pv2": full_pv}
+    cursor.execute("""
+        INSERT INTO reviewplatform_case (deployment_id, region_id, external_id, image,
+            image_sha256, width, height, captured_at, metadata, submitted_by_id, status,
+            created_at, updated_at)
+        SELECT %(d)s, (%(r)s::bigint[])[1 + g %% 3], 'b-' || g, 'cases/b.png', '0', 8, 8,
+               %(start)s + g * interval '2.592 seconds', '{}'::jsonb, %(u)s, 'decided',
+               now(), now()
+        FROM generate_series(1, %(n)s) AS g""", params)
+    cursor.execute("""
+        INSERT INTO inference_prediction (case_id, model_version_id, status, label,
+            confidence, probabilities, out_of_domain, ood_reasons, error, latency_ms,
+            created_at)
+        SELECT c.id, %(mv)s, 'ok', ((c.id * 7) %% 10)::text, 0.5 + (c.id %% 50) / 100.0,
+               '{}'::jsonb, c.id %% 37 = 0, '[]'::jsonb, '', 40, now()
+        FROM reviewplatform_case AS c WHERE c.deployment_id = %(d)s""", params)
+    cursor.execute("""
+        INSERT INTO reviewplatform_reviewtask (case_id, reason, urgent, reason_rank, priority,
+            status, claimed_by_id, claimed_at, policy_version_id, rule, blind_answer,
+            created_at, completed_at)
+        SELECT c.id, CASE WHEN c.id %% 10 < 7 THEN 'shadow' ELSE 'audit' END, false, 0, 0,
+               'done', %(rev)s, c.captured_at + (c.id %% 30) * interval '1 minute',
+               CASE WHEN c.id %% 10 < 7 THEN %(pv1)s ELSE %(pv2)s END, '', '',
+               c.captured_at, c.captured_at + interval '40 minutes'
+        FROM reviewplatform_case AS c
+        WHERE c.deployment_id = %(d)s AND (c.id %% 10 < 7 OR c.id %% 20 = 7)""", params)
+    cursor.execute("""
+        INSERT INTO reviewplatform_review (task_id, case_id, reviewer_id, answer, mode,
+            blind_answer, seconds, created_at)
+        SELECT t.id, t.case_id, %(rev)s,
+               CASE WHEN t.case_id %% 10 = 0 THEN ((t.case_id * 7 + 1) %% 10)::text
+                    ELSE ((t.case_id * 7) %% 10)::text END,
+               'blind', '', 5 + t.case_id %% 20, t.completed_at
+        FROM reviewplatform_reviewtask AS t JOIN reviewplatform_case AS c ON c.id = t.case_id
+        WHERE c.deployment_id = %(d)s""", params)
+    cursor.execute("""
+        INSERT INTO reviewplatform_decision (case_id, label, source, policy_version_id, rule,
+            review_id, prediction_id, decided_at)
+        SELECT c.id,
+               CASE WHEN c.id %% 10 < 7 THEN r.answer ELSE p.label END,
+               CASE WHEN c.id %% 10 < 7 THEN 'human' ELSE 'model' END,
+               CASE WHEN c.id %% 10 < 7 THEN %(pv1)s ELSE %(pv2)s END, '',
+               CASE WHEN c.id %% 10 < 7 THEN r.id END,
+               CASE WHEN c.id %% 10 < 7 THEN NULL ELSE p.id END,
+               c.captured_at + interval '1 hour'
+        FROM reviewplatform_case AS c
+        JOIN inference_prediction AS p ON p.case_id = c.id
+        LEFT JOIN reviewplatform_review AS r ON r.case_id = c.id
+        WHERE c.deployment_id = %(d)s""", params)
+    cursor.execute("ANALYZE")
+
+
+def main() -> int:
+    with django_test_database():
+        from django.contrib.auth.models import User
+        from django.db import connection
+        from django.test import Client
+
+        from inference.models import ModelVersion
+        from reviewplatform.models import Decision
+        from reviewplatform.services import deployment_create
+        from rollout.selectors import policy_current
+        from rollout.services import policy_publish
+
+        if connection.vendor != "postgresql":
+            print("bench/reports.py needs PostgreSQL (DATABASE_URL); run `make bench`",
+                  file=sys.stderr)
+            return 1
+        admin = User.objects.create_user("bench-admin", is_staff=True, is_superuser=True)
+        client_user = User.objects.create_user("bench-client")
+        deployment = deployment_create(
+            slug="bench", name="bench", labels=[str(i) for i in range(10)],
+            regions=[("north", "North", "Europe/Oslo"), ("east", "East", "Asia/Tokyo"),
+                     ("west", "West", "America/Los_Angeles")], actor=admin)
+        champion = ModelVersion.objects.create(
+            deployment=deployment, name="champion", sha256="0" * 64, artifact="m.pkl",
+            labels=deployment.labels, is_champion=True)
+        shadow = policy_current(deployment_id=deployment.pk)
+        full = policy_publish(deployment=deployment, stage="full", rules=[], actor=admin,
+                              reason="bench", audit_rate=0.05)
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            _populate(cursor, deployment_id=deployment.pk,
+                      regions=list(deployment.regions.order_by("pk")
+                                   .values_list("pk", flat=True)),
+                      user_id=client_user.pk, reviewer_id=admin.pk, champion_id=champion.pk,
+                      shadow_pv=shadow.pk, full_pv=full.pk)
+        print(f"populated {Decision.objects.count():,} decisions in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+
+        started = time.perf_counter()
+        count = Decision.objects.filter(case__deployment=deployment).count()
+        baseline_count_s = time.perf_counter() - started
+
+        web = Client()
+        web.force_login(admin)
+        url = f"/deployments/{deployment.slug}/report/"
+        assert web.get(url).status_code == 200  # warm-up
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            response = web.get(url)
+            timings.append(time.perf_counter() - started)
+            assert response.status_code == 200
+        report_s = statistics.median(timings)
+
+        rss_before = _peak_rss_mb()
+        started = time.perf_counter()
+        response = web.get(f"/deployments/{deployment.slug}/report/decisions.csv")
+        rows = sum(chunk.count(b"\n") for chunk in response.streaming_content) - 1
+        export_s = time.perf_counter() - started
+        rss_growth = _peak_rss_mb() - rss_before
+        assert rows == count, (rows, count)
+
+        started = time.perf_counter()
+        copied = 0
+        with connection.cursor() as cursor:
+            raw = cursor.connection.cursor()
+            with raw.copy("""COPY (SELECT d.case_id, c.external_id, r.code, c.captured_at,
+                    d.decided_at, d.label, d.source, pv.version, pv.stage, d.rule, p.label,
+                    p.confidence, p.out_of_domain
+                FROM reviewplatform_decision d JOIN reviewplatform_case c ON c.id = d.case_id
+                JOIN reviewplatform_region r ON r.id = c.region_id
+                JOIN rollout_policyversion pv ON pv.id = d.policy_version_id
+                LEFT JOIN inference_prediction p ON p.case_id = c.id
+                ORDER BY d.id) TO STDOUT WITH CSV""") as copy:
+                for block in copy:
+                    copied += bytes(block).count(b"\n")
+        copy_s = time.perf_counter() - started
+
+        results_write("reports", {
+            "decisions": count,
+            "report_s_1m": round(report_s, 3),
+            "report_runs_s": [round(t, 3) for t in timings],
+            "baseline_count_s": round(baseline_count_s, 3),
+            "ratio_report_vs_count": round(report_s / baseline_count_s, 1),
+            "export_rows_per_s": round(rows / export_s),
+            "baseline_copy_rows_per_s": round(copied / copy_s),
+            "ratio_export_vs_copy": round((rows / export_s) / (copied / copy_s), 3),
+            "export_peak_rss_mb": round(rss_growth, 1),
+        })
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
