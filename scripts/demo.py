@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,6 +59,11 @@ def wait_for(url: str, seconds: float) -> None:
     raise SystemExit(f"the web server did not answer at {url} within {seconds:.0f}s")
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
 def main() -> int:
     env = environment()
     children: list[subprocess.Popen[bytes]] = []
@@ -91,6 +97,10 @@ def main() -> int:
     try:
         if shutil.which("redis-server") is None:
             raise SystemExit("redis-server is not installed: sudo apt-get install -y redis-server")
+        for port, variable in ((REDIS_PORT, "DEMO_REDIS_PORT"), (PORT, "DEMO_PORT")):
+            if not port_free(port):
+                raise SystemExit(f"port {port} is in use (is the demo already running?); "
+                                 f"stop that, or choose another port with {variable}=...")
         start("redis", "redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
               "--dir", str(VAR / "redis"), "--appendonly", "yes")
         manage(env, "demo_prepare")
