@@ -1,0 +1,92 @@
+"""Domain shift on real parts: the real learner predicts real images, some made night-time.
+
+East's cameras start sending night-time captures (dark, noisy) while north stays clean. The
+input checks flag them, so the model never decides them, and the out-of-domain guardrail pauses
+automation in east, and only there, before any reviewer has answered.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from inference.demo_model import night_time
+from inference.services import domain_thresholds_fit, predict_waiting
+from reviewplatform.models import Case, Decision, ReviewTask
+from reviewplatform.services import case_submit
+from rollout import guardrails
+from rollout.services import policy_publish
+
+from .conftest import CAPTURED_AT
+
+pytestmark = pytest.mark.django_db
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def submit(client_user, django_capture_on_commit_callbacks):
+    counter = iter(range(1_000_000))
+
+    def submit(deployment, region: str, data: bytes) -> Case:
+        with django_capture_on_commit_callbacks(execute=False):  # the worker is called below
+            return case_submit(
+                deployment=deployment, region_code=region, captured_at=CAPTURED_AT,
+                image=SimpleUploadedFile("case.png", data, "image/png"),
+                external_id=f"sim-{next(counter)}", submitted_by=client_user)
+    return submit
+
+
+def _predict_all() -> None:
+    while predict_waiting(batch_size=32, wait_ms=0):
+        pass
+
+
+def test_the_guardrail_pauses_only_the_region_whose_images_turn_night_time(
+        deployment, champion, trained_model, admin_user, submit):
+    training = sorted((trained_model.path.parent / "digits" / "train").glob("*/*.png"))
+    domain_thresholds_fit(deployment=deployment, images=[p.read_bytes() for p in training],
+                          min_confidence=None)
+    clean = [p.read_bytes() for p in trained_model.test_files]
+    rng = random.Random(0)
+
+    # Shadow stage: both regions send clean captures; this is each region's baseline.
+    for i in range(40):
+        submit(deployment, "north", clean[i])
+        submit(deployment, "east", clean[40 + i])
+    _predict_all()
+    assert ReviewTask.objects.filter(reason="shadow").count() == 80
+
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="the model decides everywhere", confidence_threshold=0.0,
+                   audit_rate=0.0, guardrails={"ood_min_cases": 30})
+    # Then east's captures turn night-time; north's stay clean.
+    for i in range(40):
+        submit(deployment, "north", clean[80 + i])
+        night = night_time(Image.open(io.BytesIO(clean[120 + i])).convert("RGB"), rng=rng)
+        submit(deployment, "east", _png(night))
+    _predict_all()
+
+    east_tasks = ReviewTask.objects.filter(case__region__code="east", reason="out_of_domain")
+    assert east_tasks.count() == 40  # the model decided none of the night-time captures
+    assert Decision.objects.filter(case__region__code="north", source="model").count() == 40
+
+    version = guardrails.guardrails_enforce(deployment=deployment)
+
+    assert version is not None and version.author is None
+    assert [region for _, region in version.paused_cells] == ["east"]
+    assert "out-of-domain" in version.reason or "out of domain" in version.reason
+    # From now on east goes to humans, north stays automated.
+    east = submit(deployment, "east", clean[200])
+    north = submit(deployment, "north", clean[201])
+    _predict_all()
+    assert ReviewTask.objects.get(case=east).reason == "paused"
+    assert Decision.objects.get(case=north).source == "model"
