@@ -4,6 +4,7 @@ the reviewer's pages in Chromium, and the report."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,17 +39,17 @@ def start_worker(transactional_db, tmp_path):
     celery_app.control.purge()
     processes: list[subprocess.Popen] = []
 
-    def start() -> subprocess.Popen:
+    def start(**environment: str) -> subprocess.Popen:
         log = tmp_path / f"worker-{len(processes)}.log"
         env = {**os.environ, "DATABASE_URL": _database_url(),
                "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-               "DJANGO_SETTINGS_MODULE": "reviewplatform.settings.test"}
+               "DJANGO_SETTINGS_MODULE": "reviewplatform.settings.test", **environment}
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "celery"), "-A", "reviewplatform", "worker",
              "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO",
              "--without-mingle", "--without-gossip",
              "--hostname", f"e2e-{uuid.uuid4().hex[:8]}@%h"],
-            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         processes.append(process)
         deadline = time.monotonic() + 60
@@ -60,8 +61,9 @@ def start_worker(transactional_db, tmp_path):
 
     yield start
     for process in processes:
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
     other_connections_wait_closed()
 
 
@@ -173,3 +175,38 @@ def test_it_requeues_a_case_whose_prediction_job_was_lost(
     body = _wait_for_status(case_url, headers, "in_review", seconds=90)
     assert body["status"] == "in_review", body
     assert Prediction.objects.filter(case_id=body["id"], status="ok").count() == 1
+
+
+def test_a_killed_worker_loses_nothing(start_worker, champion, client_user, digit_files,
+                                       settings, django_capture_on_commit_callbacks):
+    """The worker and its pool are killed (SIGKILL) while cases wait; a new worker and beat's
+    sweep finish them: every case is predicted once per model version and routed once."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from inference.tasks import cases_requeue_stale
+    from reviewplatform.models import ReviewTask
+    from reviewplatform.services import case_submit
+
+    files = [path for paths in digit_files.values() for path in paths][:96]
+    first = start_worker()
+    for i, path in enumerate(files):
+        case_submit(deployment=champion.deployment, region_code="north",
+                    image=SimpleUploadedFile(path.name, path.read_bytes(), "image/png"),
+                    captured_at=CAPTURED_AT, external_id=f"kill-{i}", submitted_by=client_user)
+    time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)  # mid-work: claims held, messages unacknowledged
+    first.wait(timeout=30)
+
+    # A claim of the dead worker counts as abandoned after 3 s here (two minutes by default).
+    start_worker(PREDICTION_STALE_SECONDS="3")
+    settings.PREDICTION_STALE_SECONDS = 0  # beat's sweep, run now rather than in a minute
+    deadline = time.monotonic() + 120
+    while Case.objects.filter(status="received").exists():
+        assert time.monotonic() < deadline, "cases were left unpredicted"
+        cases_requeue_stale()
+        time.sleep(1)
+
+    assert Case.objects.count() == len(files)
+    assert Prediction.objects.count() == len(files)  # one per case and model version
+    assert ReviewTask.objects.count() == len(files)  # each routed once (shadow stage)
+    assert not Case.objects.exclude(status="in_review").exists()
