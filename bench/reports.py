@@ -11,17 +11,25 @@ Figures, all in one run on one database:
   COPY (SELECT ...) TO STDOUT of the same columns (baseline);
 - export_peak_rss_mb: growth of the process's peak resident memory while exporting.
 Writes bench/results/reports.json.
+
+`--keep` keeps the test database (`test_<name>`) and its 1M decisions for the next run with
+`--keep`, which migrates it and skips the load: for iterating on one PostgreSQL server that
+outlives the run (scripts/with-services.sh removes its server at exit).
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from bench.harness import django_test_database, results_write
+from bench.harness import ROOT, django_test_database, results_write
 
 N = 1_000_000
 
@@ -86,11 +94,28 @@ def _populate(cursor, *, deployment_id: int, regions: list[int], user_id: int,
     cursor.execute("ANALYZE")
 
 
+@contextmanager
+def _kept_test_database() -> Iterator[None]:
+    """Django on the test database, created or migrated, and left in place afterwards."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewplatform.settings.test")
+    os.environ.setdefault("SECRET_KEY", "bench")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True)
+    yield
+
+
 def main() -> int:
-    with django_test_database():
+    keep = "--keep" in sys.argv[1:]
+    with _kept_test_database() if keep else django_test_database():
         from django.contrib.auth.models import User
         from django.db import connection
-        from django.test import Client
 
         from inference.models import ModelVersion
         from reviewplatform.models import Decision
@@ -102,6 +127,11 @@ def main() -> int:
             print("bench/reports.py needs PostgreSQL (DATABASE_URL); run `make bench`",
                   file=sys.stderr)
             return 1
+        from reviewplatform.models import Deployment
+
+        if keep and Deployment.objects.filter(slug="bench").exists():
+            return _measure(Deployment.objects.get(slug="bench"),
+                            User.objects.get(username="bench-admin"))
         admin = User.objects.create_user("bench-admin", is_staff=True, is_superuser=True)
         client_user = User.objects.create_user("bench-client")
         deployment = deployment_create(
@@ -123,59 +153,67 @@ def main() -> int:
                       shadow_pv=shadow.pk, full_pv=full.pk)
         print(f"populated {Decision.objects.count():,} decisions in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
+        return _measure(deployment, admin)
 
+
+def _measure(deployment: Any, admin: Any) -> int:
+    from django.db import connection
+    from django.test import Client
+
+    from reviewplatform.models import Decision
+
+    started = time.perf_counter()
+    count = Decision.objects.filter(case__deployment=deployment).count()
+    baseline_count_s = time.perf_counter() - started
+
+    web = Client()
+    web.force_login(admin)
+    url = f"/deployments/{deployment.slug}/report/"
+    assert web.get(url).status_code == 200  # warm-up
+    timings = []
+    for _ in range(3):
         started = time.perf_counter()
-        count = Decision.objects.filter(case__deployment=deployment).count()
-        baseline_count_s = time.perf_counter() - started
+        response = web.get(url)
+        timings.append(time.perf_counter() - started)
+        assert response.status_code == 200
+    report_s = statistics.median(timings)
 
-        web = Client()
-        web.force_login(admin)
-        url = f"/deployments/{deployment.slug}/report/"
-        assert web.get(url).status_code == 200  # warm-up
-        timings = []
-        for _ in range(3):
-            started = time.perf_counter()
-            response = web.get(url)
-            timings.append(time.perf_counter() - started)
-            assert response.status_code == 200
-        report_s = statistics.median(timings)
+    rss_before = _peak_rss_mb()
+    started = time.perf_counter()
+    response = web.get(f"/deployments/{deployment.slug}/report/decisions.csv")
+    rows = sum(chunk.count(b"\n") for chunk in response.streaming_content) - 1
+    export_s = time.perf_counter() - started
+    rss_growth = _peak_rss_mb() - rss_before
+    assert rows == count, (rows, count)
 
-        rss_before = _peak_rss_mb()
-        started = time.perf_counter()
-        response = web.get(f"/deployments/{deployment.slug}/report/decisions.csv")
-        rows = sum(chunk.count(b"\n") for chunk in response.streaming_content) - 1
-        export_s = time.perf_counter() - started
-        rss_growth = _peak_rss_mb() - rss_before
-        assert rows == count, (rows, count)
+    started = time.perf_counter()
+    copied = 0
+    with connection.cursor() as cursor:
+        raw = cursor.connection.cursor()
+        with raw.copy("""COPY (SELECT d.case_id, c.external_id, r.code, c.captured_at,
+                d.decided_at, d.label, d.source, pv.version, pv.stage, d.rule, p.label,
+                p.confidence, p.out_of_domain
+            FROM reviewplatform_decision d JOIN reviewplatform_case c ON c.id = d.case_id
+            JOIN reviewplatform_region r ON r.id = c.region_id
+            JOIN rollout_policyversion pv ON pv.id = d.policy_version_id
+            LEFT JOIN inference_prediction p ON p.case_id = c.id
+            ORDER BY d.id) TO STDOUT WITH CSV""") as copy:
+            for block in copy:
+                copied += bytes(block).count(b"\n")
+    copy_s = time.perf_counter() - started
 
-        started = time.perf_counter()
-        copied = 0
-        with connection.cursor() as cursor:
-            raw = cursor.connection.cursor()
-            with raw.copy("""COPY (SELECT d.case_id, c.external_id, r.code, c.captured_at,
-                    d.decided_at, d.label, d.source, pv.version, pv.stage, d.rule, p.label,
-                    p.confidence, p.out_of_domain
-                FROM reviewplatform_decision d JOIN reviewplatform_case c ON c.id = d.case_id
-                JOIN reviewplatform_region r ON r.id = c.region_id
-                JOIN rollout_policyversion pv ON pv.id = d.policy_version_id
-                LEFT JOIN inference_prediction p ON p.case_id = c.id
-                ORDER BY d.id) TO STDOUT WITH CSV""") as copy:
-                for block in copy:
-                    copied += bytes(block).count(b"\n")
-        copy_s = time.perf_counter() - started
-
-        results_write("reports", {
-            "decisions": count,
-            "report_s_1m": round(report_s, 3),
-            "report_runs_s": [round(t, 3) for t in timings],
-            "baseline_count_s": round(baseline_count_s, 3),
-            "ratio_report_vs_count": round(report_s / baseline_count_s, 1),
-            "export_rows_per_s": round(rows / export_s),
-            "baseline_copy_rows_per_s": round(copied / copy_s),
-            "ratio_export_vs_copy": round((rows / export_s) / (copied / copy_s), 3),
-            "export_peak_rss_mb": round(rss_growth, 1),
-        })
-        return 0
+    results_write("reports", {
+        "decisions": count,
+        "report_s_1m": round(report_s, 3),
+        "report_runs_s": [round(t, 3) for t in timings],
+        "baseline_count_s": round(baseline_count_s, 3),
+        "ratio_report_vs_count": round(report_s / baseline_count_s, 1),
+        "export_rows_per_s": round(rows / export_s),
+        "baseline_copy_rows_per_s": round(copied / copy_s),
+        "ratio_export_vs_copy": round((rows / export_s) / (copied / copy_s), 3),
+        "export_peak_rss_mb": round(rss_growth, 1),
+    })
+    return 0
 
 
 if __name__ == "__main__":
