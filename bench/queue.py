@@ -5,7 +5,9 @@ order down the partial index of open tasks, FOR UPDATE SKIP LOCKED, the lease) f
 `review_submit` (the fenced answer, the Review, the Decision). The waiting tasks are bulk-inserted
 with INSERT ... SELECT generate_series, with a mix of reasons, urgency and ages; eight
 reviewers take turns.
-Writes bench/results/queue.json: p50_ms_1k, p95_ms_1k, p50_ms_1m, p95_ms_1m, p95_ratio_1m_vs_1k.
+Writes bench/results/queue.json: p50_ms_1k, p95_ms_1k, p50_ms_1m, p95_ms_1m, p95_ratio_1m_vs_1k;
+with them, as a same-run baseline, the median and p95 of a bare `SELECT 1` round trip measured
+just before each size, and the number of statements one operation sends.
 Needs PostgreSQL (`make bench` starts one).
 """
 
@@ -69,34 +71,59 @@ def measure(reviewers: list) -> list[float]:
     return timings
 
 
-def round_trip_ms() -> float:
-    """The median of a bare `SELECT 1` through Django: the floor under every query above."""
+def round_trips_ms(n: int = 300) -> list[float]:
+    """Bare `SELECT 1` round trips through Django: the floor under every statement above."""
     from django.db import connection
 
     timings = []
     with connection.cursor() as cursor:
-        for _ in range(300):
+        for _ in range(n):
             started = time.perf_counter()
             cursor.execute("SELECT 1")
             cursor.fetchone()
             timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+    return timings
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def statements_per_operation(reviewer) -> int:
+    """The statements one claim-next + submit sends, as Django counts them (a BEGIN or COMMIT
+    is not counted; savepoints are)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from reviewplatform.services import review_claim_next, review_submit
+
+    with CaptureQueriesContext(connection) as queries:
+        task = review_claim_next(reviewer=reviewer)
+        assert task is not None, "the queue ran dry"
+        review_submit(task_id=task.pk, lease_token=task.lease_token, reviewer=reviewer,
+                      answer="0")
+    return len(queries.captured_queries)
+
+
 def claim_plan(reviewer) -> str:
-    from django.db import transaction
+    """EXPLAIN ANALYZE of the claim statement itself (rolled back: nothing is claimed)."""
+    import uuid
+    from datetime import timedelta
 
-    from reviewplatform.models import ReviewTask
-    from reviewplatform.services.queue import SERVING_ORDER, _queue_for
+    from django.db import connection, transaction
+    from django.utils import timezone
 
-    with transaction.atomic():
-        query = (_queue_for(reviewer).select_for_update(skip_locked=True, of=("self",))
-                 .filter(status=ReviewTask.Status.OPEN).order_by(*SERVING_ORDER)[:1])
-        return query.explain(analyze=True)
+    from reviewplatform.services.queue import ESCALATION_PERM, _claim_sql
+
+    now = timezone.now()
+    params = {"reviewer": reviewer.pk, "senior": reviewer.has_perm(ESCALATION_PERM),
+              "skipped": [], "now": now, "until": now + timedelta(minutes=5),
+              "token": uuid.uuid4(), "rank_first": True}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + _claim_sql(skipped=False), params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        transaction.set_rollback(True)
+    return plan
 
 
 def main() -> int:
@@ -132,17 +159,28 @@ def main() -> int:
             insert_waiting(size - waiting + WARM_UP + MEASURED, tag=f"bench-{label}", **ids)
             print(f"{size:,} waiting tasks inserted in {time.perf_counter() - started:.1f} s",
                   flush=True)
+            floor = round_trips_ms()
+            figures[f"select_1_p50_ms_{label}"] = round(statistics.median(floor), 3)
+            figures[f"select_1_p95_ms_{label}"] = round(percentile(floor, 95), 3)
             timings = measure(reviewers)
             waiting = size
             figures[f"p50_ms_{label}"] = round(statistics.median(timings), 2)
             figures[f"p95_ms_{label}"] = round(percentile(timings, 95), 2)
             print(f"{label}: p50 {figures[f'p50_ms_{label}']} ms, "
-                  f"p95 {figures[f'p95_ms_{label}']} ms", flush=True)
+                  f"p95 {figures[f'p95_ms_{label}']} ms (SELECT 1: p50 "
+                  f"{figures[f'select_1_p50_ms_{label}']} ms, p95 "
+                  f"{figures[f'select_1_p95_ms_{label}']} ms)", flush=True)
         print("claim-next plan with 1,000,000 waiting:\n" + claim_plan(reviewers[1]), flush=True)
         figures["p95_ratio_1m_vs_1k"] = round(figures["p95_ms_1m"] / figures["p95_ms_1k"], 3)
-        figures["select_1_round_trip_ms"] = round(round_trip_ms(), 3)
-        results_write("queue", figures)
+        figures["statements_per_claim_and_submit"] = statements_per_operation(reviewers[2])
+        results_write("queue", {key: figures[key] for key in sorted(figures, key=_key_order)})
     return 0
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    """The issue's five figures first, the baselines after."""
+    required = ["p50_ms_1k", "p95_ms_1k", "p50_ms_1m", "p95_ms_1m", "p95_ratio_1m_vs_1k"]
+    return (required.index(key), "") if key in required else (len(required), key)
 
 
 if __name__ == "__main__":
