@@ -50,9 +50,12 @@ def insert_waiting(n: int, *, deployment_id: int, region_id: int, user_id: int,
                    0, 'open', %s, '', '', now() - (c.id %% 86400) * interval '1 second'
             FROM reviewplatform_case c WHERE c.external_id LIKE %s
             """, [policy_id, f"{tag}-%"])
-        cursor.execute("ANALYZE reviewplatform_case")
-        cursor.execute("ANALYZE reviewplatform_reviewtask")
-        cursor.execute("ANALYZE reviewplatform_review")
+    # Measure the queue, not the aftermath of the bulk load: vacuum and statistics now, and
+    # the load's dirty pages written out, rather than by background workers mid-measurement.
+    with connection.cursor() as cursor:
+        for table in ["reviewplatform_case", "reviewplatform_reviewtask", "reviewplatform_review"]:
+            cursor.execute(f"VACUUM (ANALYZE) {table}")
+        cursor.execute("CHECKPOINT")
 
 
 def measure(reviewers: list) -> list[float]:
