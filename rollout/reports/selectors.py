@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
-    Aggregate,
+    BooleanField,
     Count,
+    DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
     FilteredRelation,
+    Func,
     IntegerField,
     Max,
     Min,
@@ -78,6 +81,91 @@ def _compared(f: ReportFilters) -> Q:
 AGREED = Q(label=F("mp__label"))
 
 
+# -- every decision read once (PostgreSQL) ------------------------------------------------------
+
+class LocalHour(Func):
+    """PostgreSQL: the capture time as local wall time in its region's zone, to the hour."""
+
+    template = "date_trunc('hour', %(expressions)s)"
+    arg_joiner = " AT TIME ZONE "
+    output_field = DateTimeField()
+
+
+@dataclass
+class Cube:
+    """The decisions under the filters, grouped four ways in one pass over them."""
+
+    slices: list[dict[str, Any]]  # region, day, hour -> the Slice figures
+    headline: list[dict[str, Any]]  # compared only: human, model, bin -> n, conf
+    mix: list[tuple[str, str, bool, str, int]]  # region code, rule, shadow, label, n
+    by_source: dict[str, int]
+    first_capture: Any
+    last_capture: Any
+
+
+_CUBE_SQL = """
+SELECT GROUPING(local_hour) AS g_slice, GROUPING(bin) AS g_head, GROUPING(source) AS g_source,
+       GROUPING(shadow) AS g_mix,
+       region, local_hour, compared, label, model, bin, source, rule, shadow,
+       COUNT(*) AS decisions,
+       COUNT(*) FILTER (WHERE source = %s) AS by_model,
+       COUNT(*) FILTER (WHERE ood) AS ood,
+       SUM(conf) AS conf_sum, COUNT(conf) AS conf_n,
+       COUNT(*) FILTER (WHERE compared) AS n,
+       COUNT(*) FILTER (WHERE compared AND label = model) AS agreed,
+       MIN(captured) AS first, MAX(captured) AS last
+FROM ({inner}) AS d
+GROUP BY GROUPING SETS ((region, local_hour), (compared, label, model, bin), (source),
+                        (region, rule, shadow, label))
+"""
+
+
+def decision_cube(f: ReportFilters) -> Cube:
+    """One query: each decision under the filters with its compared prediction, local capture
+    hour and stage, grouped by GROUPING SETS into what the sections need. The sections' own
+    queries (`slices`, `headline`, ...) count the same; this reads a million rows once
+    instead of six times."""
+    rows_qs = (decisions_filtered(f)
+               .annotate(region=F("case__region_id"),
+                         local_hour=LocalHour("case__captured_at", "case__region__timezone"),
+                         compared=ExpressionWrapper(_compared(f), output_field=BooleanField()),
+                         model=F("mp__label"), bin=_bin(), conf=F("mp__confidence"),
+                         ood=F("mp__out_of_domain"), shadow=_shadow(),
+                         captured=F("case__captured_at"))
+               .values("region", "local_hour", "compared", "label", "model", "bin", "source",
+                       "rule", "shadow", "conf", "ood", "captured")
+               .order_by())
+    inner, params = rows_qs.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(_CUBE_SQL.format(inner=inner), (Decision.Source.MODEL, *params))
+        names = [c[0] for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    codes = dict(f.deployment.regions.values_list("pk", "code"))
+    cube = Cube(slices=[], headline=[], mix=[], by_source={}, first_capture=None,
+                last_capture=None)
+    firsts, lasts = [], []
+    for row in rows:
+        if not row["g_slice"]:
+            stamp = row["local_hour"]
+            cube.slices.append({**row, "day": stamp.date() if stamp else None,
+                                "hour": stamp.hour if stamp else None})
+        elif not row["g_head"]:
+            if row["compared"]:
+                cube.headline.append({"human": row["label"], "model": row["model"],
+                                      "bin": row["bin"], "n": row["n"],
+                                      "conf": row["conf_sum"]})
+        elif not row["g_source"]:
+            cube.by_source[row["source"]] = row["decisions"]
+            firsts.append(row["first"])
+            lasts.append(row["last"])
+        elif not row["g_mix"]:
+            cube.mix.append((codes.get(row["region"], ""), row["rule"], row["shadow"],
+                             row["label"], row["decisions"]))
+    cube.first_capture = min(firsts, default=None)
+    cube.last_capture = max(lasts, default=None)
+    return cube
+
+
 # -- headline: confusion, agreement, kappa, per class, calibration ---------------------------
 
 @dataclass
@@ -95,16 +183,23 @@ class Headline:
         return list(zip(self.labels, self.confusion, strict=True))
 
 
-def headline(f: ReportFilters) -> Headline:
+def _bin() -> Any:
+    return Least(Cast(Floor(F("mp__confidence") * CONFIDENCE_BINS), IntegerField()),
+                 Value(CONFIDENCE_BINS - 1))
+
+
+def headline(f: ReportFilters, cube: Cube | None = None) -> Headline:
     """One grouped query: (human label, model label, confidence bin) -> n, sum of confidence."""
     labels = list(f.deployment.labels)
-    rows = (decisions_filtered(f).filter(_compared(f))
-            .annotate(human=F("label"), model=F("mp__label"),
-                      bin=Least(Cast(Floor(F("mp__confidence") * CONFIDENCE_BINS),
-                                     IntegerField()), Value(CONFIDENCE_BINS - 1)))
-            .values("human", "model", "bin")
-            .annotate(n=Count("id"), conf=Sum("mp__confidence"))
-            .order_by())
+    rows: Iterable[Mapping[str, Any]]
+    if cube is not None:
+        rows = cube.headline
+    else:
+        rows = (decisions_filtered(f).filter(_compared(f))
+                .annotate(human=F("label"), model=F("mp__label"), bin=_bin())
+                .values("human", "model", "bin")
+                .annotate(n=Count("id"), conf=Sum("mp__confidence"))
+                .order_by())
     index = {label: i for i, label in enumerate(labels)}
     confusion = [[0] * len(labels) for _ in labels]
     bins = [[0, 0, 0.0] for _ in range(CONFIDENCE_BINS)]
@@ -220,26 +315,30 @@ def _local(expression: type[Any], zones: dict[int, str]) -> Any:
     return CaseWhen(*whens, default=Value(None))
 
 
-def slices(f: ReportFilters) -> Slices:
+def slices(f: ReportFilters, cube: Cube | None = None) -> Slices:
     """One grouped query: (region, local capture date, local hour) -> volume, automation,
     out-of-domain, confidence and agreement. Weekday, region, hour, day and night are sums."""
     regions = f.deployment.regions.all()
     if f.region:
         regions = regions.filter(code=f.region)
-    zones = dict(regions.values_list("pk", "timezone"))
     codes = dict(regions.values_list("pk", "code"))
-    compared = _compared(f)
-    rows = (decisions_filtered(f)
-            .annotate(region=F("case__region_id"),
-                      day=_local(TruncDate, zones), hour=_local(ExtractHour, zones))
-            .values("region", "day", "hour")
-            .annotate(decisions=Count("id"),
-                      by_model=Count("id", filter=Q(source=Decision.Source.MODEL)),
-                      ood=Count("id", filter=Q(mp__out_of_domain=True)),
-                      conf_sum=Sum("mp__confidence"), conf_n=Count("mp__confidence"),
-                      n=Count("id", filter=compared),
-                      agreed=Count("id", filter=compared & AGREED))
-            .order_by())
+    rows: Iterable[Mapping[str, Any]]
+    if cube is not None:
+        rows = [row for row in cube.slices if row["region"] in codes]
+    else:
+        zones = dict(regions.values_list("pk", "timezone"))
+        compared = _compared(f)
+        rows = (decisions_filtered(f)
+                .annotate(region=F("case__region_id"),
+                          day=_local(TruncDate, zones), hour=_local(ExtractHour, zones))
+                .values("region", "day", "hour")
+                .annotate(decisions=Count("id"),
+                          by_model=Count("id", filter=Q(source=Decision.Source.MODEL)),
+                          ood=Count("id", filter=Q(mp__out_of_domain=True)),
+                          conf_sum=Sum("mp__confidence"), conf_n=Count("mp__confidence"),
+                          n=Count("id", filter=compared),
+                          agreed=Count("id", filter=compared & AGREED))
+                .order_by())
     by_region = {rid: Slice(code) for rid, code in codes.items()}
     by_hour = [Slice(h) for h in range(24)]
     by_weekday = [Slice(d) for d in WEEKDAYS]
@@ -319,7 +418,7 @@ class AuditEstimate:
     automated: int  # model decisions under the filters
 
 
-def audit_estimate(f: ReportFilters) -> AuditEstimate:
+def audit_estimate(f: ReportFilters, cube: Cube | None = None) -> AuditEstimate:
     """Audit reviews of model decisions against the decision, each weighted by 1/audit rate of
     the policy version that sampled it; a blind answer that is not a label counts as not
     agreeing (the model's action was not confirmed)."""
@@ -339,7 +438,8 @@ def audit_estimate(f: ReportFilters) -> AuditEstimate:
                         agreed=Count("id", filter=Q(answer=F("case__decision__label"))))
               .order_by())
     table = [(float(rate), n, k) for rate, n, k in groups]
-    automated = decisions_filtered(f).filter(source=Decision.Source.MODEL).count()
+    automated = (cube.by_source.get(Decision.Source.MODEL, 0) if cube is not None else
+                 decisions_filtered(f).filter(source=Decision.Source.MODEL).count())
     return AuditEstimate(weighted=stats.inverse_rate_weighted(table),
                          raw=wilson_interval(sum(k for *_, k in table),
                                              sum(n for _, n, _ in table)),
@@ -348,21 +448,25 @@ def audit_estimate(f: ReportFilters) -> AuditEstimate:
 
 # -- the action mix against the manual process -----------------------------------------------
 
-def action_mix(f: ReportFilters) -> list[stats.MixTest]:
+def action_mix(f: ReportFilters, cube: Cube | None = None) -> list[stats.MixTest]:
     """Per region, and per scope cell (rule x region) the model has decided in: the labels
-    decided during the shadow stage against those decided since (any later stage)."""
+    decided during the shadow stage against those decided since (any later stage). Not
+    narrowed by the stage or reason filters: the comparison spans the stages."""
     labels = list(f.deployment.labels)
-    qs = Decision.objects.filter(case__deployment=f.deployment)
-    if f.start is not None:
-        qs = qs.filter(case__captured_at__gte=f.start)
-    if f.end is not None:
-        qs = qs.filter(case__captured_at__lt=f.end)
-    if f.region:
-        qs = qs.filter(case__region__code=f.region)
-    rows = (qs.annotate(shadow=CaseWhen(When(policy_version__stage=Stage.SHADOW, then=True),
-                                        default=False))
-            .values_list("case__region__code", "rule", "shadow", "label")
-            .annotate(n=Count("id")).order_by())
+    rows: Iterable[tuple[str, str, bool, str, int]]
+    if cube is not None and not (f.stage or f.reason):
+        rows = cube.mix
+    else:
+        qs = Decision.objects.filter(case__deployment=f.deployment)
+        if f.start is not None:
+            qs = qs.filter(case__captured_at__gte=f.start)
+        if f.end is not None:
+            qs = qs.filter(case__captured_at__lt=f.end)
+        if f.region:
+            qs = qs.filter(case__region__code=f.region)
+        rows = (qs.annotate(shadow=_shadow())
+                .values_list("case__region__code", "rule", "shadow", "label")
+                .annotate(n=Count("id")).order_by())
     index = {label: i for i, label in enumerate(labels)}
     tables: dict[str, list[list[int]]] = defaultdict(
         lambda: [[0] * len(labels), [0] * len(labels)])
@@ -377,17 +481,11 @@ def action_mix(f: ReportFilters) -> list[stats.MixTest]:
             if sum(since) and (scope.startswith("region") or sum(shadow))]
 
 
+def _shadow() -> Any:
+    return CaseWhen(When(policy_version__stage=Stage.SHADOW, then=True), default=False)
+
+
 # -- workload ------------------------------------------------------------------------------------
-
-class PercentileCont(Aggregate):
-    """PostgreSQL's ordered-set aggregate percentile_cont(p) WITHIN GROUP (ORDER BY x)."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(%(percentile)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-
-    def __init__(self, expression: Any, percentile: float, **extra: Any) -> None:
-        super().__init__(expression, percentile=float(percentile), **extra)
-
 
 @dataclass
 class Route:
@@ -417,7 +515,7 @@ def _seconds(value: Any) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else float(value) / 1e6
 
 
-def workload(f: ReportFilters) -> Workload:
+def workload(f: ReportFilters, cube: Cube | None = None) -> Workload:
     """Cases by route, reviewer minutes and waiting time (creation to first claim)."""
     tasks = ReviewTask.objects.filter(case__deployment=f.deployment).exclude(
         reason=ReviewTask.Reason.GOLD)
@@ -430,38 +528,66 @@ def workload(f: ReportFilters) -> Workload:
     if f.reason:
         tasks = tasks.filter(reason=f.reason)
     wait = ExpressionWrapper(F("claimed_at") - F("created_at"), output_field=DurationField())
-    postgres = connection.vendor == "postgresql"
-    percentiles: dict[str, Any] = {}
-    if postgres:
-        percentiles = {f"p{int(p * 100)}": PercentileCont(wait, p, output_field=DurationField(),
-                                                          filter=Q(claimed_at__isnull=False))
-                       for p in PERCENTILES}
-    rows = (tasks.values("reason")
-            .annotate(tasks=Count("id"),
-                      done=Count("id", filter=Q(status=ReviewTask.Status.DONE)),
-                      waiting=Count("id", filter=~Q(status=ReviewTask.Status.DONE)),
-                      seconds=Sum("review__seconds"), **percentiles)
-            .order_by("reason"))
-    routes = []
-    for row in cast(Iterable[dict[str, Any]], rows):
-        if postgres:
-            wait_p = {f"p{int(p * 100)}": _seconds(row[f"p{int(p * 100)}"]) for p in PERCENTILES}
-        else:
-            wait_p = _offset_percentiles(tasks.filter(reason=row["reason"]), wait)
-        routes.append(Route(reason=row["reason"], tasks=row["tasks"], done=row["done"],
-                            waiting=row["waiting"], minutes=(row["seconds"] or 0.0) / 60,
-                            wait_p=wait_p))
-    if postgres:
-        overall = tasks.aggregate(**percentiles)
-        wait_all = {f"p{int(p * 100)}": _seconds(overall[f"p{int(p * 100)}"])
-                    for p in PERCENTILES}
+    if connection.vendor == "postgresql":
+        routes, wait_all = _routes_grouped(tasks, wait)
     else:
+        routes = []
+        rows = (tasks.values("reason")
+                .annotate(tasks=Count("id"),
+                          done=Count("id", filter=Q(status=ReviewTask.Status.DONE)),
+                          waiting=Count("id", filter=~Q(status=ReviewTask.Status.DONE)),
+                          seconds=Sum("review__seconds"))
+                .order_by("reason"))
+        for row in cast(Iterable[dict[str, Any]], rows):
+            routes.append(Route(reason=row["reason"], tasks=row["tasks"], done=row["done"],
+                                waiting=row["waiting"], minutes=(row["seconds"] or 0.0) / 60,
+                                wait_p=_offset_percentiles(tasks.filter(reason=row["reason"]),
+                                                           wait)))
         wait_all = _offset_percentiles(tasks, wait)
     oldest = tasks.filter(status=ReviewTask.Status.OPEN).aggregate(t=Min("created_at"))["t"]
-    by_model = decisions_filtered(f).filter(source=Decision.Source.MODEL).count()
+    by_model = (cube.by_source.get(Decision.Source.MODEL, 0) if cube is not None else
+                decisions_filtered(f).filter(source=Decision.Source.MODEL).count())
     return Workload(by_model=by_model, routes=routes,
                     oldest_waiting_s=(timezone.now() - oldest).total_seconds() if oldest else None,
                     wait_p=wait_all)
+
+
+_ROUTES_SQL = """
+SELECT GROUPING(reason) AS overall, reason, COUNT(*) AS tasks,
+       COUNT(*) FILTER (WHERE status = %s) AS done, COUNT(*) FILTER (WHERE status <> %s) AS waiting,
+       SUM(seconds) AS seconds, {percentiles}
+FROM ({inner}) AS t
+GROUP BY GROUPING SETS ((reason), ())
+ORDER BY GROUPING(reason), reason
+"""
+
+
+def _routes_grouped(tasks: QuerySet[ReviewTask], wait: Any
+                    ) -> tuple[list[Route], dict[str, float | None]]:
+    """PostgreSQL: each route and all routes together (GROUPING SETS) in one pass, with the
+    waiting-time percentiles (percentile_cont) of the claimed tasks."""
+    inner, params = (tasks.annotate(wait=wait, seconds=F("review__seconds"))
+                     .values("reason", "status", "wait", "seconds").order_by()
+                     .query.sql_with_params())
+    percentiles = ", ".join(
+        f"PERCENTILE_CONT({p}) WITHIN GROUP (ORDER BY wait) FILTER (WHERE wait IS NOT NULL)"
+        f" AS p{int(p * 100)}" for p in PERCENTILES)
+    with connection.cursor() as cursor:
+        cursor.execute(_ROUTES_SQL.format(percentiles=percentiles, inner=inner),
+                       (ReviewTask.Status.DONE, ReviewTask.Status.DONE, *params))
+        names = [c[0] for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    routes = []
+    wait_all: dict[str, float | None] = {f"p{int(p * 100)}": None for p in PERCENTILES}
+    for row in rows:
+        wait_p = {f"p{int(p * 100)}": _seconds(row[f"p{int(p * 100)}"]) for p in PERCENTILES}
+        if row["overall"]:
+            wait_all = wait_p
+            continue
+        routes.append(Route(reason=row["reason"], tasks=row["tasks"], done=row["done"],
+                            waiting=row["waiting"], minutes=(row["seconds"] or 0.0) / 60,
+                            wait_p=wait_p))
+    return routes, wait_all
 
 
 def _offset_percentiles(tasks: QuerySet[ReviewTask], wait: Any) -> dict[str, float | None]:
@@ -490,11 +616,15 @@ class Counts:
     last_capture: Any
 
 
-def counts(f: ReportFilters) -> Counts:
-    figures = decisions_filtered(f).aggregate(
-        first=Min("case__captured_at"), last=Max("case__captured_at"))
-    by_source = dict(decisions_filtered(f).values_list("source").annotate(n=Count("id"))
-                     .order_by())
+def counts(f: ReportFilters, cube: Cube | None = None) -> Counts:
+    if cube is not None:
+        figures = {"first": cube.first_capture, "last": cube.last_capture}
+        by_source = cube.by_source
+    else:
+        figures = decisions_filtered(f).aggregate(
+            first=Min("case__captured_at"), last=Max("case__captured_at"))
+        by_source = dict(decisions_filtered(f).values_list("source").annotate(n=Count("id"))
+                         .order_by())
     from reviewplatform.models import Case
 
     cases = Case.objects.filter(deployment=f.deployment)
@@ -523,9 +653,26 @@ class Report:
 
 
 def report_build(f: ReportFilters) -> Report:
-    return Report(filters=f, counts=counts(f), headline=headline(f), humans=human_human(f),
-                  slices=slices(f), models=model_comparison(f), audits=audit_estimate(f),
-                  mix=action_mix(f), workload=workload(f))
+    """On PostgreSQL the decisions are read once (`decision_cube`) for the counts, headline,
+    slices, action mix and automated volume; elsewhere each section runs its own query."""
+    with report_reading():
+        cube = decision_cube(f) if connection.vendor == "postgresql" else None
+        return Report(filters=f, counts=counts(f, cube), headline=headline(f, cube),
+                      humans=human_human(f), slices=slices(f, cube),
+                      models=model_comparison(f), audits=audit_estimate(f, cube),
+                      mix=action_mix(f, cube), workload=workload(f, cube))
+
+
+@contextmanager
+def report_reading() -> Iterator[None]:
+    """One transaction (one snapshot: the sections agree with each other) without JIT
+    compilation on PostgreSQL: the report's scans of a million rows pass its cost threshold,
+    and compiling them took longer than running them."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+        yield
 
 
 
