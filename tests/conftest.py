@@ -27,6 +27,22 @@ REGIONS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sessions_closed_before_teardown(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, let other sessions on it (live-server threads,
+    worker processes) finish closing; end those that linger (a live-server thread whose
+    browser went away mid-response), since no test runs any more."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        other_connections_wait_closed(seconds=5)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory):
     """A real fastai learner trained on scikit-learn's digits (a few epochs: enough to be right
