@@ -183,9 +183,8 @@ def review_answer_view(request: HttpRequest, task_id: int) -> HttpResponse:
     return _go_next(request)
 
 
-@require_POST
-@permission_required(REVIEW_PERM, raise_exception=True)
-def review_skip(request: HttpRequest, task_id: int) -> HttpResponse:
+def _release(request: HttpRequest, task_id: int) -> HttpResponse | None:
+    """Give the task back to the queue; a 400 response when the lease token is unusable."""
     token = _lease_token(request)
     if token is None:
         return HttpResponse("missing or malformed lease_token", status=400)
@@ -193,6 +192,15 @@ def review_skip(request: HttpRequest, task_id: int) -> HttpResponse:
         review_release(task_id=task_id, lease_token=token, reviewer=_user(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
+    return None
+
+
+@require_POST
+@permission_required(REVIEW_PERM, raise_exception=True)
+def review_skip(request: HttpRequest, task_id: int) -> HttpResponse:
+    refused = _release(request, task_id)
+    if refused is not None:
+        return refused
     skipped = request.session.get(SKIPPED_SESSION_KEY, [])
     request.session[SKIPPED_SESSION_KEY] = [*skipped[-99:], task_id]
     return _go_next(request)
@@ -202,14 +210,7 @@ def review_skip(request: HttpRequest, task_id: int) -> HttpResponse:
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_stop(request: HttpRequest, task_id: int) -> HttpResponse:
     """Stop reviewing: the case goes back to the queue at once."""
-    token = _lease_token(request)
-    if token is None:
-        return HttpResponse("missing or malformed lease_token", status=400)
-    try:
-        review_release(task_id=task_id, lease_token=token, reviewer=_user(request))
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    return redirect("review-home")
+    return _release(request, task_id) or redirect("review-home")
 
 
 @require_POST
