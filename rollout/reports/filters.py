@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django.db.models import Q
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -46,6 +47,17 @@ class ReportFilters:
         if self.date_to is None:
             return None
         return timezone.make_aware(datetime.combine(self.date_to + timedelta(days=1), time.min))
+
+    def on_case(self, prefix: str = "case__") -> Q:
+        """The period and region conditions, on the case reached through `prefix`."""
+        conditions = Q()
+        if self.start is not None:
+            conditions &= Q(**{f"{prefix}captured_at__gte": self.start})
+        if self.end is not None:
+            conditions &= Q(**{f"{prefix}captured_at__lt": self.end})
+        if self.region:
+            conditions &= Q(**{f"{prefix}region__code": self.region})
+        return conditions
 
     def query(self) -> dict[str, Any]:
         """The filters as query-string values (links keep them)."""

@@ -56,12 +56,7 @@ def decisions_filtered(f: ReportFilters) -> QuerySet[Decision]:
     """The deployment's decisions under the filters, each joined (left) to the compared
     model version's prediction as `mp`."""
     qs = Decision.objects.filter(case__deployment=f.deployment)
-    if f.start is not None:
-        qs = qs.filter(case__captured_at__gte=f.start)
-    if f.end is not None:
-        qs = qs.filter(case__captured_at__lt=f.end)
-    if f.region:
-        qs = qs.filter(case__region__code=f.region)
+    qs = qs.filter(f.on_case())
     if f.stage:
         qs = qs.filter(policy_version__stage=f.stage)
     if f.reason:
@@ -238,12 +233,7 @@ def human_human(f: ReportFilters) -> HumanAgreement:
     qs = Review.objects.filter(case__deployment=f.deployment,
                                task__reason=ReviewTask.Reason.SECOND_OPINION,
                                task__follows__isnull=False)
-    if f.start is not None:
-        qs = qs.filter(case__captured_at__gte=f.start)
-    if f.end is not None:
-        qs = qs.filter(case__captured_at__lt=f.end)
-    if f.region:
-        qs = qs.filter(case__region__code=f.region)
+    qs = qs.filter(f.on_case())
     pairs = (qs.values_list("task__follows__answer", "answer").annotate(n=Count("id"))
              .order_by())
     labels = list(f.deployment.labels)
@@ -425,12 +415,7 @@ def audit_estimate(f: ReportFilters, cube: Cube | None = None) -> AuditEstimate:
     qs = Review.objects.filter(case__deployment=f.deployment,
                                task__reason=ReviewTask.Reason.AUDIT,
                                case__decision__source=Decision.Source.MODEL)
-    if f.start is not None:
-        qs = qs.filter(case__captured_at__gte=f.start)
-    if f.end is not None:
-        qs = qs.filter(case__captured_at__lt=f.end)
-    if f.region:
-        qs = qs.filter(case__region__code=f.region)
+    qs = qs.filter(f.on_case())
     if f.stage:
         qs = qs.filter(task__policy_version__stage=f.stage)
     groups = (qs.values_list("task__policy_version__audit_rate")
@@ -458,12 +443,7 @@ def action_mix(f: ReportFilters, cube: Cube | None = None) -> list[stats.MixTest
         rows = cube.mix
     else:
         qs = Decision.objects.filter(case__deployment=f.deployment)
-        if f.start is not None:
-            qs = qs.filter(case__captured_at__gte=f.start)
-        if f.end is not None:
-            qs = qs.filter(case__captured_at__lt=f.end)
-        if f.region:
-            qs = qs.filter(case__region__code=f.region)
+        qs = qs.filter(f.on_case())
         rows = (qs.annotate(shadow=_shadow())
                 .values_list("case__region__code", "rule", "shadow", "label")
                 .annotate(n=Count("id")).order_by())
@@ -519,12 +499,7 @@ def workload(f: ReportFilters, cube: Cube | None = None) -> Workload:
     """Cases by route, reviewer minutes and waiting time (creation to first claim)."""
     tasks = ReviewTask.objects.filter(case__deployment=f.deployment).exclude(
         reason=ReviewTask.Reason.GOLD)
-    if f.start is not None:
-        tasks = tasks.filter(case__captured_at__gte=f.start)
-    if f.end is not None:
-        tasks = tasks.filter(case__captured_at__lt=f.end)
-    if f.region:
-        tasks = tasks.filter(case__region__code=f.region)
+    tasks = tasks.filter(f.on_case())
     if f.reason:
         tasks = tasks.filter(reason=f.reason)
     wait = ExpressionWrapper(F("claimed_at") - F("created_at"), output_field=DurationField())
@@ -628,12 +603,7 @@ def counts(f: ReportFilters, cube: Cube | None = None) -> Counts:
     from reviewplatform.models import Case
 
     cases = Case.objects.filter(deployment=f.deployment)
-    if f.start is not None:
-        cases = cases.filter(captured_at__gte=f.start)
-    if f.end is not None:
-        cases = cases.filter(captured_at__lt=f.end)
-    if f.region:
-        cases = cases.filter(region__code=f.region)
+    cases = cases.filter(f.on_case(""))
     by_status = dict(cases.values_list("status").annotate(n=Count("id")).order_by())
     return Counts(cases=sum(by_status.values()), by_status=by_status, by_source=by_source,
                   first_capture=figures["first"], last_capture=figures["last"])
