@@ -65,6 +65,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@login_required
 @permission_required(TEAM_PERM, raise_exception=True)
 def team(request: HttpRequest) -> HttpResponse:
     """Senior reviewers' and admins' dashboard: every reviewer, the backlog, agreement."""
@@ -88,6 +89,7 @@ def _go_next(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_next(request: HttpRequest) -> HttpResponse:
     return _go_next(request)
@@ -117,6 +119,7 @@ def _ood_reasons(case: Case, *, blind: bool) -> list[str]:
 
 
 @require_GET
+@login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
     task = get_object_or_404(ReviewTask.objects.select_related("case__region", "case__deployment",
@@ -165,6 +168,7 @@ def _lease_token(request: HttpRequest) -> uuid.UUID | None:
 
 
 @require_POST
+@login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_answer_view(request: HttpRequest, task_id: int) -> HttpResponse:
     token = _lease_token(request)
@@ -196,6 +200,7 @@ def _release(request: HttpRequest, task_id: int) -> HttpResponse | None:
 
 
 @require_POST
+@login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_skip(request: HttpRequest, task_id: int) -> HttpResponse:
     refused = _release(request, task_id)
@@ -207,6 +212,7 @@ def review_skip(request: HttpRequest, task_id: int) -> HttpResponse:
 
 
 @require_POST
+@login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_stop(request: HttpRequest, task_id: int) -> HttpResponse:
     """Stop reviewing: the case goes back to the queue at once."""
@@ -214,6 +220,7 @@ def review_stop(request: HttpRequest, task_id: int) -> HttpResponse:
 
 
 @require_POST
+@login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_lease(request: HttpRequest, task_id: int) -> JsonResponse:
     """Keep the lease while the page is open (JSON). `closing=1`: the page is going away; keep

@@ -6,7 +6,7 @@ import json
 from typing import Any, cast
 
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
@@ -67,6 +67,7 @@ def _stage_changed(version: Any, history: list[Any]) -> bool:
 
 
 @require_GET
+@login_required
 @permission_required(ADMIN_PERM, raise_exception=True)
 def rollout_page(request: HttpRequest, slug: str) -> HttpResponse:
     return _page(request, get_object_or_404(Deployment, slug=slug))
@@ -80,6 +81,7 @@ def _number(value: str, field: str) -> float:
 
 
 @require_POST
+@login_required
 @permission_required(PUBLISH_PERM, raise_exception=True)
 def rollout_publish(request: HttpRequest, slug: str) -> HttpResponse:
     """The scope editor: check the evidence, publish now, or schedule for later."""
@@ -125,6 +127,7 @@ def rollout_publish(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_POST
+@login_required
 @permission_required(PUBLISH_PERM, raise_exception=True)
 def rollout_pause(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = get_object_or_404(Deployment, slug=slug)
@@ -139,6 +142,7 @@ def rollout_pause(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_POST
+@login_required
 @permission_required(PUBLISH_PERM, raise_exception=True)
 def rollout_rollback(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = get_object_or_404(Deployment, slug=slug)
@@ -159,6 +163,7 @@ def rollout_rollback(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_GET
+@login_required
 @permission_required(ADMIN_PERM, raise_exception=True)
 def report_page(request: HttpRequest, slug: str) -> HttpResponse:
     """The model-versus-human report of a deployment under the chosen filters."""

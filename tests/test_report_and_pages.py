@@ -392,3 +392,12 @@ def test_it_lists_every_model_in_the_django_admin(client, admin_user):
         ("inference", "prediction"), ("rollout", "policyversion"),
     ]:
         assert reverse(f"admin:{app}_{model}_changelist") in html, f"{app}.{model} missing"
+
+
+@pytest.mark.parametrize("path", ["/deployments/digits/report/", "/deployments/digits/rollout/",
+                                  "/deployments/digits/report/disagreements/", "/review/team/"])
+def test_it_asks_an_anonymous_visitor_to_log_in_on_admin_pages(client, deployment, path):
+    response = client.get(path)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import cast
 
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import (
@@ -42,6 +42,7 @@ def filters_or_error(request: HttpRequest, deployment: Deployment
 
 
 @require_GET
+@login_required
 def disagreements_page(request: HttpRequest, slug: str) -> HttpResponse:
     """Admins and senior reviewers (who adjudicate) see the gallery."""
     if not (request.user.has_perm(REPORT_PERM)
@@ -73,6 +74,7 @@ def disagreements_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_POST
+@login_required
 @permission_required(services.ADJUDICATE_PERM, raise_exception=True)
 def adjudicate(request: HttpRequest, slug: str, case_id: int) -> HttpResponse:
     deployment = get_object_or_404(Deployment, slug=slug)
@@ -97,6 +99,7 @@ def _download(response: StreamingHttpResponse, name: str) -> StreamingHttpRespon
 
 
 @require_GET
+@login_required
 @permission_required(REPORT_PERM, raise_exception=True)
 def export_decisions(request: HttpRequest, slug: str, fmt: str) -> HttpResponseBase:
     deployment = get_object_or_404(Deployment, slug=slug)
@@ -115,6 +118,7 @@ def export_decisions(request: HttpRequest, slug: str, fmt: str) -> HttpResponseB
 
 
 @require_GET
+@login_required
 @permission_required(REPORT_PERM, raise_exception=True)
 def export_retraining(request: HttpRequest, slug: str) -> HttpResponseBase:
     deployment = get_object_or_404(Deployment, slug=slug)
