@@ -4,9 +4,14 @@ Rows are written by PostgreSQL itself (INSERT ... SELECT over generate_series): 
 three regions over 30 days, a champion prediction each, 70% decided by reviewers after a
 review task (10% of those disagreeing), 30% decided by the model with 5% audited.
 
+The load bypasses the services, so the report's rollup is rebuilt after it
+(`rollup_rebuild_s`), as `manage.py report_rollup --rebuild` does after any bulk load.
+
 Figures, all in one run on one database:
 - report_s_1m: GET of the whole report page through Django's test client (median of 3,
   after one warm-up), against a plain COUNT(*) of the decisions (baseline);
+- report_s_1m_pending: the same with 1,000 cases written since the last fold (the page
+  corrects the rollup for them from the live rows), and fold_cases_per_s: folding them;
 - export_rows_per_s: the CSV export streamed through the view, against psycopg's
   COPY (SELECT ...) TO STDOUT of the same columns (baseline);
 - export_peak_rss_mb: growth of the process's peak resident memory while exporting.
@@ -153,22 +158,17 @@ def main() -> int:
                       shadow_pv=shadow.pk, full_pv=full.pk)
         print(f"populated {Decision.objects.count():,} decisions in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
-        return _measure(deployment, admin)
+        from rollout.reports.rollup import rollup_rebuild
+
+        started = time.perf_counter()
+        facts = rollup_rebuild()
+        rebuild_s = time.perf_counter() - started
+        print(f"rebuilt the report rollup ({facts:,} facts) in {rebuild_s:.1f} s", flush=True)
+        return _measure(deployment, admin, rebuild_s=rebuild_s)
 
 
-def _measure(deployment: Any, admin: Any) -> int:
-    from django.db import connection
-    from django.test import Client
-
-    from reviewplatform.models import Decision
-
-    started = time.perf_counter()
-    count = Decision.objects.filter(case__deployment=deployment).count()
-    baseline_count_s = time.perf_counter() - started
-
-    web = Client()
-    web.force_login(admin)
-    url = f"/deployments/{deployment.slug}/report/"
+def _page_s(web: Any, url: str) -> tuple[float, list[float]]:
+    """The median of three GETs after a warm-up, and the three timings."""
     assert web.get(url).status_code == 200  # warm-up
     timings = []
     for _ in range(3):
@@ -176,7 +176,36 @@ def _measure(deployment: Any, admin: Any) -> int:
         response = web.get(url)
         timings.append(time.perf_counter() - started)
         assert response.status_code == 200
-    report_s = statistics.median(timings)
+    return statistics.median(timings), timings
+
+
+def _measure(deployment: Any, admin: Any, rebuild_s: float | None = None) -> int:
+    from django.db import connection
+    from django.test import Client
+
+    from reviewplatform.models import Decision
+    from rollout.models import ReportRollup
+    from rollout.reports.rollup import rollup_fold
+
+    started = time.perf_counter()
+    count = Decision.objects.filter(case__deployment=deployment).count()
+    baseline_count_s = time.perf_counter() - started
+
+    rollup_fold()
+    web = Client()
+    web.force_login(admin)
+    url = f"/deployments/{deployment.slug}/report/"
+    report_s, timings = _page_s(web, url)
+
+    with connection.cursor() as cursor:  # 1,000 cases written since the last fold
+        cursor.execute("""INSERT INTO rollout_reportpending (case_id)
+            SELECT id FROM reviewplatform_case WHERE deployment_id = %s AND id %% 997 = 0
+            LIMIT 1000""", [deployment.pk])
+        pending = cursor.rowcount
+    pending_s, _ = _page_s(web, url)
+    started = time.perf_counter()
+    folded = rollup_fold()
+    fold_s = time.perf_counter() - started
 
     rss_before = _peak_rss_mb()
     started = time.perf_counter()
@@ -206,6 +235,11 @@ def _measure(deployment: Any, admin: Any) -> int:
         "decisions": count,
         "report_s_1m": round(report_s, 3),
         "report_runs_s": [round(t, 3) for t in timings],
+        "rollup_rows": ReportRollup.objects.count(),
+        "rollup_rebuild_s": round(rebuild_s, 1) if rebuild_s is not None else None,
+        "report_s_1m_pending": round(pending_s, 3),
+        "pending_cases": pending,
+        "fold_cases_per_s": round(folded / fold_s),
         "baseline_count_s": round(baseline_count_s, 3),
         "ratio_report_vs_count": round(report_s / baseline_count_s, 1),
         "export_rows_per_s": round(rows / export_s),

@@ -156,3 +156,99 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"case {self.case_id} adjudicated {self.label}"
+
+
+# -- the report's pre-counted figures (PostgreSQL) ----------------------------------------------
+
+class ReportKind(models.IntegerChoices):
+    """What a report fact counts, and so which of its dimensions are set."""
+
+    VOLUME = 1, "a decision, by local hour: region, day, local day and hour, policy, reason, source"
+    DECISION = 2, "a decision, by label: region, day, policy, reason, source, rule, label"
+    MODEL = 3, ("an OK prediction on a decided case, by local hour: the VOLUME dimensions, model, "
+                "compared, agreed, out of domain; valued and total: confidence")
+    CONFUSION = 4, ("an OK prediction on a human decision with a label: region, day, policy, "
+                    "reason, model, label (human), other label (model), confidence bin")
+    PAIR = 5, ("two models' OK predictions on such a decision: region, day, policy, reason, "
+               "model, other model, agreed, other agreed")
+    AUDIT = 6, "an audit review of a model decision: region, day, the task's policy, agreed"
+    SECOND = 7, "a second opinion: region, day, label (the review it checks), other label (its own)"
+    TASK = 8, ("a done review task other than gold: region, day, reason, waiting-time bin; "
+               "valued and total: the review's seconds")
+
+
+class ReportCounted(models.Model):
+    """The dimensions and measures shared by report facts and their rollup.
+
+    `day` is the capture date in the server's time zone (what the report's period filters);
+    `local_day` and `hour` are the capture's wall time in the case's own region. NULL is "not
+    a dimension of this kind", apart from an empty value (a decision's rule may be "").
+    """
+
+    kind = models.PositiveSmallIntegerField(choices=ReportKind.choices)
+    deployment_id = models.BigIntegerField()
+    region_id = models.BigIntegerField()
+    day = models.DateField()
+    local_day = models.DateField(null=True)
+    hour = models.PositiveSmallIntegerField(null=True)
+    policy_version_id = models.BigIntegerField(null=True)
+    reason = models.CharField(max_length=24, null=True)  # noqa: DJ001
+    source = models.CharField(max_length=8, null=True)  # noqa: DJ001
+    rule = models.CharField(max_length=100, null=True)  # noqa: DJ001
+    model_version_id = models.BigIntegerField(null=True)
+    other_version_id = models.BigIntegerField(null=True)
+    label = models.CharField(max_length=100, null=True)  # noqa: DJ001
+    other_label = models.CharField(max_length=100, null=True)  # noqa: DJ001
+    bin = models.SmallIntegerField(null=True)
+    compared = models.BooleanField(null=True)
+    agreed = models.BooleanField(null=True)
+    other_agreed = models.BooleanField(null=True)
+    ood = models.BooleanField(null=True)
+    n = models.BigIntegerField()
+    valued = models.BigIntegerField(default=0)
+    total = models.FloatField(default=0.0)
+
+    DIMENSIONS = ("kind", "deployment_id", "region_id", "day", "local_day", "hour",
+                  "policy_version_id", "reason", "source", "rule", "model_version_id",
+                  "other_version_id", "label", "other_label", "bin", "compared", "agreed",
+                  "other_agreed", "ood")
+    MEASURES = ("n", "valued", "total")
+
+    class Meta:
+        abstract = True
+
+
+class ReportFact(ReportCounted):
+    """What one case contributes to the rollup, as last folded: a fold takes these back out
+    before adding the case's new facts, so folding a case again is harmless."""
+
+    case_id = models.BigIntegerField(db_index=True)
+    captured = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"case {self.case_id}: {self.get_kind_display()} x{self.n}"
+
+
+class ReportRollup(ReportCounted):
+    """The sum of the facts, one row per distinct set of dimensions: what the report reads."""
+
+    first = models.DateTimeField(null=True, help_text="the earliest capture counted here")
+    last = models.DateTimeField(null=True, help_text="the latest capture counted here")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=ReportCounted.DIMENSIONS,
+                                               nulls_distinct=False, name="reportrollup_key")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} x{self.n}"
+
+
+class ReportPending(models.Model):
+    """A case written since it was last folded (set by database triggers on its decision,
+    predictions, reviews and finished tasks)."""
+
+    id = models.BigAutoField(primary_key=True)
+    case_id = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"case {self.case_id} pending"

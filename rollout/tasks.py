@@ -17,3 +17,13 @@ def guardrails_run() -> int:
 def scheduled_changes_apply() -> int:
     """Publish due scheduled policy changes whose evidence gate passes; hold the others."""
     return len(services.scheduled_changes_apply())
+
+
+@shared_task
+def report_rollup_fold() -> int:
+    """Fold the cases written since the last fold into the report's rollup (PostgreSQL)."""
+    from django.db import connection
+
+    from .reports.rollup import rollup_fold
+
+    return rollup_fold() if connection.vendor == "postgresql" else 0

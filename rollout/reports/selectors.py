@@ -11,15 +11,13 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
+from django.db.models import Case as CaseWhen
 from django.db.models import (
-    BooleanField,
     Count,
-    DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
     FilteredRelation,
-    Func,
     IntegerField,
     Max,
     Min,
@@ -29,7 +27,6 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models import Case as CaseWhen
 from django.db.models.functions import (
     Cast,
     ExtractHour,
@@ -40,7 +37,7 @@ from django.db.models.functions import (
 from django.utils import timezone
 
 from inference.models import ModelVersion, Prediction
-from reviewplatform.models import Decision, Review, ReviewTask
+from reviewplatform.models import Case, Decision, Review, ReviewTask
 
 from ..models import Stage
 from ..selectors import Agreement, wilson_interval
@@ -76,91 +73,6 @@ def _compared(f: ReportFilters) -> Q:
 AGREED = Q(label=F("mp__label"))
 
 
-# -- every decision read once (PostgreSQL) ------------------------------------------------------
-
-class LocalHour(Func):
-    """PostgreSQL: the capture time as local wall time in its region's zone, to the hour."""
-
-    template = "date_trunc('hour', %(expressions)s)"
-    arg_joiner = " AT TIME ZONE "
-    output_field = DateTimeField()
-
-
-@dataclass
-class Cube:
-    """The decisions under the filters, grouped four ways in one pass over them."""
-
-    slices: list[dict[str, Any]]  # region, day, hour -> the Slice figures
-    headline: list[dict[str, Any]]  # compared only: human, model, bin -> n, conf
-    mix: list[tuple[str, str, bool, str, int]]  # region code, rule, shadow, label, n
-    by_source: dict[str, int]
-    first_capture: Any
-    last_capture: Any
-
-
-_CUBE_SQL = """
-SELECT GROUPING(local_hour) AS g_slice, GROUPING(bin) AS g_head, GROUPING(source) AS g_source,
-       GROUPING(shadow) AS g_mix,
-       region, local_hour, compared, label, model, bin, source, rule, shadow,
-       COUNT(*) AS decisions,
-       COUNT(*) FILTER (WHERE source = %s) AS by_model,
-       COUNT(*) FILTER (WHERE ood) AS ood,
-       SUM(conf) AS conf_sum, COUNT(conf) AS conf_n,
-       COUNT(*) FILTER (WHERE compared) AS n,
-       COUNT(*) FILTER (WHERE compared AND label = model) AS agreed,
-       MIN(captured) AS first, MAX(captured) AS last
-FROM ({inner}) AS d
-GROUP BY GROUPING SETS ((region, local_hour), (compared, label, model, bin), (source),
-                        (region, rule, shadow, label))
-"""
-
-
-def decision_cube(f: ReportFilters) -> Cube:
-    """One query: each decision under the filters with its compared prediction, local capture
-    hour and stage, grouped by GROUPING SETS into what the sections need. The sections' own
-    queries (`slices`, `headline`, ...) count the same; this reads a million rows once
-    instead of six times."""
-    rows_qs = (decisions_filtered(f)
-               .annotate(region=F("case__region_id"),
-                         local_hour=LocalHour("case__captured_at", "case__region__timezone"),
-                         compared=ExpressionWrapper(_compared(f), output_field=BooleanField()),
-                         model=F("mp__label"), bin=_bin(), conf=F("mp__confidence"),
-                         ood=F("mp__out_of_domain"), shadow=_shadow(),
-                         captured=F("case__captured_at"))
-               .values("region", "local_hour", "compared", "label", "model", "bin", "source",
-                       "rule", "shadow", "conf", "ood", "captured")
-               .order_by())
-    inner, params = rows_qs.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(_CUBE_SQL.format(inner=inner), (Decision.Source.MODEL, *params))
-        names = [c[0] for c in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    codes = dict(f.deployment.regions.values_list("pk", "code"))
-    cube = Cube(slices=[], headline=[], mix=[], by_source={}, first_capture=None,
-                last_capture=None)
-    firsts, lasts = [], []
-    for row in rows:
-        if not row["g_slice"]:
-            stamp = row["local_hour"]
-            cube.slices.append({**row, "day": stamp.date() if stamp else None,
-                                "hour": stamp.hour if stamp else None})
-        elif not row["g_head"]:
-            if row["compared"]:
-                cube.headline.append({"human": row["label"], "model": row["model"],
-                                      "bin": row["bin"], "n": row["n"],
-                                      "conf": row["conf_sum"]})
-        elif not row["g_source"]:
-            cube.by_source[row["source"]] = row["decisions"]
-            firsts.append(row["first"])
-            lasts.append(row["last"])
-        elif not row["g_mix"]:
-            cube.mix.append((codes.get(row["region"], ""), row["rule"], row["shadow"],
-                             row["label"], row["decisions"]))
-    cube.first_capture = min(firsts, default=None)
-    cube.last_capture = max(lasts, default=None)
-    return cube
-
-
 # -- headline: confusion, agreement, kappa, per class, calibration ---------------------------
 
 @dataclass
@@ -183,13 +95,11 @@ def _bin() -> Any:
                  Value(CONFIDENCE_BINS - 1))
 
 
-def headline(f: ReportFilters, cube: Cube | None = None) -> Headline:
-    """One grouped query: (human label, model label, confidence bin) -> n, sum of confidence."""
+def headline(f: ReportFilters, rows: Iterable[Mapping[str, Any]] | None = None) -> Headline:
+    """One grouped query: (human label, model label, confidence bin) -> n, sum of confidence.
+    `rows`: the same grouped rows, counted elsewhere (the rollup)."""
     labels = list(f.deployment.labels)
-    rows: Iterable[Mapping[str, Any]]
-    if cube is not None:
-        rows = cube.headline
-    else:
+    if rows is None:
         rows = (decisions_filtered(f).filter(_compared(f))
                 .annotate(human=F("label"), model=F("mp__label"), bin=_bin())
                 .values("human", "model", "bin")
@@ -228,14 +138,17 @@ class HumanAgreement:
     kappa: stats.Kappa
 
 
-def human_human(f: ReportFilters) -> HumanAgreement:
-    """Second opinions against the review they check: the bar the model is held to."""
-    qs = Review.objects.filter(case__deployment=f.deployment,
-                               task__reason=ReviewTask.Reason.SECOND_OPINION,
-                               task__follows__isnull=False)
-    qs = qs.filter(f.on_case())
-    pairs = (qs.values_list("task__follows__answer", "answer").annotate(n=Count("id"))
-             .order_by())
+def human_human(f: ReportFilters, pairs: Iterable[tuple[str, str, int]] | None = None
+                ) -> HumanAgreement:
+    """Second opinions against the review they check: the bar the model is held to.
+    `pairs`: (first answer, second answer, n), counted elsewhere."""
+    if pairs is None:
+        qs = Review.objects.filter(case__deployment=f.deployment,
+                                   task__reason=ReviewTask.Reason.SECOND_OPINION,
+                                   task__follows__isnull=False)
+        qs = qs.filter(f.on_case())
+        pairs = (qs.values_list("task__follows__answer", "answer").annotate(n=Count("id"))
+                 .order_by())
     labels = list(f.deployment.labels)
     index = {label: i for i, label in enumerate(labels)}
     table = [[0] * len(labels) for _ in labels]
@@ -305,17 +218,15 @@ def _local(expression: type[Any], zones: dict[int, str]) -> Any:
     return CaseWhen(*whens, default=Value(None))
 
 
-def slices(f: ReportFilters, cube: Cube | None = None) -> Slices:
+def slices(f: ReportFilters, rows: Iterable[Mapping[str, Any]] | None = None) -> Slices:
     """One grouped query: (region, local capture date, local hour) -> volume, automation,
-    out-of-domain, confidence and agreement. Weekday, region, hour, day and night are sums."""
+    out-of-domain, confidence and agreement. Weekday, region, hour, day and night are sums.
+    `rows`: the same grouped rows, counted elsewhere."""
     regions = f.deployment.regions.all()
     if f.region:
         regions = regions.filter(code=f.region)
     codes = dict(regions.values_list("pk", "code"))
-    rows: Iterable[Mapping[str, Any]]
-    if cube is not None:
-        rows = [row for row in cube.slices if row["region"] in codes]
-    else:
+    if rows is None:
         zones = dict(regions.values_list("pk", "timezone"))
         compared = _compared(f)
         rows = (decisions_filtered(f)
@@ -372,25 +283,28 @@ class Comparison:
         return wilson_interval(self.compared_agreed, self.n)
 
 
-def model_comparison(f: ReportFilters) -> list[Comparison]:
-    """Each other model version against the compared one, on the same human-decided cases."""
-    qs = (decisions_filtered(f).filter(_compared(f))
-          .alias(other=FilteredRelation(
-              "case__predictions",
-              condition=Q(case__predictions__status=Prediction.Status.OK)
-              & ~Q(case__predictions__model_version_id=f.model_version_id or 0)))
-          .filter(other__label__isnull=False))
-    other_right = Q(label=F("other__label"))
-    rows = (qs.values("other__model_version_id")
-            .annotate(n=Count("id"), agreed=Count("id", filter=other_right),
-                      compared_agreed=Count("id", filter=AGREED),
-                      challenger_only=Count("id", filter=other_right & ~AGREED),
-                      compared_only=Count("id", filter=AGREED & ~other_right))
-            .order_by())
+def model_comparison(f: ReportFilters, rows: Iterable[Mapping[str, Any]] | None = None
+                     ) -> list[Comparison]:
+    """Each other model version against the compared one, on the same human-decided cases.
+    `rows`: per other version, the same counts, counted elsewhere."""
+    if rows is None:
+        qs = (decisions_filtered(f).filter(_compared(f))
+              .alias(other=FilteredRelation(
+                  "case__predictions",
+                  condition=Q(case__predictions__status=Prediction.Status.OK)
+                  & ~Q(case__predictions__model_version_id=f.model_version_id or 0)))
+              .filter(other__label__isnull=False))
+        other_right = Q(label=F("other__label"))
+        rows = (qs.values(version=F("other__model_version_id"))
+                .annotate(n=Count("id"), agreed=Count("id", filter=other_right),
+                          compared_agreed=Count("id", filter=AGREED),
+                          challenger_only=Count("id", filter=other_right & ~AGREED),
+                          compared_only=Count("id", filter=AGREED & ~other_right))
+                .order_by())
     versions = {v.pk: v for v in ModelVersion.objects.filter(deployment=f.deployment)}
     out = []
     for row in rows:
-        version = versions[row["other__model_version_id"]]
+        version = versions[row["version"]]
         out.append(Comparison(
             name=version.name, version_id=version.pk, is_champion=version.is_champion,
             n=row["n"], agreed=row["agreed"], compared_agreed=row["compared_agreed"],
@@ -408,23 +322,26 @@ class AuditEstimate:
     automated: int  # model decisions under the filters
 
 
-def audit_estimate(f: ReportFilters, cube: Cube | None = None) -> AuditEstimate:
+def audit_estimate(f: ReportFilters, table: list[tuple[float, int, int]] | None = None,
+                   automated: int | None = None) -> AuditEstimate:
     """Audit reviews of model decisions against the decision, each weighted by 1/audit rate of
     the policy version that sampled it; a blind answer that is not a label counts as not
-    agreeing (the model's action was not confirmed)."""
-    qs = Review.objects.filter(case__deployment=f.deployment,
-                               task__reason=ReviewTask.Reason.AUDIT,
-                               case__decision__source=Decision.Source.MODEL)
-    qs = qs.filter(f.on_case())
-    if f.stage:
-        qs = qs.filter(task__policy_version__stage=f.stage)
-    groups = (qs.values_list("task__policy_version__audit_rate")
-              .annotate(n=Count("id"),
-                        agreed=Count("id", filter=Q(answer=F("case__decision__label"))))
-              .order_by())
-    table = [(float(rate), n, k) for rate, n, k in groups]
-    automated = (cube.by_source.get(Decision.Source.MODEL, 0) if cube is not None else
-                 decisions_filtered(f).filter(source=Decision.Source.MODEL).count())
+    agreeing (the model's action was not confirmed). `table`: (audit rate, audits, agreed)
+    and `automated`, counted elsewhere."""
+    if table is None:
+        qs = Review.objects.filter(case__deployment=f.deployment,
+                                   task__reason=ReviewTask.Reason.AUDIT,
+                                   case__decision__source=Decision.Source.MODEL)
+        qs = qs.filter(f.on_case())
+        if f.stage:
+            qs = qs.filter(task__policy_version__stage=f.stage)
+        groups = (qs.values_list("task__policy_version__audit_rate")
+                  .annotate(n=Count("id"),
+                            agreed=Count("id", filter=Q(answer=F("case__decision__label"))))
+                  .order_by())
+        table = [(float(rate), n, k) for rate, n, k in groups]
+    if automated is None:
+        automated = decisions_filtered(f).filter(source=Decision.Source.MODEL).count()
     return AuditEstimate(weighted=stats.inverse_rate_weighted(table),
                          raw=wilson_interval(sum(k for *_, k in table),
                                              sum(n for _, n, _ in table)),
@@ -433,15 +350,14 @@ def audit_estimate(f: ReportFilters, cube: Cube | None = None) -> AuditEstimate:
 
 # -- the action mix against the manual process -----------------------------------------------
 
-def action_mix(f: ReportFilters, cube: Cube | None = None) -> list[stats.MixTest]:
+def action_mix(f: ReportFilters, rows: Iterable[tuple[str, str, bool, str, int]] | None = None
+               ) -> list[stats.MixTest]:
     """Per region, and per scope cell (rule x region) the model has decided in: the labels
     decided during the shadow stage against those decided since (any later stage). Not
-    narrowed by the stage or reason filters: the comparison spans the stages."""
+    narrowed by the stage or reason filters: the comparison spans the stages. `rows`:
+    (region code, rule, shadow, label, n), counted elsewhere."""
     labels = list(f.deployment.labels)
-    rows: Iterable[tuple[str, str, bool, str, int]]
-    if cube is not None and not (f.stage or f.reason):
-        rows = cube.mix
-    else:
+    if rows is None:
         qs = Decision.objects.filter(case__deployment=f.deployment)
         qs = qs.filter(f.on_case())
         rows = (qs.annotate(shadow=_shadow())
@@ -495,13 +411,24 @@ def _seconds(value: Any) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else float(value) / 1e6
 
 
-def workload(f: ReportFilters, cube: Cube | None = None) -> Workload:
-    """Cases by route, reviewer minutes and waiting time (creation to first claim)."""
+def workload_tasks(f: ReportFilters) -> QuerySet[ReviewTask]:
+    """The review tasks the workload counts: the filters' cases, every reason but gold."""
     tasks = ReviewTask.objects.filter(case__deployment=f.deployment).exclude(
         reason=ReviewTask.Reason.GOLD)
     tasks = tasks.filter(f.on_case())
     if f.reason:
         tasks = tasks.filter(reason=f.reason)
+    return tasks
+
+
+def oldest_waiting_s(tasks: QuerySet[ReviewTask]) -> float | None:
+    oldest = tasks.filter(status=ReviewTask.Status.OPEN).aggregate(t=Min("created_at"))["t"]
+    return (timezone.now() - oldest).total_seconds() if oldest else None
+
+
+def workload(f: ReportFilters) -> Workload:
+    """Cases by route, reviewer minutes and waiting time (creation to first claim)."""
+    tasks = workload_tasks(f)
     wait = ExpressionWrapper(F("claimed_at") - F("created_at"), output_field=DurationField())
     if connection.vendor == "postgresql":
         routes, wait_all = _routes_grouped(tasks, wait)
@@ -519,11 +446,8 @@ def workload(f: ReportFilters, cube: Cube | None = None) -> Workload:
                                 wait_p=_offset_percentiles(tasks.filter(reason=row["reason"]),
                                                            wait)))
         wait_all = _offset_percentiles(tasks, wait)
-    oldest = tasks.filter(status=ReviewTask.Status.OPEN).aggregate(t=Min("created_at"))["t"]
-    by_model = (cube.by_source.get(Decision.Source.MODEL, 0) if cube is not None else
-                decisions_filtered(f).filter(source=Decision.Source.MODEL).count())
-    return Workload(by_model=by_model, routes=routes,
-                    oldest_waiting_s=(timezone.now() - oldest).total_seconds() if oldest else None,
+    by_model = decisions_filtered(f).filter(source=Decision.Source.MODEL).count()
+    return Workload(by_model=by_model, routes=routes, oldest_waiting_s=oldest_waiting_s(tasks),
                     wait_p=wait_all)
 
 
@@ -591,22 +515,19 @@ class Counts:
     last_capture: Any
 
 
-def counts(f: ReportFilters, cube: Cube | None = None) -> Counts:
-    if cube is not None:
-        figures = {"first": cube.first_capture, "last": cube.last_capture}
-        by_source = cube.by_source
-    else:
-        figures = decisions_filtered(f).aggregate(
-            first=Min("case__captured_at"), last=Max("case__captured_at"))
-        by_source = dict(decisions_filtered(f).values_list("source").annotate(n=Count("id"))
-                         .order_by())
-    from reviewplatform.models import Case
-
-    cases = Case.objects.filter(deployment=f.deployment)
-    cases = cases.filter(f.on_case(""))
-    by_status = dict(cases.values_list("status").annotate(n=Count("id")).order_by())
+def counts(f: ReportFilters) -> Counts:
+    figures = decisions_filtered(f).aggregate(
+        first=Min("case__captured_at"), last=Max("case__captured_at"))
+    by_source = dict(decisions_filtered(f).values_list("source").annotate(n=Count("id"))
+                     .order_by())
+    by_status = dict(report_cases(f).values_list("status").annotate(n=Count("id")).order_by())
     return Counts(cases=sum(by_status.values()), by_status=by_status, by_source=by_source,
                   first_capture=figures["first"], last_capture=figures["last"])
+
+
+def report_cases(f: ReportFilters) -> QuerySet[Case]:
+    """The deployment's cases in the filters' period and region."""
+    return Case.objects.filter(deployment=f.deployment).filter(f.on_case(""))
 
 
 @dataclass
@@ -623,24 +544,36 @@ class Report:
 
 
 def report_build(f: ReportFilters) -> Report:
-    """On PostgreSQL the decisions are read once (`decision_cube`) for the counts, headline,
-    slices, action mix and automated volume; elsewhere each section runs its own query."""
+    """The whole report. On PostgreSQL it is read from the pre-counted rollup
+    (`precounted.report_precounted`); elsewhere (and as the reference it is tested against,
+    `report_build_live`) each section runs its own query over the live rows."""
+    if connection.vendor == "postgresql":
+        from .precounted import report_precounted
+
+        with report_reading():
+            return report_precounted(f)
+    return report_build_live(f)
+
+
+def report_build_live(f: ReportFilters) -> Report:
     with report_reading():
-        cube = decision_cube(f) if connection.vendor == "postgresql" else None
-        return Report(filters=f, counts=counts(f, cube), headline=headline(f, cube),
-                      humans=human_human(f), slices=slices(f, cube),
-                      models=model_comparison(f), audits=audit_estimate(f, cube),
-                      mix=action_mix(f, cube), workload=workload(f, cube))
+        return Report(filters=f, counts=counts(f), headline=headline(f), humans=human_human(f),
+                      slices=slices(f), models=model_comparison(f), audits=audit_estimate(f),
+                      mix=action_mix(f), workload=workload(f))
 
 
 @contextmanager
 def report_reading() -> Iterator[None]:
-    """One transaction (one snapshot: the sections agree with each other) without JIT
-    compilation on PostgreSQL: the report's scans of a million rows pass its cost threshold,
-    and compiling them took longer than running them."""
+    """One transaction, and on PostgreSQL one snapshot (repeatable read: the sections agree
+    with each other) without JIT compilation: the live queries' scans of a million rows pass
+    its cost threshold, and compiling them took longer than running them."""
+    if transaction.get_connection().in_atomic_block:
+        yield  # already inside a transaction: its isolation level stays as it is
+        return
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute("SET LOCAL jit = off")
         yield
 

@@ -1,0 +1,105 @@
+"""PostgreSQL triggers that mark a case for the report's next fold whenever its decision,
+predictions or reviews are written, or one of its review tasks finishes (or stops being
+finished). Statement-level triggers (one insert per statement, however many rows); a claim or
+a lease renewal, which only updates an unfinished task, marks nothing."""
+
+from django.db import migrations
+
+FUNCTIONS = """
+CREATE FUNCTION rollout_report_pending_new() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id) SELECT DISTINCT case_id FROM new_rows;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION rollout_report_pending_old() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id) SELECT DISTINCT case_id FROM old_rows;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION rollout_report_pending_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id)
+    SELECT case_id FROM new_rows UNION SELECT case_id FROM old_rows;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION rollout_report_pending_task_new() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id)
+    SELECT DISTINCT case_id FROM new_rows WHERE status = 'done';
+    RETURN NULL;
+END $$;
+CREATE FUNCTION rollout_report_pending_task_old() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id)
+    SELECT DISTINCT case_id FROM old_rows WHERE status = 'done';
+    RETURN NULL;
+END $$;
+CREATE FUNCTION rollout_report_pending_task_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id)
+    SELECT n.case_id FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE n.status = 'done' OR o.status = 'done'
+    UNION SELECT o.case_id FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE o.status = 'done' AND o.case_id <> n.case_id;
+    RETURN NULL;
+END $$;
+"""
+
+TABLES = ("reviewplatform_decision", "reviewplatform_review", "inference_prediction")
+
+
+def _triggers() -> str:
+    statements = []
+    for table in TABLES:
+        statements += [
+            f"CREATE TRIGGER {table}_report_insert AFTER INSERT ON {table} REFERENCING NEW TABLE"
+            f" AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rollout_report_pending_new();",
+            f"CREATE TRIGGER {table}_report_update AFTER UPDATE ON {table} REFERENCING OLD TABLE"
+            f" AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT"
+            f" EXECUTE FUNCTION rollout_report_pending_changed();",
+            f"CREATE TRIGGER {table}_report_delete AFTER DELETE ON {table} REFERENCING OLD TABLE"
+            f" AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION rollout_report_pending_old();",
+        ]
+    task = "reviewplatform_reviewtask"
+    statements += [
+        f"CREATE TRIGGER {task}_report_insert AFTER INSERT ON {task} REFERENCING NEW TABLE"
+        f" AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rollout_report_pending_task_new();",
+        f"CREATE TRIGGER {task}_report_update AFTER UPDATE ON {task} REFERENCING OLD TABLE"
+        f" AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT"
+        f" EXECUTE FUNCTION rollout_report_pending_task_changed();",
+        f"CREATE TRIGGER {task}_report_delete AFTER DELETE ON {task} REFERENCING OLD TABLE"
+        f" AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION rollout_report_pending_task_old();",
+    ]
+    return "\n".join(statements)
+
+
+def _drop() -> str:
+    statements = [f"DROP TRIGGER IF EXISTS {table}_report_{event} ON {table};"
+                  for table in (*TABLES, "reviewplatform_reviewtask")
+                  for event in ("insert", "update", "delete")]
+    statements += [f"DROP FUNCTION IF EXISTS rollout_report_pending_{name}();"
+                   for name in ("new", "old", "changed", "task_new", "task_old", "task_changed")]
+    return "\n".join(statements)
+
+
+def create(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(FUNCTIONS + _triggers())
+
+
+def drop(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(_drop())
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("rollout", "0004_report_rollup"),
+        ("reviewplatform", "0003_queue_order_second_opinions_gold"),
+        ("inference", "0004_batching_and_audit"),
+    ]
+
+    operations = [migrations.RunPython(create, drop)]
