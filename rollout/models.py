@@ -175,6 +175,8 @@ class ReportKind(models.IntegerChoices):
     SECOND = 7, "a second opinion: region, day, label (the review it checks), other label (its own)"
     TASK = 8, ("a done review task other than gold: region, day, reason, waiting-time bin; "
                "valued and total: the review's seconds")
+    INPUT = 9, ("an OK prediction on any case, decided or not: region, day, local day, model, "
+                "out of domain; valued and total: confidence")
 
 
 class ReportCounted(models.Model):

@@ -127,6 +127,8 @@ def world(deployment, client_user, reviewer, other_reviewer, admin_user):
         image="cases/w.png", image_sha256="0" * 64, width=8, height=8,
         captured_at=START + timedelta(days=1), submitted_by=client_user,
         status=Case.Status.IN_REVIEW)
+    Prediction.objects.create(case=waiting, model_version=champion, status="ok", label="4",
+                              confidence=0.3, out_of_domain=True)
     ReviewTask.objects.create(case=waiting, reason="paused", policy_version=policy)
     ReviewTask.objects.create(case=waiting, reason="out_of_domain", policy_version=policy,
                               status="claimed", claimed_by=reviewer,
@@ -152,6 +154,8 @@ def test_it_reports_what_the_live_rows_say_before_and_after_a_fold(deployment, w
     assert folded >= Case.objects.count()  # a case marked twice may fall in two batches
     assert pending_count() == 0
     assert ReportRollup.objects.filter(kind=ReportKind.PAIR).exists()
+    assert ReportFact.objects.filter(kind=ReportKind.INPUT, case_id=Case.objects.get(
+        external_id="w").pk).exists()  # undecided, predicted
     check_every_filter(deployment, world)
     folded_rows = rollup_rows()
     rollup_rebuild()
@@ -232,7 +236,10 @@ def test_the_page_reads_the_folded_rollup(deployment, world, admin_user, client)
 
     assert response.status_code == 200
     live = selectors.headline(filters(deployment, region="east")).agreement
-    assert live.n and f'id="agreement-n">n = {live.n}<' in response.content.decode()
+    page = response.content.decode()
+    assert live.n and f'id="agreement-n">n = {live.n}<' in page
+    predicted = sum(d.predicted for d in selectors.inputs(filters(deployment, region="east")))
+    assert 'id="inputs-by-day"' in page and predicted > live.n
 
 
 def test_beat_folds_often_and_the_command_folds_or_rebuilds(deployment, world, capsys):

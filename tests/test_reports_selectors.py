@@ -135,6 +135,32 @@ def test_it_follows_agreement_automation_and_inputs_day_by_day(deployment, make)
     assert (second.n, second.agreed) == (1, 0)
 
 
+def test_it_shows_what_the_model_sees_before_any_review(deployment, make, model, client_user):
+    from inference.models import Prediction
+    from reviewplatform.models import Case
+
+    make(model_label="3", human="3", captured_at=datetime(2026, 5, 1, 12, tzinfo=OSLO),
+         confidence=0.9)
+    for i, (confidence, ood) in enumerate([(0.5, True), (0.7, False)]):
+        case = Case.objects.create(  # in the shadow stage's queue, not reviewed yet
+            deployment=deployment, region=deployment.regions.get(code="north"),
+            external_id=f"q-{i}", image="cases/q.png", image_sha256="0", width=8, height=8,
+            captured_at=datetime(2026, 5, 2, 23, 30, tzinfo=OSLO), submitted_by=client_user,
+            status=Case.Status.IN_REVIEW)
+        Prediction.objects.create(case=case, model_version=model, status="ok", label="1",
+                                  confidence=confidence, out_of_domain=ood)
+
+    days = selectors.inputs(filters(deployment))
+
+    assert [d.key for d in days] == [date(2026, 5, 1), date(2026, 5, 2)]
+    assert (days[1].predicted, days[1].ood_rate) == (2, 0.5)
+    assert days[1].mean_confidence == pytest.approx(0.6)
+    assert [d.key for d in selectors.slices(filters(deployment)).by_day] == [date(2026, 5, 1)]
+    assert selectors.inputs(filters(deployment, region="east")) == []
+    built = selectors.report_build(filters(deployment))  # the pre-counted path on PostgreSQL
+    assert built.inputs == days
+
+
 def test_it_compares_the_champion_with_a_challenger_on_the_same_cases(deployment, make, model):
     from inference.models import Prediction
 

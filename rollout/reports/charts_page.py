@@ -32,6 +32,10 @@ def report_charts(report: Report) -> dict[str, SafeString]:
             ("out of domain", charts.RED, [d.ood_rate for d in sl.by_day]),
             ("mean confidence", charts.ORANGE, [d.mean_confidence for d in sl.by_day]),
         ], title="daily: agreement, automation, out-of-domain rate, mean confidence"),
+        "inputs": charts.lines([d.key.isoformat() for d in report.inputs], [
+            ("out of domain", charts.RED, [d.ood_rate for d in report.inputs]),
+            ("mean confidence", charts.ORANGE, [d.mean_confidence for d in report.inputs]),
+        ], title="daily, every predicted case: out-of-domain rate, mean confidence"),
         "reliability": charts.reliability(
             [(b.low, b.high, b.mean_confidence, b.agreement, b.n) for b in h.calibration],
             title="reliability: agreement against confidence"),

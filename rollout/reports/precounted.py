@@ -62,6 +62,8 @@ def _report(f: ReportFilters) -> Report:
             (row["label"], row["other_label"], int(row["n"]))
             for row in rollup_read(ReportKind.SECOND, base, ["label", "other_label"])]),
         slices=selectors.slices(f, _slice_rows(routed, compared)),
+        inputs=selectors.inputs(f, _input_rows(replace(base, model_version_id=compared
+                                                       .model_version_id))),
         models=selectors.model_comparison(f, _comparison_rows(compared)),
         audits=selectors.audit_estimate(f, [(rate, n, k) for rate, (n, k) in audits.items()],
                                         automated),
@@ -108,6 +110,18 @@ def _slice_rows(routed: Where, compared: Where) -> list[dict[str, Any]]:
         counted["n"] += int(r["n"]) if r["compared"] else 0
         counted["agreed"] += int(r["n"]) if r["agreed"] else 0
     return list(rows.values())
+
+
+def _input_rows(where: Where) -> list[dict[str, Any]]:
+    days: dict[Any, dict[str, Any]] = {}
+    for r in rollup_read(ReportKind.INPUT, where, ["local_day", "ood"]):
+        day = days.setdefault(r["local_day"], {"day": r["local_day"], "n": 0, "ood": 0,
+                                               "conf_sum": 0.0, "conf_n": 0})
+        day["n"] += int(r["n"])
+        day["ood"] += int(r["n"]) if r["ood"] else 0
+        day["conf_sum"] += r["total"]
+        day["conf_n"] += int(r["valued"])
+    return list(days.values())
 
 
 def _comparison_rows(compared: Where) -> list[dict[str, Any]]:

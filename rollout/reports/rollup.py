@@ -138,6 +138,11 @@ WITH c AS (
             " LEFT JOIN reviewplatform_review AS rv ON rv.task_id = t.id",
             reason="t.reason", bin=wait_bin_sql("t.claimed_at - t.created_at"),
             valued="(rv.seconds IS NOT NULL)::int", total="COALESCE(rv.seconds, 0)"),
+    _branch(ReportKind.INPUT,
+            "c JOIN inference_prediction AS p ON p.case_id = c.case_id AND p.status = 'ok'",
+            local_day=_LOCAL["local_day"], model_version_id="p.model_version_id",
+            ood="p.out_of_domain", valued="(p.confidence IS NOT NULL)::int",
+            total="COALESCE(p.confidence, 0)"),
 ])
 
 

@@ -260,6 +260,56 @@ def slices(f: ReportFilters, rows: Iterable[Mapping[str, Any]] | None = None) ->
     return result
 
 
+# -- what the model sees: every predicted case, decided or not -------------------------------
+
+@dataclass
+class InputDay:
+    key: date
+    predicted: int = 0
+    ood: int = 0
+    confidence_sum: float = 0.0
+    confidence_n: int = 0
+
+    @property
+    def ood_rate(self) -> float | None:
+        return self.ood / self.predicted if self.predicted else None
+
+    @property
+    def mean_confidence(self) -> float | None:
+        return self.confidence_sum / self.confidence_n if self.confidence_n else None
+
+
+def inputs(f: ReportFilters, rows: Iterable[Mapping[str, Any]] | None = None) -> list[InputDay]:
+    """The compared model's answers on every case captured in the period, decided or not,
+    by local capture date: out-of-domain rate and mean confidence before any review, so a
+    shift shows in the shadow stage as soon as cases arrive. Stage and reason do not apply
+    (they come with routing and review). `rows`: (day, n, ood, conf_sum, conf_n)."""
+    if rows is None:
+        regions = f.deployment.regions.all()
+        if f.region:
+            regions = regions.filter(code=f.region)
+        zones = dict(regions.values_list("pk", "timezone"))
+        rows = (Prediction.objects.filter(case__deployment=f.deployment,
+                                          model_version_id=f.model_version_id or 0,
+                                          status=Prediction.Status.OK)
+                .filter(f.on_case())
+                .annotate(day=_local(TruncDate, zones))
+                .values("day")
+                .annotate(n=Count("id"), ood=Count("id", filter=Q(out_of_domain=True)),
+                          conf_sum=Sum("confidence"), conf_n=Count("confidence"))
+                .order_by())
+    days: dict[date, InputDay] = {}
+    for row in rows:
+        if row["day"] is None:
+            continue
+        day = days.setdefault(row["day"], InputDay(row["day"]))
+        day.predicted += row["n"]
+        day.ood += row["ood"]
+        day.confidence_sum += row["conf_sum"] or 0.0
+        day.confidence_n += row["conf_n"]
+    return [days[d] for d in sorted(days)]
+
+
 # -- champion against challengers ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -537,6 +587,7 @@ class Report:
     headline: Headline
     humans: HumanAgreement
     slices: Slices
+    inputs: list[InputDay]
     models: list[Comparison]
     audits: AuditEstimate
     mix: list[stats.MixTest]
@@ -558,7 +609,8 @@ def report_build(f: ReportFilters) -> Report:
 def report_build_live(f: ReportFilters) -> Report:
     with report_reading():
         return Report(filters=f, counts=counts(f), headline=headline(f), humans=human_human(f),
-                      slices=slices(f), models=model_comparison(f), audits=audit_estimate(f),
+                      slices=slices(f), inputs=inputs(f), models=model_comparison(f),
+                      audits=audit_estimate(f),
                       mix=action_mix(f), workload=workload(f))
 
 
