@@ -176,6 +176,10 @@ def rollup_fold(*, batch: int = 5000) -> int:
     were folded. Each case's old facts are taken out of the rollup, its new facts put in."""
     folded = 0
     while True:
+        with connection.cursor() as cursor:  # idle most of the time: no lock, no table
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM rollout_reportpending)")
+            if not cursor.fetchone()[0]:
+                return folded
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
             cursor.execute("""
