@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Case as CaseWhen
 from django.db.models import CharField, Count, F, OuterRef, Q, Subquery, When
@@ -158,6 +160,21 @@ def guardrails_check(*, deployment: Deployment, now: datetime | None = None
     return reports
 
 
+def _figures_key(policy: PolicyVersion) -> str:
+    return f"guardrails:{policy.deployment_id}:{policy.pk}"
+
+
+def guardrails_recent(*, deployment: Deployment) -> list[CellReport]:
+    """The current policy's cell figures as checked at most GUARDRAIL_FIGURES_SECONDS ago
+    (by beat's last run, or an earlier reader), else checked now: for readers that ask
+    often, such as a Prometheus scrape. A new policy version is checked afresh."""
+    policy = policy_current(deployment_id=deployment.pk)
+    reports: list[CellReport] = cache.get_or_set(
+        _figures_key(policy), lambda: guardrails_check(deployment=deployment),
+        settings.GUARDRAIL_FIGURES_SECONDS)
+    return reports
+
+
 def guardrails_enforce(*, deployment: Deployment, now: datetime | None = None
                        ) -> PolicyVersion | None:
     """Pause every failing cell of the current policy in one new version; None if none fail.
@@ -167,8 +184,9 @@ def guardrails_enforce(*, deployment: Deployment, now: datetime | None = None
     policy = policy_current(deployment_id=deployment.pk)
     if policy.stage not in AUTOMATED_STAGES:
         return None
-    failing = [r for r in guardrails_check(deployment=deployment, now=now)
-               if r.fails and not r.paused]
+    reports = guardrails_check(deployment=deployment, now=now)
+    cache.set(_figures_key(policy), reports, settings.GUARDRAIL_FIGURES_SECONDS)
+    failing = [r for r in reports if r.fails and not r.paused]
     if not failing:
         return None
     from .services import policy_publish

@@ -143,7 +143,7 @@ class PlatformCollector(Collector):
             current = policy_current(deployment_id=deployment.pk).stage
             for name in STAGES:
                 stage.add_metric([deployment.slug, name], 1.0 if name == current else 0.0)
-            for cell in guardrails.guardrails_check(deployment=deployment):
+            for cell in guardrails.guardrails_recent(deployment=deployment):
                 labels = [deployment.slug, cell.rule, cell.region]
                 cells.add_metric([*labels, "agreement"], code[cell.agreement_verdict])
                 cells.add_metric([*labels, "out_of_domain"], code[cell.ood_verdict])

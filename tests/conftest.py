@@ -27,6 +27,13 @@ REGIONS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _cache_cleared():
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sessions_closed_before_teardown(django_db_setup, django_db_blocker):
     """Before the test database is dropped, let other sessions on it (live-server threads,

@@ -157,9 +157,44 @@ def test_it_serves_metrics_to_prometheus_with_the_token(client, settings, review
     assert 'rollout_agreement{deployment="digits",region="north"} 0.5' in body
     assert 'rollout_automation_rate{deployment="digits"} 0.2' in body
     assert 'rollout_stage{deployment="digits",stage="shadow"} 1.0' in body
-    assert 'prediction_latency_ms_bucket{deployment="digits",le="50.0",model_version="sim"}' \
-        in body or "prediction_latency_ms_bucket" in body
+    # Five predictions of 40 ms: none within 25 ms, all within 50.
+    assert 'prediction_latency_ms_bucket{deployment="digits",le="25",model_version="sim"} 0.0' \
+        in body
+    assert 'prediction_latency_ms_bucket{deployment="digits",le="50",model_version="sim"} 5.0' \
+        in body
     assert "review_queue_depth" in body and "rollout_guardrail_state" in body
+
+
+def test_metrics_report_guardrail_figures_checked_at_most_a_few_minutes_ago(
+        client, settings, admin_user, deployment, monkeypatch):
+    from rollout import guardrails
+    from rollout.services import policy_publish
+
+    settings.METRICS_TOKEN = ""
+    client.force_login(admin_user)
+    checks = []
+    real = guardrails.guardrails_check
+    monkeypatch.setattr(guardrails, "guardrails_check",
+                        lambda **kwargs: checks.append(1) or real(**kwargs))
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="r",
+                   rules=[{"name": "north-day", "regions": ["north"]}])
+    cell = ('rollout_guardrail_state{check="agreement",deployment="digits",region="north",'
+            'rule="north-day"} 1.0')  # inconclusive: no reviews yet
+
+    assert cell in client.get("/metrics").content.decode()
+    assert cell in client.get("/metrics").content.decode()
+    assert len(checks) == 1  # the second scrape read the first one's figures
+
+    guardrails.guardrails_run()  # beat's run refreshes them
+    assert len(checks) == 2
+    client.get("/metrics")
+    assert len(checks) == 2
+
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="r",
+                   rules=[{"name": "east-all", "regions": ["east"]}])
+    body = client.get("/metrics").content.decode()  # a new version is checked afresh
+    assert len(checks) == 3
+    assert 'rule="east-all"' in body and 'rule="north-day"' not in body
 
 
 def test_it_serves_metrics_to_staff_without_a_token(client, settings, admin_user, reviewer,

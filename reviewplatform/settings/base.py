@@ -205,3 +205,15 @@ METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 # How far back the agreement and latency figures of /metrics reach.
 METRICS_WINDOW_MINUTES = env_int("METRICS_WINDOW_MINUTES", 15, minimum=1)
 METRICS_AGREEMENT_DAYS = env_int("METRICS_AGREEMENT_DAYS", 14, minimum=1)
+# How old the guardrail figures that /metrics reports may be: beat's guardrail run refreshes
+# them every 5 minutes (each check reads the whole history of a cell).
+GUARDRAIL_FIGURES_SECONDS = env_int("GUARDRAIL_FIGURES_SECONDS", 300, minimum=1)
+
+# Shared by the web and worker processes (the guardrail figures): Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "reviewplatform",
+    },
+}

@@ -654,7 +654,10 @@ def disagreements(f: ReportFilters, *, human: str = "", model: str = "", limit: 
 
     from ..models import Adjudication
 
-    qs = decisions_filtered(f).filter(_compared(f)).exclude(AGREED)
+    # Negating the annotation, not `AGREED` itself: excluding across the multi-valued
+    # relation would join the predictions a second time.
+    qs = (decisions_filtered(f).filter(_compared(f)).annotate(model_label=F("mp__label"))
+          .exclude(label=F("model_label")))
     if human:
         qs = qs.filter(label=human)
     if model:
