@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -169,10 +169,10 @@ def guardrails_recent(*, deployment: Deployment) -> list[CellReport]:
     (by beat's last run, or an earlier reader), else checked now: for readers that ask
     often, such as a Prometheus scrape. A new policy version is checked afresh."""
     policy = policy_current(deployment_id=deployment.pk)
-    reports: list[CellReport] = cache.get_or_set(
+    reports = cache.get_or_set(
         _figures_key(policy), lambda: guardrails_check(deployment=deployment),
         settings.GUARDRAIL_FIGURES_SECONDS)
-    return reports
+    return cast(list[CellReport], reports)
 
 
 def guardrails_enforce(*, deployment: Deployment, now: datetime | None = None
