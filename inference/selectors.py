@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Avg, Count, F, OuterRef, Q, Subquery
+from django.db.models import Avg, Count, F, FilteredRelation, Q
 
 from reviewplatform.models import Decision, Deployment
 
@@ -16,13 +16,16 @@ def model_versions_summary(*, deployment: Deployment) -> list[dict[str, Any]]:
     with the champion and with human decisions on the cases both saw."""
     versions = list(deployment.model_versions.order_by("-is_champion", "-is_active", "name"))
     champion = next((v for v in versions if v.is_champion), None)
-    champion_label = Subquery(
-        Prediction.objects.filter(case=OuterRef("case"), model_version=champion,
-                                  status=Prediction.Status.OK).values("label")[:1])
+    # The champion's answer on the same case, joined once (a subquery would probe it for
+    # every prediction).
+    champion_answer = FilteredRelation(
+        "case__predictions", condition=Q(case__predictions__model_version=champion,
+                                         case__predictions__status=Prediction.Status.OK))
     human = Q(case__decision__source=Decision.Source.HUMAN,
               case__decision__label__in=list(deployment.labels), status=Prediction.Status.OK)
     rows = (Prediction.objects.filter(model_version__in=versions)
-            .annotate(champion_label=champion_label)
+            .alias(champion=champion_answer)
+            .annotate(champion_label=F("champion__label"))
             .values("model_version")
             .annotate(
                 n=Count("id"),
