@@ -336,3 +336,27 @@ def test_folds_running_alongside_reviewers_lose_and_double_nothing(
     assert rollup_rows() == folded
     f = filters(deployment)
     same(selectors.report_build_live(f), report_precounted(f))
+
+
+def test_it_recounts_cases_when_what_they_are_counted_with_changes(deployment, world):
+    rollup_fold()
+    case = Decision.objects.filter(source="human", case__region__code="north").first().case
+    Case.objects.filter(pk=case.pk).update(region=deployment.regions.get(code="east"))
+    Case.objects.filter(pk=case.pk).update(status=Case.Status.DECIDED)  # marks nothing more
+    assert list(ReportPending.objects.values_list("case_id", flat=True)) == [case.pk]
+    rollup_fold()
+    check_every_filter(deployment, world)
+
+    east = deployment.regions.get(code="east")
+    east.timezone = "America/Los_Angeles"  # every east case's local hour and day move
+    east.save()
+    assert pending_count() == Case.objects.filter(region=east).count()
+    check_every_filter(deployment, world)
+    rollup_fold()
+    check_every_filter(deployment, world)
+
+    deployment.labels = [*deployment.labels[:-1]]  # "9" is no longer a label
+    deployment.save()
+    assert pending_count() == Case.objects.filter(deployment=deployment).count()
+    rollup_fold()
+    check_every_filter(deployment, world)

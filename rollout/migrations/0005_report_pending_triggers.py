@@ -1,7 +1,11 @@
 """PostgreSQL triggers that mark a case for the report's next fold whenever its decision,
 predictions or reviews are written, or one of its review tasks finishes (or stops being
 finished). Statement-level triggers (one insert per statement, however many rows); a claim or
-a lease renewal, which only updates an unfinished task, marks nothing."""
+a lease renewal, which only updates an unfinished task, marks nothing.
+
+What the facts are counted with is watched too (row-level triggers whose WHEN clause makes
+every other update free): a case moved to another region, deployment or capture time; a
+region's time zone; a deployment's labels. The last two mark every case they cover."""
 
 from django.db import migrations
 
@@ -20,6 +24,23 @@ CREATE FUNCTION rollout_report_pending_changed() RETURNS trigger LANGUAGE plpgsq
 BEGIN
     INSERT INTO rollout_reportpending (case_id)
     SELECT case_id FROM new_rows UNION SELECT case_id FROM old_rows;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION rollout_report_pending_case() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id) VALUES (NEW.id);
+    RETURN NULL;
+END $$;
+CREATE FUNCTION rollout_report_pending_region() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id)
+    SELECT id FROM reviewplatform_case WHERE region_id = NEW.id;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION rollout_report_pending_deployment() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollout_reportpending (case_id)
+    SELECT id FROM reviewplatform_case WHERE deployment_id = NEW.id;
     RETURN NULL;
 END $$;
 CREATE FUNCTION rollout_report_pending_task_new() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -70,15 +91,34 @@ def _triggers() -> str:
         f"CREATE TRIGGER {task}_report_delete AFTER DELETE ON {task} REFERENCING OLD TABLE"
         f" AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION rollout_report_pending_task_old();",
     ]
+    statements += [
+        "CREATE TRIGGER reviewplatform_case_report_update AFTER UPDATE ON reviewplatform_case"
+        " FOR EACH ROW WHEN (OLD.region_id IS DISTINCT FROM NEW.region_id"
+        " OR OLD.deployment_id IS DISTINCT FROM NEW.deployment_id"
+        " OR OLD.captured_at IS DISTINCT FROM NEW.captured_at)"
+        " EXECUTE FUNCTION rollout_report_pending_case();",
+        "CREATE TRIGGER reviewplatform_region_report_update AFTER UPDATE ON reviewplatform_region"
+        " FOR EACH ROW WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone)"
+        " EXECUTE FUNCTION rollout_report_pending_region();",
+        "CREATE TRIGGER reviewplatform_deployment_report_update AFTER UPDATE"
+        " ON reviewplatform_deployment FOR EACH ROW WHEN (OLD.labels IS DISTINCT FROM NEW.labels)"
+        " EXECUTE FUNCTION rollout_report_pending_deployment();",
+    ]
     return "\n".join(statements)
+
+
+WATCHED = ("reviewplatform_case", "reviewplatform_region", "reviewplatform_deployment")
 
 
 def _drop() -> str:
     statements = [f"DROP TRIGGER IF EXISTS {table}_report_{event} ON {table};"
                   for table in (*TABLES, "reviewplatform_reviewtask")
                   for event in ("insert", "update", "delete")]
+    statements += [f"DROP TRIGGER IF EXISTS {table}_report_update ON {table};"
+                   for table in WATCHED]
     statements += [f"DROP FUNCTION IF EXISTS rollout_report_pending_{name}();"
-                   for name in ("new", "old", "changed", "task_new", "task_old", "task_changed")]
+                   for name in ("new", "old", "changed", "task_new", "task_old", "task_changed",
+                                "case", "region", "deployment")]
     return "\n".join(statements)
 
 

@@ -6,15 +6,17 @@ groups a few thousand rollup rows instead of joining a million decisions.
 
 Keeping it exact:
 - database triggers (migration 0005) add a `ReportPending` row for a case in the same
-  transaction as any write to its decision, predictions or reviews, or a task finishing;
+  transaction as any write to its decision, predictions or reviews, a task finishing, or a
+  change to what its facts are counted with (its region, deployment or capture time; the
+  region's time zone; the deployment's labels);
 - `rollup_fold` (beat, every few seconds) takes pending cases, removes their old facts from
   the rollup and adds their facts as they are now: folding a case again is harmless, and the
   order of writes does not matter (a prediction arriving after the decision is counted);
-- the page reads the rollup, minus the old facts of still-pending cases, plus those cases'
-  facts computed from the live rows (`rollup_read`): exact even between folds;
-- `rollup_rebuild` (`manage.py report_rollup_rebuild`) recomputes everything: after a bulk
-  load that bypassed the triggers, or a change of a region's time zone, the deployment's
-  labels or the server's TIME_ZONE, which the facts are counted with.
+- the page reads the rollup, corrected for the cases still pending (`rollup_corrected`):
+  their stored facts out, their facts as the live rows say now in; exact even between folds;
+- `rollup_rebuild` (`manage.py report_rollup --rebuild`) recomputes everything: after a
+  change of the server's TIME_ZONE, a restore that disabled triggers, or an upgrade that
+  changes what is counted; and faster than folding after a bulk load.
 
 The waiting times of the workload are counted in logarithmic bins 5% wide, so their
 percentiles are estimates (within 5%, or 1 s below 20 s); every other figure is exact.
