@@ -176,6 +176,7 @@ def main() -> int:
         print("claim-next plan with 1,000,000 waiting:\n" + claim_plan(reviewers[1]), flush=True)
         figures["p95_ratio_1m_vs_1k"] = round(figures["p95_ms_1m"] / figures["p95_ms_1k"], 3)
         figures["statements_per_claim_and_submit"] = statements_per_operation(reviewers[2])
+        figures["targets"] = "p95_ms_1m <= 10; p95_ratio_1m_vs_1k <= 1.5"
         results_write("queue", {key: figures[key] for key in sorted(figures, key=_key_order)})
     return 0
 

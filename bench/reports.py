@@ -247,6 +247,8 @@ def _measure(deployment: Any, admin: Any, rebuild_s: float | None = None) -> int
         "baseline_copy_rows_per_s": round(copied / copy_s),
         "ratio_export_vs_copy": round((rows / export_s) / (copied / copy_s), 3),
         "export_peak_rss_mb": round(rss_growth, 1),
+        "targets": "report_s_1m <= 1; export_rows_per_s >= 50000; export_peak_rss_mb flat "
+                   "(independent of the number of rows)",
     })
     return 0
 

@@ -74,6 +74,7 @@ def main() -> None:
         "baseline_cases_per_s": round(baseline),
         "route_cases_per_s": round(routed),
         "ratio_route_vs_baseline": round(routed / baseline, 3),
+        "targets": "route_cases_per_s >= 100000",
     })
     if routed < 100_000:
         raise SystemExit(f"routing ran at {routed:.0f} cases/s, below 100,000")
