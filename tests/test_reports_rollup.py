@@ -24,6 +24,7 @@ from rollout.models import ReportFact, ReportKind, ReportPending, ReportRollup
 from rollout.reports import selectors
 from rollout.reports.precounted import report_precounted
 from rollout.reports.rollup import (
+    FOLD_LOCK,
     pending_count,
     rollup_fold,
     rollup_rebuild,
@@ -360,3 +361,33 @@ def test_it_recounts_cases_when_what_they_are_counted_with_changes(deployment, w
     assert pending_count() == Case.objects.filter(deployment=deployment).count()
     rollup_fold()
     check_every_filter(deployment, world)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beats_fold_leaves_the_work_to_a_fold_already_running(deployment, world):
+    from rollout.tasks import report_rollup_fold
+
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        from django.db import connection as own
+        from django.db import transaction
+
+        with transaction.atomic(), own.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
+            started.set()
+            release.wait(timeout=30)
+        own.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    started.wait(timeout=30)
+    try:
+        assert report_rollup_fold() == 0  # returns at once instead of waiting for the lock
+        assert pending_count() > 0
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert rollup_fold(seconds=0) == 0 and pending_count() > 0  # no time for a batch
+    assert report_rollup_fold() > 0
+    assert pending_count() == 0

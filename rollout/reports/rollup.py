@@ -25,6 +25,7 @@ percentiles are estimates (within 5%, or 1 s below 20 s); every other figure is 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,17 +174,27 @@ ON CONFLICT ON CONSTRAINT reportrollup_key DO UPDATE SET
 _COLUMNS = ", ".join(FACT_COLUMNS)
 
 
-def rollup_fold(*, batch: int = 5000) -> int:
+def rollup_fold(*, batch: int = 5000, wait: bool = True, seconds: float | None = None) -> int:
     """Fold the pending cases into the rollup, `batch` cases a transaction; returns how many
-    were folded. Each case's old facts are taken out of the rollup, its new facts put in."""
+    were folded. Each case's old facts are taken out of the rollup, its new facts put in.
+
+    `wait=False`: return at once while another fold holds the lock (beat's tasks must not
+    queue up behind a long fold); `seconds`: start no new batch after that long.
+    """
+    started = time.monotonic()
     folded = 0
-    while True:
+    while seconds is None or time.monotonic() - started < seconds:
         with connection.cursor() as cursor:  # idle most of the time: no lock, no table
             cursor.execute("SELECT EXISTS (SELECT 1 FROM rollout_reportpending)")
             if not cursor.fetchone()[0]:
-                return folded
+                break
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
+            if wait:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
+            else:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [FOLD_LOCK])
+                if not cursor.fetchone()[0]:
+                    break
             cursor.execute("""
                 CREATE TEMPORARY TABLE report_fold_cases ON COMMIT DROP AS
                 WITH taken AS (
@@ -194,7 +205,7 @@ def rollup_fold(*, batch: int = 5000) -> int:
             taken = cursor.rowcount
             if not taken:
                 cursor.execute("DROP TABLE report_fold_cases")
-                return folded
+                break
             cursor.execute("ANALYZE report_fold_cases")
             cursor.execute(
                 "WITH gone AS (DELETE FROM rollout_reportfact AS f USING report_fold_cases AS x"
@@ -213,6 +224,7 @@ def rollup_fold(*, batch: int = 5000) -> int:
             # savepoint.
             cursor.execute("DROP TABLE report_fold_cases")
         folded += taken
+    return folded
 
 
 def rollup_rebuild() -> int:
