@@ -11,6 +11,7 @@ urlpatterns = [
     path("deployments/<slug:slug>/rollout/publish/", views.rollout_publish,
          name="rollout-publish"),
     path("deployments/<slug:slug>/rollout/pause/", views.rollout_pause, name="rollout-pause"),
+    path("deployments/<slug:slug>/rollout/resume/", views.rollout_resume, name="rollout-resume"),
     path("deployments/<slug:slug>/rollout/rollback/", views.rollout_rollback,
          name="rollout-rollback"),
     path("deployments/<slug:slug>/report/disagreements/", reports.disagreements_page,

@@ -144,6 +144,32 @@ def rollout_pause(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 @login_required
 @permission_required(PUBLISH_PERM, raise_exception=True)
+def rollout_resume(request: HttpRequest, slug: str) -> HttpResponse:
+    """Lift the pause of one scope cell (a guardrail's, say): a widening, so through the
+    evidence gate like any other."""
+    deployment = get_object_or_404(Deployment, slug=slug)
+    cell = [request.POST.get("rule", ""), request.POST.get("region", "")]
+    current = policy_current(deployment_id=deployment.pk)
+    try:
+        if cell not in [list(c) for c in current.paused_cells]:
+            raise ServiceError(f"rule {cell[0]!r} in region {cell[1]!r} is not paused",
+                               field="region")
+        version = services.policy_change(
+            deployment=deployment, actor=cast(User, request.user),
+            reason=request.POST.get("reason") or f"resumed rule {cell[0]} in {cell[1]}",
+            override_reason=request.POST.get("override_reason", ""),
+            stage=current.stage, rules=current.rules,
+            confidence_threshold=current.confidence_threshold, audit_rate=current.audit_rate,
+            paused_cells=[c for c in current.paused_cells if list(c) != cell])
+    except ServiceError as error:
+        return _page(request, deployment, error=error)
+    messages.success(request, f"Rule {cell[0]} resumed in {cell[1]} (version {version.version}).")
+    return HttpResponseRedirect(reverse("rollout", args=[slug]))
+
+
+@require_POST
+@login_required
+@permission_required(PUBLISH_PERM, raise_exception=True)
 def rollout_rollback(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = get_object_or_404(Deployment, slug=slug)
     try:

@@ -164,3 +164,40 @@ def test_the_api_is_for_staff_only(client_user, reviewer, deployment, api):
                            {"reason": "x"}).status_code == 403
     assert api.get("/api/v1/deployments/digits/policy/history/").status_code == 403
     assert APIClient().get("/api/v1/deployments/digits/policy/").status_code in (401, 403)
+
+
+def test_it_resumes_one_paused_cell_from_the_page_through_the_gate(client, admin_user,
+                                                                   reviewer, deployment):
+    from rollout.services import policy_publish
+
+    rules = [{"name": "all", "regions": ["north", "east"]}]
+    paused = policy_publish(deployment=deployment, stage="limited", rules=rules, actor=None,
+                            reason="guardrail", paused_cells=[["all", "east"], ["all", "north"]])
+    client.force_login(reviewer)
+    assert client.post("/deployments/digits/rollout/resume/",
+                       {"rule": "all", "region": "east"}).status_code == 403
+    client.force_login(admin_user)
+    html = client.get("/deployments/digits/rollout/").content.decode()
+    assert html.count('action="/deployments/digits/rollout/resume/"') == 2
+
+    not_paused = client.post("/deployments/digits/rollout/resume/",
+                             {"rule": "all", "region": "west"})
+    assert not_paused.status_code == 400
+    assert '<code id="error-field">region</code>' in not_paused.content.decode()
+    # No reviews yet: the evidence is inconclusive, so resuming needs an override reason.
+    refused = client.post("/deployments/digits/rollout/resume/",
+                          {"rule": "all", "region": "east", "reason": "fixed the camera"})
+    assert refused.status_code == 400
+    assert policy_current(deployment_id=deployment.pk).version == 2
+
+    response = client.post("/deployments/digits/rollout/resume/", {
+        "rule": "all", "region": "east", "reason": "fixed the camera",
+        "override_reason": "checked 50 east cases by hand"})
+
+    assert response.status_code == 302
+    current = policy_current(deployment_id=deployment.pk)
+    assert current.version == 3
+    assert current.paused_cells == [["all", "north"]]  # the other cell stays paused
+    assert (current.stage, current.rules, current.author) == ("limited", paused.rules,
+                                                              admin_user)
+    assert current.override_reason == "checked 50 east cases by hand"
