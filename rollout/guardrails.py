@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Case as CaseWhen
-from django.db.models import CharField, Count, F, OuterRef, Q, Subquery, When
+from django.db.models import CharField, Count, Exists, F, OuterRef, Q, Subquery, When
 from django.utils import timezone
 
 from inference.models import Prediction
@@ -100,9 +100,10 @@ def _review_agreement(*, deployment: Deployment, rule: str, region: str, reasons
     return wilson_interval(counted["agreed"], counted["n"])
 
 
-def _ood(*, deployment: Deployment, rule: str, region: str, since: datetime
-         ) -> tuple[Agreement, float | None, int]:
-    """The cell's recent out-of-domain share, and the region's shadow-stage rate and n."""
+def _ood_recent(*, deployment: Deployment, rule: str, region: str, since: datetime
+                ) -> Agreement:
+    """The cell's recent out-of-domain share: its out-of-domain tasks against the cases the
+    model decided or sent on for confidence or inputs."""
     in_cell = dict(case__deployment=deployment, case__region__code=region, rule=rule)
     decided = Decision.objects.filter(source=Decision.Source.MODEL, decided_at__gte=since,
                                       **in_cell).count()
@@ -110,15 +111,21 @@ def _ood(*, deployment: Deployment, rule: str, region: str, since: datetime
              .aggregate(n=Count("id", filter=Q(reason__in=[ReviewTask.Reason.LOW_CONFIDENCE,
                                                           ReviewTask.Reason.OUT_OF_DOMAIN])),
                         ood=Count("id", filter=Q(reason=ReviewTask.Reason.OUT_OF_DOMAIN))))
-    recent = wilson_interval(tasks["ood"], decided + tasks["n"])
-    baseline = (Prediction.objects
-                .filter(case__deployment=deployment, case__region__code=region,
-                        model_version__is_champion=True, status=Prediction.Status.OK,
-                        case__review_tasks__reason=ReviewTask.Reason.SHADOW)
-                .aggregate(n=Count("id", distinct=True),
-                           ood=Count("id", distinct=True, filter=Q(out_of_domain=True))))
-    rate = baseline["ood"] / baseline["n"] if baseline["n"] else None
-    return recent, rate, baseline["n"]
+    return wilson_interval(tasks["ood"], decided + tasks["n"])
+
+
+def _ood_baselines(*, deployment: Deployment) -> dict[str, tuple[float | None, int]]:
+    """Per region, the shadow-stage out-of-domain rate of the champion and its n: every
+    region in one pass (cells share their region's baseline)."""
+    rows = (Prediction.objects
+            .filter(case__deployment=deployment, model_version__is_champion=True,
+                    status=Prediction.Status.OK)
+            .filter(Exists(ReviewTask.objects.filter(case_id=OuterRef("case_id"),
+                                                     reason=ReviewTask.Reason.SHADOW)))
+            .values_list("case__region__code")
+            .annotate(n=Count("id"), ood=Count("id", filter=Q(out_of_domain=True)))
+            .order_by())
+    return {region: (ood / n if n else None, n) for region, n, ood in rows}
 
 
 def guardrails_check(*, deployment: Deployment, now: datetime | None = None
@@ -130,8 +137,10 @@ def guardrails_check(*, deployment: Deployment, now: datetime | None = None
     since = now - timedelta(days=float(limits["window_days"]))
     regions = list(deployment.regions.values_list("code", flat=True))
     paused = {tuple(c) for c in policy.paused_cells}
+    cells = _cells(policy, regions)
+    baselines = _ood_baselines(deployment=deployment) if cells else {}
     reports = []
-    for rule, region in _cells(policy, regions):
+    for rule, region in cells:
         agreement = _review_agreement(
             deployment=deployment, rule=rule, region=region, since=since,
             reasons=[ReviewTask.Reason.SHADOW, ReviewTask.Reason.AUDIT])
@@ -143,8 +152,8 @@ def guardrails_check(*, deployment: Deployment, now: datetime | None = None
             verdict = "pass"
         unsure = _review_agreement(deployment=deployment, rule=rule, region=region,
                                    since=since, reasons=[ReviewTask.Reason.LOW_CONFIDENCE])
-        recent, baseline, baseline_n = _ood(deployment=deployment, rule=rule, region=region,
-                                            since=since)
+        recent = _ood_recent(deployment=deployment, rule=rule, region=region, since=since)
+        baseline, baseline_n = baselines.get(region, (None, 0))
         min_cases = int(limits["ood_min_cases"])
         if baseline is None or baseline_n < min_cases or recent.n < min_cases:
             ood_verdict = "inconclusive"
