@@ -116,7 +116,8 @@ def claim_plan(reviewer) -> str:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from reviewplatform.services.queue import ESCALATION_PERM, _claim_sql
+    from reviewplatform.services.queue import ESCALATION_PERM
+    from reviewplatform.services.queue_postgresql import _claim_sql
 
     now = timezone.now()
     params = {"reviewer": reviewer.pk, "senior": reviewer.has_perm(ESCALATION_PERM),
