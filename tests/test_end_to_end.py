@@ -210,3 +210,15 @@ def test_a_killed_worker_loses_nothing(start_worker, champion, client_user, digi
     assert Prediction.objects.count() == len(files)  # one per case and model version
     assert ReviewTask.objects.count() == len(files)  # each routed once (shadow stage)
     assert not Case.objects.exclude(status="in_review").exists()
+
+    # The report counts each case once too: the workers' writes marked them, a fold counts.
+    from rollout.reports.precounted import report_precounted
+    from rollout.reports.rollup import rollup_fold
+    from rollout.reports.selectors import report_build_live
+    from tests.test_reports_selectors import filters
+
+    f = filters(champion.deployment)
+    assert rollup_fold() >= len(files)
+    counted = report_precounted(f).inputs
+    assert sum(day.predicted for day in counted) == len(files)
+    assert counted == report_build_live(f).inputs
