@@ -198,6 +198,21 @@ def policy_change(
                           override_reason=override_reason, kind=ChangeKind.PUBLISH, now=now)
 
 
+def policy_cell_resume(*, deployment: Deployment, actor: User | None, rule: str, region: str,
+                       reason: str, override_reason: str = "") -> PolicyVersion:
+    """Lift the pause of one scope cell (a guardrail's, say): a widening, so through the
+    evidence gate like any other change."""
+    current = policy_current(deployment_id=deployment.pk)
+    cell = [rule, region]
+    if cell not in [list(c) for c in current.paused_cells]:
+        raise ServiceError(f"rule {rule!r} in region {region!r} is not paused", field="region")
+    return policy_change(
+        deployment=deployment, actor=actor, reason=reason or f"resumed rule {rule} in {region}",
+        override_reason=override_reason, stage=current.stage, rules=current.rules,
+        confidence_threshold=current.confidence_threshold, audit_rate=current.audit_rate,
+        paused_cells=[c for c in current.paused_cells if list(c) != cell])
+
+
 def policy_pause(*, deployment: Deployment, actor: User | None, reason: str) -> PolicyVersion:
     """The kill switch: every new case goes to humans at once. Never gated."""
     current = policy_current(deployment_id=deployment.pk)

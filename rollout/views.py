@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
 from django.contrib import messages
@@ -19,7 +20,7 @@ from reviewplatform.errors import ServiceError
 from reviewplatform.models import Deployment, ReviewTask
 
 from . import guardrails, scope, services
-from .models import Stage
+from .models import PolicyVersion, Stage
 from .reports.charts_page import report_charts
 from .reports.selectors import report_build
 from .reports.views import filters_or_error
@@ -126,66 +127,64 @@ def rollout_publish(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponseRedirect(reverse("rollout", args=[slug]))
 
 
+def _policy_action(request: HttpRequest, slug: str,
+                   act: Callable[[Deployment, User], tuple[PolicyVersion, str]]) -> HttpResponse:
+    """Run a policy change from the rollout page: on success its message and back to the page,
+    on a refusal the page with the reason (400)."""
+    deployment = get_object_or_404(Deployment, slug=slug)
+    try:
+        version, message = act(deployment, cast(User, request.user))
+    except ServiceError as error:
+        return _page(request, deployment, error=error)
+    messages.success(request, f"{message}: version {version.version}.")
+    return HttpResponseRedirect(reverse("rollout", args=[slug]))
+
+
 @require_POST
 @login_required
 @permission_required(PUBLISH_PERM, raise_exception=True)
 def rollout_pause(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = get_object_or_404(Deployment, slug=slug)
-    try:
-        version = services.policy_pause(
-            deployment=deployment, actor=cast(User, request.user),
-            reason=request.POST.get("reason") or "paused from the rollout page")
-    except ServiceError as error:
-        return _page(request, deployment, error=error)
-    messages.success(request, f"Automation paused (version {version.version}).")
-    return HttpResponseRedirect(reverse("rollout", args=[slug]))
+    def act(deployment: Deployment, actor: User) -> tuple[PolicyVersion, str]:
+        return services.policy_pause(
+            deployment=deployment, actor=actor,
+            reason=request.POST.get("reason") or "paused from the rollout page"
+        ), "Automation paused"
+
+    return _policy_action(request, slug, act)
 
 
 @require_POST
 @login_required
 @permission_required(PUBLISH_PERM, raise_exception=True)
 def rollout_resume(request: HttpRequest, slug: str) -> HttpResponse:
-    """Lift the pause of one scope cell (a guardrail's, say): a widening, so through the
-    evidence gate like any other."""
-    deployment = get_object_or_404(Deployment, slug=slug)
-    cell = [request.POST.get("rule", ""), request.POST.get("region", "")]
-    current = policy_current(deployment_id=deployment.pk)
-    try:
-        if cell not in [list(c) for c in current.paused_cells]:
-            raise ServiceError(f"rule {cell[0]!r} in region {cell[1]!r} is not paused",
-                               field="region")
-        version = services.policy_change(
-            deployment=deployment, actor=cast(User, request.user),
-            reason=request.POST.get("reason") or f"resumed rule {cell[0]} in {cell[1]}",
+    rule, region = request.POST.get("rule", ""), request.POST.get("region", "")
+
+    def act(deployment: Deployment, actor: User) -> tuple[PolicyVersion, str]:
+        return services.policy_cell_resume(
+            deployment=deployment, actor=actor, rule=rule, region=region,
+            reason=request.POST.get("reason", ""),
             override_reason=request.POST.get("override_reason", ""),
-            stage=current.stage, rules=current.rules,
-            confidence_threshold=current.confidence_threshold, audit_rate=current.audit_rate,
-            paused_cells=[c for c in current.paused_cells if list(c) != cell])
-    except ServiceError as error:
-        return _page(request, deployment, error=error)
-    messages.success(request, f"Rule {cell[0]} resumed in {cell[1]} (version {version.version}).")
-    return HttpResponseRedirect(reverse("rollout", args=[slug]))
+        ), f"Rule {rule} resumed in {region}"
+
+    return _policy_action(request, slug, act)
 
 
 @require_POST
 @login_required
 @permission_required(PUBLISH_PERM, raise_exception=True)
 def rollout_rollback(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = get_object_or_404(Deployment, slug=slug)
-    try:
-        target = int(request.POST.get("version", ""))
-    except ValueError:
-        return _page(request, deployment,
-                     error=ServiceError("choose a version to roll back to", field="version"))
-    try:
+    def act(deployment: Deployment, actor: User) -> tuple[PolicyVersion, str]:
+        try:
+            target = int(request.POST.get("version", ""))
+        except ValueError as exc:
+            raise ServiceError("choose a version to roll back to", field="version") from exc
         version = services.policy_rollback(
-            deployment=deployment, version=target, actor=cast(User, request.user),
+            deployment=deployment, version=target, actor=actor,
             reason=request.POST.get("reason") or f"rolled back to version {target}",
             override_reason=request.POST.get("override_reason", ""))
-    except ServiceError as error:
-        return _page(request, deployment, error=error)
-    messages.success(request, f"Rolled back: version {version.version} copies {target}.")
-    return HttpResponseRedirect(reverse("rollout", args=[slug]))
+        return version, f"Rolled back to the policy of version {target}"
+
+    return _policy_action(request, slug, act)
 
 
 @require_GET
