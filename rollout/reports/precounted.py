@@ -52,7 +52,7 @@ def _report(f: ReportFilters) -> Report:
         counted[1] += int(row["n"]) if row["agreed"] else 0
     return Report(
         filters=f,
-        counts=_counts(f, base, decisions, by_source),
+        counts=_counts(f, decisions, by_source, decided=sum(row[-1] for row in mix)),
         headline=selectors.headline(f, [
             {"human": row["label"], "model": row["other_label"], "bin": row["bin"],
              "n": int(row["n"]), "conf": row["total"] if row["valued"] else None}
@@ -72,13 +72,13 @@ def _report(f: ReportFilters) -> Report:
     )
 
 
-def _counts(f: ReportFilters, base: Where, decisions: list[dict[str, Any]],
-            by_source: dict[str, int]) -> Counts:
-    """Decided cases from the rollup, the others (few: the queue) counted live."""
+def _counts(f: ReportFilters, decisions: list[dict[str, Any]], by_source: dict[str, int], *,
+            decided: int) -> Counts:
+    """Decided cases from the rollup (`decided`: every decision in the period and region),
+    the others (few: the queue) counted live."""
     by_status = dict(selectors.report_cases(f)
                      .filter(status__in=[Case.Status.RECEIVED, Case.Status.IN_REVIEW])
                      .values_list("status").annotate(n=Count("id")).order_by())
-    decided = sum(int(row["n"]) for row in rollup_read(ReportKind.DECISION, base, []))
     if decided:
         by_status[Case.Status.DECIDED] = decided
     return Counts(cases=sum(by_status.values()), by_status=by_status, by_source=by_source,

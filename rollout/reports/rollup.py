@@ -35,11 +35,11 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ..models import ReportCounted, ReportKind
+from .selectors import CONFIDENCE_BINS
 
 # Folds take this advisory lock, so that two never work on the same case at once.
 FOLD_LOCK = 0x5245504F  # "REPO"
 WAIT_BIN_BASE = 1.05
-CONFIDENCE_BINS = 10
 
 _TYPES = {
     "case_id": "bigint", "captured": "timestamptz", "kind": "smallint",
