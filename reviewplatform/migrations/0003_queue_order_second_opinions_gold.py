@@ -5,19 +5,6 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-class AddIndexOnPostgreSQL(migrations.AddIndex):
-    """The serving-order index sorts NULLS LAST, which SQLite's CREATE INDEX does not accept.
-    SQLite serves the embedded one-machine demo, whose queue is small: it goes without."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -114,7 +101,7 @@ class Migration(migrations.Migration):
             model_name='review',
             index=models.Index(fields=['reviewer', 'created_at'], name='review_reviewer_created'),
         ),
-        AddIndexOnPostgreSQL(
+        migrations.AddIndex(
             model_name='reviewtask',
             index=models.Index(models.OrderBy(models.F('urgent'), descending=True), models.OrderBy(models.F('reason_rank'), descending=True, nulls_last=True), models.OrderBy(models.F('priority'), descending=True), models.F('created_at'), models.F('id'), condition=models.Q(('status', 'open')), name='reviewtask_queue_open'),
         ),

@@ -1,6 +1,7 @@
 """Settings for every environment, read once from environment variables.
 
-Every value has a default that is safe for a one-machine demo (SQLite, a local Redis, DEBUG off),
+Every value has a default that is safe for a one-machine demo (the demo's embedded PostgreSQL, a
+local Redis, DEBUG off),
 except SECRET_KEY, which must be set whenever DEBUG is off. A value that does not parse stops
 start-up with a message naming the variable.
 """
@@ -32,7 +33,9 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-DATABASES = {"default": env_db_url("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# PostgreSQL only; the default is the server `make demo` embeds (scripts/embedded_postgres.py).
+DATABASES = {"default": env_db_url("DATABASE_URL",
+                                   "postgres://postgres@127.0.0.1:54320/reviewplatform")}
 DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6390/0",
                     schemes=("redis", "rediss", "unix"))
@@ -45,6 +48,10 @@ MIN_IMAGE_SIDE = env_int("MIN_IMAGE_SIDE", 8, minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
+# A case still waiting before routing after this long raises an alert (and shows on the team
+# page); the alert repeats at most this often while cases stay stuck.
+CASE_STUCK_ALERT_SECONDS = env_int("CASE_STUCK_ALERT_SECONDS", 600, minimum=60)
+CASE_STUCK_ALERT_REPEAT_SECONDS = env_int("CASE_STUCK_ALERT_REPEAT_SECONDS", 3600, minimum=60)
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "cpu", ["cpu", "cuda"])
 INFERENCE_CHANNELS_LAST = env_bool("INFERENCE_CHANNELS_LAST", True)
 INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 32, minimum=1)
@@ -74,12 +81,6 @@ if not SECRET_KEY:
 
 # Keep connections between requests (checked before reuse) instead of one per request.
 DATABASES["default"].update({"CONN_MAX_AGE": DB_CONN_MAX_AGE, "CONN_HEALTH_CHECKS": True})
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Workers and the web server write to one file: wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE",
-         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
-    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -167,12 +168,16 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Declared so that workers, `celery purge` and monitoring know both: GPU machines run
 # `celery worker -Q inference`.
 CELERY_TASK_QUEUES = (Queue("default"), Queue("inference"))
-CELERY_TASK_ROUTES = {"inference.tasks.*": {"queue": "inference"}}
+CELERY_TASK_ROUTES = {"reviewplatform.tasks.predict_case": {"queue": "inference"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-cases": {
-        "task": "inference.tasks.cases_requeue_stale",
+        "task": "reviewplatform.tasks.cases_requeue_stale",
+        "schedule": 60.0,
+    },
+    "stuck-cases": {
+        "task": "reviewplatform.tasks.cases_stuck_check",
         "schedule": 60.0,
     },
     "rollout-guardrails": {

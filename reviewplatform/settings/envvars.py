@@ -65,11 +65,16 @@ def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
 
 
 def env_db_url(name: str, default: str) -> dict[str, Any]:
+    """A PostgreSQL URL: the platform's queue, reports and exports are PostgreSQL statements."""
     value = env_str(name, default)
     try:
-        return environ.Env.db_url_config(value)
+        config = environ.Env.db_url_config(value)
     except (environ.ImproperlyConfigured, ValueError, KeyError) as exc:
         raise ImproperlyConfigured(f"{name} is not a database URL ({exc}): {value!r}") from exc
+    if config.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"{name} must be a PostgreSQL URL (postgres://...), "
+                                   f"got {value!r}")
+    return config
 
 
 def env_url(name: str, default: str, *, schemes: Iterable[str]) -> str:
