@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	SECRET_KEY=lint $(BIN)/mypy reviewplatform inference rollout
+	SECRET_KEY=lint $(BIN)/mypy reviewplatform inference rollout review
 
 test: $(STAMP)
 	scripts/ensure-system.sh --browser

@@ -169,7 +169,7 @@ def main() -> None:
         from django.contrib.auth.models import User
 
         from inference.demo_model import DIGIT_LABELS, demo_model_train
-        from reviewplatform.services import deployment_create
+        from rollout.services import deployment_create
 
         small = demo_model_train(data_dir=work / "digits", out=work / "small.pkl", epochs=3)
         small_files = _images(work / "images", small.test_files, 32)

@@ -59,7 +59,7 @@ def insert_waiting(n: int, *, deployment_id: int, region_id: int, user_id: int,
 
 
 def measure(reviewers: list) -> list[float]:
-    from reviewplatform.services import review_claim_next, review_submit
+    from review.services import review_claim_next, review_submit
 
     timings = []
     for i in range(WARM_UP + MEASURED):
@@ -98,7 +98,7 @@ def statements_per_operation(reviewer) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from reviewplatform.services import review_claim_next, review_submit
+    from review.services import review_claim_next, review_submit
 
     with CaptureQueriesContext(connection) as queries:
         task = review_claim_next(reviewer=reviewer)
@@ -135,8 +135,8 @@ def main() -> int:
         from django.contrib.auth.models import Group, User
         from django.db import connection
 
-        from reviewplatform.services import deployment_create
         from rollout.selectors import policy_current
+        from rollout.services import deployment_create
 
         if connection.vendor != "postgresql":
             print("bench/queue.py needs PostgreSQL (DATABASE_URL); run `make bench`",

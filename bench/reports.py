@@ -125,9 +125,8 @@ def main() -> int:
 
         from inference.models import ModelVersion
         from reviewplatform.models import Decision
-        from reviewplatform.services import deployment_create
         from rollout.selectors import policy_current
-        from rollout.services import policy_publish
+        from rollout.services import deployment_create, policy_publish
 
         if connection.vendor != "postgresql":
             print("bench/reports.py needs PostgreSQL (DATABASE_URL); run `make bench`",

@@ -32,7 +32,8 @@ def main() -> None:
         from rest_framework.test import APIClient
 
         from reviewplatform.models import Case
-        from reviewplatform.services import api_key_create, deployment_create
+        from reviewplatform.services import api_key_create
+        from rollout.services import deployment_create
 
         client_user = User.objects.create_user("bench-client")
         client_user.groups.set(Group.objects.filter(name="api client"))

@@ -48,6 +48,12 @@ class ModelVersion(models.Model):
         return f"{self.deployment.slug}/{self.name} ({role})"
 
 
+class PredictionQuerySet(models.QuerySet["Prediction"]):
+    def champion(self) -> PredictionQuerySet:
+        """The champion's answers: what routing, urgency and the review chain go by."""
+        return self.filter(model_version__is_champion=True, status=Prediction.Status.OK)
+
+
 class Prediction(models.Model):
     """One model version's output for one case. One per case and model version."""
 
@@ -72,6 +78,8 @@ class Prediction(models.Model):
     error = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PredictionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -6,7 +6,6 @@ import hashlib
 import io
 import logging
 import statistics
-import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -238,44 +237,17 @@ def _remember_routed(case_ids: Iterable[int]) -> None:
         _recently_routed.popitem(last=False)
 
 
-def predict_waiting(*, batch_size: int | None = None, wait_ms: int | None = None) -> int:
-    """Claim a batch of waiting cases, predict them and route them; returns how many.
-
-    Takes what is waiting, then keeps topping the batch up until it is full or `wait_ms` has
-    passed, so that a burst of cases shares one forward pass per model.
-    """
-    size = batch_size or settings.INFERENCE_BATCH_SIZE
-    wait = (settings.INFERENCE_BATCH_WAIT_MS if wait_ms is None else wait_ms) / 1000
-    ids = cases_claim(limit=size)
-    if not ids:
-        return 0
-    deadline = time.monotonic() + wait
-    while len(ids) < size and time.monotonic() < deadline:
-        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
-        ids += cases_claim(limit=size - len(ids))
-    cases_predict(case_ids=ids)
-    return len(ids)
-
-
-def case_predict(*, case_id: int) -> None:
-    """Predict and route one case now, if it is still waiting and nobody else holds it."""
-    ids = cases_claim(limit=1, case_ids=[case_id])
-    if ids:
-        cases_predict(case_ids=ids)
-
-
-def cases_predict(*, case_ids: Sequence[int]) -> None:
+def predictions_make(*, case_ids: Sequence[int]) -> list[int]:
     """Predict claimed cases with every active model version of their deployment, in one
-    batch per version, then route each case and release the claims.
+    batch per version; returns the ids of the cases still waiting (`received`).
 
     Models run outside any transaction. A failing model (load error, exception, time-out) is
-    stored as a failed prediction with its reason and never blocks a case. Versions that
-    already predicted a case are skipped: a redelivered job changes nothing. After
-    INFERENCE_MAX_ATTEMPTS claims of the same case (workers that died on it), the case is
-    sent to humans with failed predictions.
+    stored as a failed prediction with its reason and never blocks a case; so is a deployment
+    whose predictions fail for another reason: the other deployments of the batch carry on.
+    Versions that already predicted a case are skipped: a redelivered job changes nothing.
+    After INFERENCE_MAX_ATTEMPTS claims of the same case (workers that died on it), the case
+    gets failed predictions, so that humans decide it.
     """
-    from rollout.services import cases_route
-
     cases = list(Case.objects.filter(pk__in=case_ids, status=Case.Status.RECEIVED)
                  .select_related("inference_claim"))
     by_deployment: dict[int, list[Case]] = defaultdict(list)
@@ -283,12 +255,24 @@ def cases_predict(*, case_ids: Sequence[int]) -> None:
         by_deployment[case.deployment_id].append(case)
     for deployment_id, group in by_deployment.items():
         versions = list(ModelVersion.objects.filter(deployment_id=deployment_id, is_active=True))
-        _group_predict(group, versions, limits=_limits(deployment_id))
+        try:
+            _group_predict(group, versions, limits=_limits(deployment_id))
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as exc:  # one deployment's failure must not hold up the others
+            logger.exception("predictions of deployment %s failed", deployment_id)
+            Prediction.objects.bulk_create(
+                [_failed(c, v, f"{type(exc).__name__}: {exc}") for c in group for v in versions],
+                ignore_conflicts=True)
     # A worker serves every deployment: keep each learner still active anywhere.
     predictor.learners_forget_except(
         ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True))
-    cases_route(case_ids=[case.pk for case in cases])
-    InferenceClaim.objects.filter(case_id__in=[c.pk for c in cases]).delete()
+    return [case.pk for case in cases]
+
+
+def claims_release(*, case_ids: Sequence[int]) -> None:
+    """The cases are routed: drop their claims and remember them (see `recently_routed`)."""
+    InferenceClaim.objects.filter(case_id__in=case_ids).delete()
     _remember_routed(case_ids)
 
 

@@ -15,9 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .errors import NotFound, ServiceError
+from .intake import case_intake
 from .models import Case, Deployment
 from .selectors import case_get_for
-from .services import case_submit
 
 
 class OffsetDateTimeField(serializers.Field):
@@ -96,7 +96,7 @@ class CaseSubmitApi(APIView):
         if deployment is None:
             raise ServiceError(f"unknown deployment {values['deployment']!r}",
                                field="deployment")
-        case = case_submit(
+        case = case_intake(
             deployment=deployment, region_code=values["region"], image=values["image"],
             captured_at=values["captured_at"], external_id=values["external_id"],
             metadata=values["metadata"], submitted_by=cast(User, request.user),

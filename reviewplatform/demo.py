@@ -13,9 +13,10 @@ from django.contrib.auth.models import Group
 from inference.demo_model import DIGIT_LABELS
 from inference.models import DomainThresholds
 from inference.services import domain_thresholds_fit, model_version_register
+from rollout.services import deployment_create
 
 from .models import ApiKey, Deployment
-from .services import api_key_create, deployment_create
+from .services import api_key_create
 
 DEMO_DEPLOYMENT = "digits"
 DEMO_REGIONS = [

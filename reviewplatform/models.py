@@ -156,6 +156,7 @@ class ReviewTask(models.Model):
         LOW_CONFIDENCE = "low_confidence", "model not confident enough"
         OUT_OF_DOMAIN = "out_of_domain", "image looks unlike the training data"
         MODEL_FAILED = "model_failed", "the model could not predict"
+        ROUTING_FAILED = "routing_failed", "the case could not be routed automatically"
         PAUSED = "paused", "automation paused"
         AUDIT = "audit", "audit sample of a model decision"
         SECOND_OPINION = "second_opinion", "second opinion: an independent review"

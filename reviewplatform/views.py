@@ -15,9 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .errors import ServiceError
-from .models import Case, Deployment, Review, ReviewMode, ReviewTask
-from .selectors import (
+from inference.models import Prediction
+from review.selectors import (
     human_agreement,
     queue_backlog,
     queue_counts,
@@ -26,7 +25,7 @@ from .selectors import (
     reviewer_figures,
     reviewers_active,
 )
-from .services import (
+from review.services import (
     review_answer,
     review_claim_next,
     review_lease_renew,
@@ -34,6 +33,10 @@ from .services import (
     task_review_mode,
     task_shown_reason,
 )
+
+from .errors import ServiceError
+from .models import Case, Deployment, Review, ReviewMode, ReviewTask
+from .selectors import cases_stuck
 
 REVIEW_PERM = "reviewplatform.add_review"
 TEAM_PERM = "reviewplatform.view_team_figures"
@@ -75,6 +78,8 @@ def team(request: HttpRequest) -> HttpResponse:
         "queue": queue_counts(),
         "human_agreement": human_agreement(),
         "reveal": reveal_effect(),
+        "stuck": cases_stuck(),
+        "stuck_minutes": settings.CASE_STUCK_ALERT_SECONDS / 60,
         "now": timezone.now(),
     })
 
@@ -96,8 +101,6 @@ def review_next(request: HttpRequest) -> HttpResponse:
 
 
 def _model_answer(case: Case) -> dict[str, object] | None:
-    from inference.models import Prediction
-
     prediction = (Prediction.objects.filter(case=case, model_version__is_champion=True)
                   .order_by("-created_at").first())
     if prediction is None:
@@ -108,8 +111,6 @@ def _model_answer(case: Case) -> dict[str, object] | None:
 
 
 def _ood_reasons(case: Case, *, blind: bool) -> list[str]:
-    from inference.models import Prediction
-
     prediction = Prediction.objects.filter(case=case, model_version__is_champion=True).first()
     reasons = [str(reason) for reason in (prediction.ood_reasons if prediction else [])]
     if blind:

@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from inference.models import Prediction
 from reviewplatform.models import Case, Deployment, Review
+from reviewplatform.stats import Proportion, proportion
 
 from . import routing, scope
 from .models import GUARDRAIL_DEFAULTS
-from .selectors import Agreement, wilson_interval
 
 REPLAY_LIMIT = 50_000
 
@@ -57,8 +57,8 @@ class Evidence:
     automated_now: int
     automated_proposed: int
     added: int
-    added_agreement: Agreement
-    proposed_agreement: Agreement
+    added_agreement: Proportion
+    proposed_agreement: Proportion
     recall: list[ClassRecall]
     queue_per_day_now: float
     queue_per_day_proposed: float
@@ -139,7 +139,7 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
                 added_agreed += answer == label
                 per_class[answer][0] += 1
                 per_class[answer][1] += answer == label
-    added_agreement = wilson_interval(added_agreed, added_n)
+    added_agreement = proportion(added_agreed, added_n)
     if not reasons and not added:
         gate, why = "not needed", "the change does not widen automation"
     elif added_n < min_sample:
@@ -159,7 +159,7 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
         widening=reasons or ([f"{added} recent cases would newly be automated"] if added else []),
         days=days, replayed=len(rows), automated_now=automated_now,
         automated_proposed=automated_new, added=added, added_agreement=added_agreement,
-        proposed_agreement=wilson_interval(new_agreed, new_n),
+        proposed_agreement=proportion(new_agreed, new_n),
         recall=[ClassRecall(label=lb, n=per_class[lb][0], correct=per_class[lb][1])
                 for lb in labels if lb in per_class],
         queue_per_day_now=round(queue_now / days, 2),

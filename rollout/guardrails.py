@@ -31,11 +31,13 @@ from django.utils import timezone
 
 from inference.models import Prediction
 from reviewplatform.models import Decision, Deployment, Review, ReviewTask
+from reviewplatform.stats import Proportion, proportion
 
 from . import routing
 from .alerts import admins_alert
 from .models import ChangeKind, PolicyVersion, Stage
-from .selectors import Agreement, policy_current, wilson_interval
+from .selectors import policy_current
+from .services import policy_publish
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +48,10 @@ AUTOMATED_STAGES = (Stage.LIMITED, Stage.EXPANDING, Stage.FULL)
 class CellReport:
     rule: str
     region: str
-    agreement: Agreement
+    agreement: Proportion
     agreement_verdict: str  # pass / fail / inconclusive
-    unsure: Agreement  # low-confidence reviews in the same cell: reported only
-    ood_recent: Agreement  # out-of-domain share of recent cases (agreed = OOD count)
+    unsure: Proportion  # low-confidence reviews in the same cell: reported only
+    ood_recent: Proportion  # out-of-domain share of recent cases (agreed = OOD count)
     ood_baseline: float | None
     ood_verdict: str  # pass / fail / inconclusive
     paused: bool
@@ -85,7 +87,7 @@ def _cells(policy: PolicyVersion, regions: list[str]) -> list[tuple[str, str]]:
 
 
 def _review_agreement(*, deployment: Deployment, rule: str, region: str, reasons: list[str],
-                      since: datetime) -> Agreement:
+                      since: datetime) -> Proportion:
     champion = Prediction.objects.filter(case=OuterRef("case"),
                                          model_version__is_champion=True,
                                          status=Prediction.Status.OK).values("label")[:1]
@@ -97,11 +99,11 @@ def _review_agreement(*, deployment: Deployment, rule: str, region: str, reasons
                    When(task__reason=ReviewTask.Reason.AUDIT, then=F("case__decision__label")),
                    default=Subquery(champion), output_field=CharField()))
                .aggregate(n=Count("id"), agreed=Count("id", filter=Q(answer=F("model_label")))))
-    return wilson_interval(counted["agreed"], counted["n"])
+    return proportion(counted["agreed"], counted["n"])
 
 
 def _ood_recent(*, deployment: Deployment, rule: str, region: str, since: datetime
-                ) -> Agreement:
+                ) -> Proportion:
     """The cell's recent out-of-domain share: its out-of-domain tasks against the cases the
     model decided or sent on for confidence or inputs."""
     in_cell = dict(case__deployment=deployment, case__region__code=region, rule=rule)
@@ -111,7 +113,7 @@ def _ood_recent(*, deployment: Deployment, rule: str, region: str, since: dateti
              .aggregate(n=Count("id", filter=Q(reason__in=[ReviewTask.Reason.LOW_CONFIDENCE,
                                                           ReviewTask.Reason.OUT_OF_DOMAIN])),
                         ood=Count("id", filter=Q(reason=ReviewTask.Reason.OUT_OF_DOMAIN))))
-    return wilson_interval(tasks["ood"], decided + tasks["n"])
+    return proportion(tasks["ood"], decided + tasks["n"])
 
 
 def _ood_baselines(*, deployment: Deployment) -> dict[str, tuple[float | None, int]]:
@@ -198,8 +200,6 @@ def guardrails_enforce(*, deployment: Deployment, now: datetime | None = None
     failing = [r for r in reports if r.fails and not r.paused]
     if not failing:
         return None
-    from .services import policy_publish
-
     limits = policy.guardrail_settings
     reason = ("Guardrail paused automation (floor {floor:.2f}, min sample {n}): ".format(
         floor=float(limits["agreement_floor"]), n=int(limits["min_sample"]))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Count, F, Q
-from statsmodels.stats.proportion import proportion_confint
 
 from inference.models import Prediction
 from reviewplatform.models import Case, Decision, Deployment
+from reviewplatform.stats import Proportion, proportion
 
 from .models import PolicyVersion
 
@@ -27,30 +27,11 @@ def policy_history(*, deployment: Deployment
 
 
 @dataclass(frozen=True)
-class Agreement:
-    agreed: int
-    n: int
-    low: float | None
-    high: float | None
-
-    @property
-    def rate(self) -> float | None:
-        return self.agreed / self.n if self.n else None
-
-
-def wilson_interval(agreed: int, n: int) -> Agreement:
-    if n == 0:
-        return Agreement(agreed=0, n=0, low=None, high=None)
-    low, high = proportion_confint(agreed, n, alpha=0.05, method="wilson")
-    return Agreement(agreed=agreed, n=n, low=float(low), high=float(high))
-
-
-@dataclass(frozen=True)
 class DeploymentReport:
     cases: int
     by_status: dict[str, int]
     decisions_by_source: dict[str, int]
-    agreement: Agreement
+    agreement: Proportion
     labels: list[str]
     confusion: list[list[int]]  # rows: human label, columns: model label
 
@@ -85,5 +66,5 @@ def deployment_report(*, deployment: Deployment) -> DeploymentReport:
             confusion[index[human]][index[model]] += n
     return DeploymentReport(
         cases=sum(by_status.values()), by_status=by_status, decisions_by_source=by_source,
-        agreement=wilson_interval(agreed, total), labels=labels, confusion=confusion,
+        agreement=proportion(agreed, total), labels=labels, confusion=confusion,
     )

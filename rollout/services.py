@@ -1,4 +1,4 @@
-"""Writes for rollout policies, and the routing of predicted cases.
+"""Writes for rollout policies, and the creation of a deployment with its first policy.
 
 `policy_publish` is the one place a policy version is written (validated, numbered, immutable).
 Admin actions (`policy_change`, `policy_pause`, `policy_rollback`, `policy_schedule`) go through
@@ -9,7 +9,7 @@ override reason, which is recorded on the version.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -18,13 +18,13 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from inference.models import Prediction
 from reviewplatform.errors import Conflict, NotFound, ServiceError
-from reviewplatform.models import Case, Decision, Deployment, ReviewTask
+from reviewplatform.models import Deployment
+from reviewplatform.services import deployment_store
 
 from . import routing, scope
 from .alerts import admins_alert
-from .evidence import Evidence, evidence_for, policy_for
+from .evidence import Evidence, evidence_for
 from .models import GUARDRAIL_DEFAULTS, ChangeKind, PolicyVersion, ScheduledChange, Stage
 from .selectors import policy_current
 
@@ -140,6 +140,23 @@ def policy_publish(
         )
     logger.info("%s published (%s): %s", version, kind, version.reason)
     return version
+
+
+def deployment_create(
+    *,
+    slug: str,
+    name: str,
+    labels: list[str],
+    regions: Iterable[tuple[str, str, str]],
+    actor: User | None,
+) -> Deployment:
+    """Create a deployment with its regions (code, name, time zone) and its first policy
+    version: the shadow stage, where the model only watches."""
+    with transaction.atomic():
+        deployment = deployment_store(slug=slug, name=name, labels=labels, regions=regions)
+        policy_publish(deployment=deployment, stage=Stage.SHADOW, rules=[], actor=actor,
+                       reason="deployment created: the model starts in shadow mode")
+    return deployment
 
 
 def policy_evidence(*, deployment: Deployment, proposed: dict[str, Any],
@@ -341,66 +358,3 @@ def scheduled_changes_apply(*, now: datetime | None = None) -> list[ScheduledCha
             change.save(update_fields=["status", "status_note", "published_version"])
             done.append(change)
     return done
-
-
-def case_route(*, case_id: int) -> None:
-    """Route one predicted case (see `cases_route`)."""
-    cases_route(case_ids=[case_id])
-
-
-def cases_route(*, case_ids: list[int]) -> None:
-    """Route predicted cases: the model's decision stands, or a review task is queued.
-
-    One short transaction for the whole batch, a handful of queries whatever its size.
-    Idempotent by state: only cases still `received` are routed, under their row locks. An
-    audit sample keeps the model's Decision and also queues a blind review (reason `audit`).
-    Tasks are written ranked for serving (urgent when the champion predicted one of the
-    deployment's urgent labels; the configured priority of their reason).
-    """
-    from reviewplatform.services.queue import reason_priority
-
-    now = timezone.now()
-    with transaction.atomic():
-        cases = list(Case.objects.select_for_update(of=("self",))
-                     .select_related("region", "deployment")
-                     .filter(pk__in=case_ids, status=Case.Status.RECEIVED).order_by("pk"))
-        if not cases:
-            return
-        policies = {d: policy_current(deployment_id=d) for d in {c.deployment_id for c in cases}}
-        champions = {p.case_id: p for p in Prediction.objects.filter(
-            case__in=cases, model_version__is_champion=True, status=Prediction.Status.OK)}
-        decisions: list[Decision] = []
-        tasks: list[ReviewTask] = []
-        decided: list[int] = []
-        for case in cases:
-            policy = policies[case.deployment_id]
-            champion = champions.get(case.pk)
-            outcome = routing.route(
-                routing.case_facts(region=case.region.code, captured_at=case.captured_at,
-                                   timezone=case.region.timezone, case_key=str(case.pk)),
-                routing.ChampionAnswer(
-                    label=champion.label if champion else None,
-                    confidence=champion.confidence if champion else None,
-                    out_of_domain=champion.out_of_domain if champion else False),
-                policy_for(policy.spec(), group_id=case.deployment.slug),
-            )
-            urgent = champion is not None and champion.label in case.deployment.urgent_labels
-            if outcome.model_decides and champion is not None:
-                decisions.append(Decision(case=case, label=champion.label,
-                                          source=Decision.Source.MODEL, policy_version=policy,
-                                          rule=outcome.rule, prediction=champion))
-                decided.append(case.pk)
-                if not outcome.audit:
-                    continue
-                reason: str = ReviewTask.Reason.AUDIT
-            else:
-                reason = outcome.reason
-            tasks.append(ReviewTask(case=case, reason=reason, policy_version=policy,
-                                    rule=outcome.rule, urgent=urgent,
-                                    reason_rank=reason_priority(reason)))
-        Decision.objects.bulk_create(decisions)
-        ReviewTask.objects.bulk_create(tasks)
-        Case.objects.filter(pk__in=decided).update(status=Case.Status.DECIDED, updated_at=now)
-        in_review = [c.pk for c in cases if c.pk not in set(decided)]
-        Case.objects.filter(pk__in=in_review).update(status=Case.Status.IN_REVIEW,
-                                                     updated_at=now)

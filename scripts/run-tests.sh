@@ -7,6 +7,6 @@ export DJANGO_SETTINGS_MODULE=reviewplatform.settings.test
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
-.venv/bin/mypy reviewplatform inference rollout
+.venv/bin/mypy reviewplatform inference rollout review
 echo "== pytest"
 .venv/bin/pytest "$@"

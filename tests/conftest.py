@@ -18,7 +18,8 @@ from inference.demo_model import DIGIT_LABELS, demo_model_train
 from inference.models import ModelVersion
 from inference.services import model_version_register
 from reviewplatform.models import Deployment
-from reviewplatform.services import api_key_create, deployment_create
+from reviewplatform.services import api_key_create
+from rollout.services import deployment_create
 
 REGIONS = [
     ("north", "North", "Europe/Oslo"),

@@ -13,14 +13,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from rest_framework.test import APIClient
 
+from review.services import review_claim_next, review_submit
 from reviewplatform.models import Case
-from reviewplatform.services import (
-    api_key_create,
-    deployment_create,
-    review_claim_next,
-    review_submit,
-)
-from rollout.services import case_route
+from reviewplatform.pipeline import case_route
+from reviewplatform.services import api_key_create
+from rollout.services import deployment_create
 from tests.conftest import png_bytes
 
 URL = "/api/v1/cases/"

@@ -153,7 +153,7 @@ def test_it_requeues_a_case_whose_prediction_job_was_lost(
 ):
     """The broker loses the job (a restart without persistence): beat's sweep finds the case
     by its row and a worker predicts it."""
-    from inference.tasks import cases_requeue_stale
+    from reviewplatform.tasks import cases_requeue_stale
 
     headers = {"Authorization": f"Api-Key {api_key}"}
     with digit_files["3"][0].open("rb") as file:
@@ -183,9 +183,9 @@ def test_a_killed_worker_loses_nothing(start_worker, champion, client_user, digi
     sweep finish them: every case is predicted once per model version and routed once."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from inference.tasks import cases_requeue_stale
     from reviewplatform.models import ReviewTask
     from reviewplatform.services import case_submit
+    from reviewplatform.tasks import cases_requeue_stale
 
     files = [path for paths in digit_files.values() for path in paths][:96]
     first = start_worker()

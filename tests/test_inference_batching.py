@@ -26,18 +26,17 @@ from inference.models import InferenceClaim, ModelVersion, ModelVersionEvent, Pr
 from inference.ood import Limits, ood_reasons
 from inference.predictor import learner_load
 from inference.services import (
-    case_predict,
     cases_claim,
     domain_thresholds_fit,
     model_version_promote,
     model_version_register,
     model_version_set_active,
-    predict_waiting,
 )
 from reviewplatform.errors import Conflict, ServiceError
 from reviewplatform.models import Case, ReviewTask
-from reviewplatform.services import case_submit, deployment_create
-from rollout.services import policy_publish
+from reviewplatform.pipeline import case_predict, predict_waiting
+from reviewplatform.services import case_submit
+from rollout.services import deployment_create, policy_publish
 from tests.conftest import CAPTURED_AT
 
 

@@ -14,9 +14,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from inference.models import ModelVersion, ModelVersionEvent
-from inference.services import case_predict, model_version_register
+from inference.services import model_version_register
 from reviewplatform.models import Case
-from reviewplatform.services import case_submit, deployment_create
+from reviewplatform.pipeline import case_predict
+from reviewplatform.services import case_submit
+from rollout.services import deployment_create
 from tests.conftest import CAPTURED_AT
 
 PAGE = "/deployments/digits/models/"

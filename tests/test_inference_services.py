@@ -11,14 +11,15 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from inference import tasks
 from inference.models import ModelVersion, Prediction
 from inference.predictor import learner_load
-from inference.services import case_predict, model_version_register
+from inference.services import model_version_register
+from reviewplatform import tasks
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import Case, ReviewTask
-from reviewplatform.services import case_submit, deployment_create
-from rollout.services import policy_publish
+from reviewplatform.pipeline import case_predict
+from reviewplatform.services import case_submit
+from rollout.services import deployment_create, policy_publish
 from tests.conftest import CAPTURED_AT
 
 
@@ -261,7 +262,7 @@ def test_it_requeues_a_case_whose_prediction_job_was_lost(submit, digit_files):
 
     # The only mock in these tests: it stands in for the broker, recording which case ids
     # would have been queued instead of sending them to Redis.
-    with mock.patch("inference.tasks.predict_case.delay") as delay:
+    with mock.patch("reviewplatform.tasks.predict_case.delay") as delay:
         count = tasks.cases_requeue_stale()
 
     assert count == 1
@@ -275,7 +276,7 @@ def test_it_does_not_requeue_a_case_it_just_requeued(submit, digit_files):
     Case.objects.filter(pk=stale.pk).update(updated_at=long_ago)
 
     # The only mock in these tests: it stands in for the broker (see above).
-    with mock.patch("inference.tasks.predict_case.delay") as delay:
+    with mock.patch("reviewplatform.tasks.predict_case.delay") as delay:
         tasks.cases_requeue_stale()
         tasks.cases_requeue_stale()
 
@@ -289,7 +290,7 @@ def test_it_does_not_requeue_a_case_past_the_received_state(champion, submit, di
     Case.objects.filter(pk=routed.pk).update(updated_at=long_ago)
 
     # The only mock in these tests: it stands in for the broker (see above).
-    with mock.patch("inference.tasks.predict_case.delay") as delay:
+    with mock.patch("reviewplatform.tasks.predict_case.delay") as delay:
         assert tasks.cases_requeue_stale() == 0
 
     delay.assert_not_called()

@@ -6,17 +6,17 @@ import pytest
 from django.contrib.auth.models import User
 
 from inference.models import Prediction
-from reviewplatform.errors import ServiceError
-from reviewplatform.models import Case, Decision, GoldCase, Review, ReviewMode, ReviewTask
-from reviewplatform.selectors import human_agreement, reveal_effect, reviewer_figures
-from reviewplatform.services import (
-    case_gold_mark,
+from review.selectors import human_agreement, reveal_effect, reviewer_figures
+from review.services import (
     review_answer,
     review_claim_next,
     review_release,
     review_submit,
     task_shown_reason,
 )
+from reviewplatform.errors import ServiceError
+from reviewplatform.models import Case, Decision, GoldCase, Review, ReviewMode, ReviewTask
+from reviewplatform.services import case_gold_mark
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 

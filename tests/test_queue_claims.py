@@ -12,15 +12,15 @@ from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.utils import timezone
 
-from reviewplatform.errors import Conflict
-from reviewplatform.models import Case, Decision, Review, ReviewTask
-from reviewplatform.services import (
+from review.services import (
     review_claim_next,
     review_lease_renew,
     review_release,
     review_submit,
     review_tasks_rank,
 )
+from reviewplatform.errors import Conflict
+from reviewplatform.models import Case, Decision, Review, ReviewTask
 from rollout.selectors import policy_current
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
@@ -211,7 +211,7 @@ def test_it_gives_20_reviewers_working_at_once_different_cases_and_loses_none(
         deployment, client_user, make_case, stored_champion):
     if connection.vendor != "postgresql":
         pytest.skip("SKIP LOCKED needs PostgreSQL (run `make test`)")
-    from reviewplatform.services import review_task_create
+    from review.services import review_task_create
 
     policy = policy_current(deployment_id=deployment.pk)
     tasks = [review_task_create(case=make_case(), reason="shadow", policy_version=policy)
@@ -259,7 +259,7 @@ def test_it_hands_20_simultaneous_claims_20_different_tasks(deployment, make_cas
                                                             stored_champion):
     if connection.vendor != "postgresql":
         pytest.skip("SKIP LOCKED needs PostgreSQL (run `make test`)")
-    from reviewplatform.services import review_task_create
+    from review.services import review_task_create
 
     policy = policy_current(deployment_id=deployment.pk)
     for _ in range(25):

@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from review.services import review_claim_next, review_submit
 from reviewplatform.models import Decision, Review, ReviewMode, ReviewTask
-from reviewplatform.services import review_claim_next, review_submit
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 

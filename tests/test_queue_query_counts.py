@@ -11,8 +11,8 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
+from review.services import review_answer, review_claim_next, review_submit
 from reviewplatform.models import Decision, ReviewTask
-from reviewplatform.services import review_answer, review_claim_next, review_submit
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 

@@ -9,8 +9,8 @@ from django.contrib.auth.models import Group, User
 from django.core.files.base import ContentFile
 
 from inference.models import ModelVersion, Prediction
+from review.services import review_task_create
 from reviewplatform.models import Case, Deployment, ReviewTask
-from reviewplatform.services import review_task_create
 from rollout.selectors import policy_current
 from tests.conftest import CAPTURED_AT, png_bytes
 

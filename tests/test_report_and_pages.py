@@ -10,15 +10,12 @@ from django.urls import reverse
 
 from inference.models import ModelVersion, Prediction
 from inference.services import model_version_register
+from review.services import review_claim_next, review_submit
 from reviewplatform.models import Case, Decision, Deployment, Review, ReviewTask
-from reviewplatform.services import (
-    case_submit,
-    deployment_create,
-    review_claim_next,
-    review_submit,
-)
+from reviewplatform.pipeline import case_route
+from reviewplatform.services import case_submit
 from rollout.selectors import deployment_report
-from rollout.services import case_route, policy_publish
+from rollout.services import deployment_create, policy_publish
 from tests.conftest import CAPTURED_AT, png_bytes
 
 

@@ -285,7 +285,7 @@ def test_folds_running_alongside_reviewers_lose_and_double_nothing(
         deployment, client_user, make_case, stored_champion):
     from django.contrib.auth.models import Group, User
 
-    from reviewplatform.services import review_claim_next, review_submit, review_task_create
+    from review.services import review_claim_next, review_submit, review_task_create
 
     policy = policy_current(deployment_id=deployment.pk)
     for _ in range(60):

@@ -12,16 +12,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from inference.models import ModelVersion, Prediction
+from review.services import review_claim_next, review_release, review_submit
 from reviewplatform.errors import Conflict, ServiceError
 from reviewplatform.models import Case, Decision, Review, ReviewTask
-from reviewplatform.services import (
-    case_submit,
-    review_claim_next,
-    review_release,
-    review_submit,
-)
+from reviewplatform.pipeline import case_route
+from reviewplatform.services import case_submit
 from rollout.selectors import policy_current
-from rollout.services import case_route, policy_publish
+from rollout.services import policy_publish
 from tests.conftest import CAPTURED_AT, png_bytes
 
 

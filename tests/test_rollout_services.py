@@ -16,15 +16,15 @@ from django.core import mail
 from django.utils import timezone
 
 from inference.models import ModelVersion, Prediction
+from review.services import review_claim_next, review_submit
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import Case, Decision, ReviewTask
-from reviewplatform.services import review_claim_next, review_submit
+from reviewplatform.pipeline import case_route
 from rollout import guardrails
 from rollout.models import ChangeKind, ScheduledChange
 from rollout.scope import policy_diff
 from rollout.selectors import policy_current
 from rollout.services import (
-    case_route,
     policy_change,
     policy_pause,
     policy_publish,

@@ -15,8 +15,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from inference.demo_model import night_time
-from inference.services import domain_thresholds_fit, predict_waiting
+from inference.services import domain_thresholds_fit
 from reviewplatform.models import Case, Decision, ReviewTask
+from reviewplatform.pipeline import predict_waiting
 from reviewplatform.services import case_submit
 from rollout import guardrails
 from rollout.services import policy_publish

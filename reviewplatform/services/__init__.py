@@ -1,22 +1,12 @@
-"""Writes for the cases and review domain. Every state change goes through here."""
+"""Writes for the cases domain: deployments' rows, API keys, cases and gold cases. The review
+queue's writes are in `review.services`; a case's state changes only in `lifecycle`."""
 
 from .cases import (
     api_key_create,
     case_gold_mark,
     case_gold_unmark,
     case_submit,
-    deployment_create,
-)
-from .queue import (
-    review_answer,
-    review_claim_next,
-    review_lease_renew,
-    review_release,
-    review_submit,
-    review_task_create,
-    review_tasks_rank,
-    task_review_mode,
-    task_shown_reason,
+    deployment_store,
 )
 
 __all__ = [
@@ -24,14 +14,5 @@ __all__ = [
     "case_gold_mark",
     "case_gold_unmark",
     "case_submit",
-    "deployment_create",
-    "review_answer",
-    "review_claim_next",
-    "review_lease_renew",
-    "review_release",
-    "review_submit",
-    "review_task_create",
-    "review_tasks_rank",
-    "task_review_mode",
-    "task_shown_reason",
+    "deployment_store",
 ]

@@ -20,27 +20,25 @@ from ..models import ApiKey, Case, Deployment, GoldCase, Region, Review
 logger = logging.getLogger(__name__)
 
 
-def deployment_create(
+def deployment_store(
     *,
     slug: str,
     name: str,
     labels: list[str],
     regions: Iterable[tuple[str, str, str]],
-    actor: User | None,
 ) -> Deployment:
-    """Create a deployment with its regions (code, name, time zone), in the shadow stage."""
-    from rollout.services import policy_publish
+    """Write a deployment's rows with its regions (code, name, time zone), validated.
 
-    with transaction.atomic():
-        deployment = Deployment(slug=slug, name=name, labels=labels)
-        deployment.full_clean()
-        deployment.save()
-        for code, region_name, tz in regions:
-            region = Region(deployment=deployment, code=code, name=region_name, timezone=tz)
-            region.full_clean()
-            region.save()
-        policy_publish(deployment=deployment, stage="shadow", rules=[], actor=actor,
-                       reason="deployment created: the model starts in shadow mode")
+    Only `rollout.services.deployment_create` calls this, in the transaction that publishes
+    the deployment's first policy version: the database refuses a deployment without one.
+    """
+    deployment = Deployment(slug=slug, name=name, labels=labels)
+    deployment.full_clean()
+    deployment.save()
+    for code, region_name, tz in regions:
+        region = Region(deployment=deployment, code=code, name=region_name, timezone=tz)
+        region.full_clean()
+        region.save()
     return deployment
 
 
@@ -63,9 +61,8 @@ def case_submit(
     submitted_by: User,
     metadata: dict | None = None,
 ) -> Case:
-    """Validate and store a case; its prediction is queued once the row is committed."""
-    from inference.tasks import predict_case
-
+    """Validate and store a case (`reviewplatform.pipeline.case_intake` queues its prediction
+    once the row is committed)."""
     if timezone.is_naive(captured_at):
         raise ServiceError("captured_at needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
                            field="captured_at")
@@ -89,7 +86,6 @@ def case_submit(
     try:
         with transaction.atomic():
             case.save()
-            transaction.on_commit(lambda: predict_case.delay(case.pk), robust=True)
     except IntegrityError as exc:
         case.image.delete(save=False)
         raise Conflict(f"a case with external_id {external_id!r} already exists",

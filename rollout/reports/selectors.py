@@ -40,7 +40,8 @@ from inference.models import ModelVersion, Prediction
 from reviewplatform.models import Case, Decision, Review, ReviewTask
 
 from ..models import Stage
-from ..selectors import Agreement, wilson_interval
+from reviewplatform.stats import Proportion as Agreement
+from reviewplatform.stats import proportion as wilson_interval
 from . import stats
 from .filters import ReportFilters
 

@@ -10,7 +10,8 @@ import numpy as np
 from scipy.stats import chi2_contingency
 from statsmodels.stats.contingency_tables import mcnemar
 
-from ..selectors import Agreement, wilson_interval
+from reviewplatform.stats import Proportion as Agreement
+from reviewplatform.stats import proportion as wilson_interval
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Celery tasks: a thin interface that takes ids and calls services."""
+"""Celery tasks of a case's journey: a thin interface that takes ids and calls the pipeline."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from reviewplatform.models import Case
+from inference.services import recently_routed
+from rollout.alerts import admins_alert
 
-from . import services
+from . import pipeline
+from .models import Case
+from .selectors import cases_stuck
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +36,10 @@ def predict_case(case_id: int) -> None:
     Idempotent by state, so a redelivered message after a crash is harmless; only database
     connection errors are retried, a bounded number of times.
     """
-    if services.recently_routed(case_id):
+    if recently_routed(case_id):
         return
     deadline = time.monotonic() + DRAIN_SECONDS
-    while services.predict_waiting() and time.monotonic() < deadline:
+    while pipeline.predict_waiting() and time.monotonic() < deadline:
         pass
 
 
@@ -51,3 +55,24 @@ def cases_requeue_stale() -> int:
             predict_case.delay(case_id)
         logger.warning("re-queued %d cases whose prediction job was lost", len(stale))
     return len(stale)
+
+
+@shared_task
+def cases_stuck_check() -> int:
+    """Tell the admins when cases have waited before routing longer than
+    CASE_STUCK_ALERT_SECONDS (a deployment without a policy, a broker that lost its jobs and
+    a worker that does not run); at most once per CASE_STUCK_ALERT_REPEAT_SECONDS."""
+    stuck = cases_stuck()
+    if stuck.count and cache.add("cases-stuck-alerted", True,
+                                 timeout=settings.CASE_STUCK_ALERT_REPEAT_SECONDS):
+        minutes = settings.CASE_STUCK_ALERT_SECONDS / 60
+        admins_alert(
+            subject=f"{stuck.count} case(s) waiting before routing for over {minutes:g} min",
+            body=(f"{stuck.count} case(s) have not been routed for more than {minutes:g} "
+                  f"minutes (oldest: case {stuck.oldest_id}, received "
+                  f"{stuck.oldest_at:%Y-%m-%d %H:%M} UTC). By deployment: "
+                  + ", ".join(f"{slug}: {n}" for slug, n in stuck.by_deployment.items())
+                  + ". Check the worker's log and the deployment's policy."),
+            payload={"event": "cases_stuck", "count": stuck.count,
+                     "by_deployment": stuck.by_deployment})
+    return stuck.count

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from ..models import Review, ReviewTask
+from reviewplatform.models import Review, ReviewTask
 
 
 def sampled_for_second_opinion(case_id: int, rate: float) -> bool:

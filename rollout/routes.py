@@ -1,0 +1,83 @@
+"""Routes of received cases under their deployment's policy: the router that
+`reviewplatform.lifecycle.cases_route` calls.
+
+One case that cannot be routed (a region whose time zone is no longer known, a policy that no
+longer compiles) goes to reviewers on its own, with the reason; the rest of its batch carries
+on. A case whose deployment has no policy version at all is left waiting (the database refuses
+such a deployment; one restored without its policies raises the stuck-case alert).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from inference.models import Prediction
+from reviewplatform import lifecycle
+from reviewplatform.models import Case, ReviewTask
+
+from . import routing
+from .evidence import policy_for
+from .models import PolicyVersion
+
+logger = logging.getLogger(__name__)
+
+
+def _policies(deployment_ids: set[int]) -> dict[int, PolicyVersion]:
+    """The policy in force of each deployment that has one."""
+    newest: dict[int, PolicyVersion] = {}
+    for version in (PolicyVersion.objects.filter(deployment_id__in=deployment_ids)
+                    .order_by("deployment_id", "-version").distinct("deployment_id")):
+        newest[version.deployment_id] = version
+    return newest
+
+
+def cases_routes(cases: list[Case]) -> list[lifecycle.CaseRoute]:
+    """The route of each case: the model's decision stands (an audit sample also goes to a
+    reviewer), or humans decide, for a reason."""
+    policies = _policies({case.deployment_id for case in cases})
+    champions = {p.case_id: p for p in Prediction.objects.champion().filter(case__in=cases)}
+    compiled: dict[int, routing.Policy | Exception] = {}
+    routes: list[lifecycle.CaseRoute] = []
+    for case in cases:
+        version = policies.get(case.deployment_id)
+        if version is None:
+            logger.error("case %s: deployment %s has no policy version; the case waits",
+                         case.pk, case.deployment.slug)
+            continue
+        champion = champions.get(case.pk)
+        urgent = lifecycle.is_urgent(champion.label if champion else None,
+                                     case.deployment.urgent_labels)
+        try:
+            if case.deployment_id not in compiled:
+                try:
+                    compiled[case.deployment_id] = policy_for(version.spec(),
+                                                              group_id=case.deployment.slug)
+                except Exception as exc:
+                    compiled[case.deployment_id] = exc
+            policy = compiled[case.deployment_id]
+            if isinstance(policy, Exception):
+                raise policy
+            outcome = routing.route(
+                routing.case_facts(region=case.region.code, captured_at=case.captured_at,
+                                   timezone=case.region.timezone, case_key=str(case.pk)),
+                routing.ChampionAnswer(
+                    label=champion.label if champion else None,
+                    confidence=champion.confidence if champion else None,
+                    out_of_domain=champion.out_of_domain if champion else False),
+                policy)
+        except Exception:  # one case that cannot be routed must not hold up the others
+            logger.exception("case %s could not be routed; it goes to reviewers", case.pk)
+            routes.append(lifecycle.CaseRoute(
+                case_id=case.pk, policy_version_id=version.pk, urgent=urgent,
+                review_reason=ReviewTask.Reason.ROUTING_FAILED))
+            continue
+        if outcome.model_decides and champion is not None:
+            routes.append(lifecycle.CaseRoute(
+                case_id=case.pk, policy_version_id=version.pk, rule=outcome.rule,
+                model_label=champion.label, prediction_id=champion.pk, urgent=urgent,
+                review_reason=ReviewTask.Reason.AUDIT if outcome.audit else None))
+        else:
+            routes.append(lifecycle.CaseRoute(
+                case_id=case.pk, policy_version_id=version.pk, rule=outcome.rule,
+                urgent=urgent, review_reason=outcome.reason))
+    return routes
