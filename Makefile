@@ -21,6 +21,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	SECRET_KEY=lint $(BIN)/mypy reviewplatform inference rollout review
+	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP)
 	scripts/ensure-system.sh --browser

@@ -2,45 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from rest_framework import permissions, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .api_fields import OffsetDateTimeField
 from .errors import NotFound, ServiceError
 from .intake import case_intake
 from .models import Case, Deployment
 from .selectors import case_get_for
-
-
-class OffsetDateTimeField(serializers.Field):
-    """An ISO 8601 date-time that must carry its UTC offset: local time alone is ambiguous."""
-
-    default_error_messages = {
-        "invalid": "expected an ISO 8601 date-time, e.g. 2026-05-01T21:30:00+02:00",
-        "naive": "the date-time needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
-    }
-
-    def to_internal_value(self, data: Any) -> datetime:
-        try:
-            value = parse_datetime(str(data))
-        except ValueError:
-            value = None
-        if value is None:
-            self.fail("invalid")
-        if value.tzinfo is None:
-            self.fail("naive")
-        return value
-
-    def to_representation(self, value: datetime) -> str:
-        return value.isoformat()
 
 
 class CaseOutputSerializer(serializers.ModelSerializer):

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from reviewplatform.api import OffsetDateTimeField
+from reviewplatform.api_fields import OffsetDateTimeField
 from reviewplatform.models import Deployment
 
 from . import guardrails, scope, selectors, services

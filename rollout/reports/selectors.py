@@ -38,10 +38,10 @@ from django.utils import timezone
 
 from inference.models import ModelVersion, Prediction
 from reviewplatform.models import Case, Decision, Review, ReviewTask
-
-from ..models import Stage
 from reviewplatform.stats import Proportion as Agreement
 from reviewplatform.stats import proportion as wilson_interval
+
+from ..models import Stage
 from . import stats
 from .filters import ReportFilters
 
