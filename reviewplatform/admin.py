@@ -9,10 +9,12 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from rollout.services import deployment_create
+
 from .admin_readonly import ReadOnlyAdminMixin
 from .errors import ServiceError
 from .models import ApiKey, Case, Decision, Deployment, GoldCase, Region, Review, ReviewTask
-from .services import case_gold_mark, case_gold_unmark, deployment_create
+from .services import case_gold_mark, case_gold_unmark
 
 
 class RegionInlineForm(forms.ModelForm):

@@ -15,8 +15,8 @@ from inference.services import model_version_set_active
 from reviewplatform import admin as reviewplatform_admin
 from reviewplatform.errors import Conflict
 from reviewplatform.models import Decision, Deployment, Region, Review, ReviewTask
-from reviewplatform.services import deployment_create
 from rollout.models import PolicyVersion
+from rollout.services import deployment_create
 from tests.conftest import CAPTURED_AT
 from tests.reports_factory import decide, sim_model
 
