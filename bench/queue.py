@@ -116,8 +116,8 @@ def claim_plan(reviewer) -> str:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from reviewplatform.services.queue import ESCALATION_PERM
-    from reviewplatform.services.queue_postgresql import _claim_sql
+    from review.claims import _claim_sql
+    from review.rules import ESCALATION_PERM
 
     now = timezone.now()
     params = {"reviewer": reviewer.pk, "senior": reviewer.has_perm(ESCALATION_PERM),
@@ -133,15 +133,10 @@ def claim_plan(reviewer) -> str:
 def main() -> int:
     with django_test_database():
         from django.contrib.auth.models import Group, User
-        from django.db import connection
 
         from rollout.selectors import policy_current
         from rollout.services import deployment_create
 
-        if connection.vendor != "postgresql":
-            print("bench/queue.py needs PostgreSQL (DATABASE_URL); run `make bench`",
-                  file=sys.stderr)
-            return 1
         deployment = deployment_create(
             slug="bench", name="bench", labels=[str(i) for i in range(10)],
             regions=[("north", "North", "Europe/Oslo")], actor=None)
