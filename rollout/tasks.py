@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from . import guardrails, services
+from .reports.rollup import rollup_fold
 
 
 @shared_task
@@ -21,13 +22,7 @@ def scheduled_changes_apply() -> int:
 
 @shared_task
 def report_rollup_fold() -> int:
-    """Fold the cases written since the last fold into the report's rollup (PostgreSQL)."""
-    from django.db import connection
-
-    from .reports.rollup import rollup_fold
-
-    if connection.vendor != "postgresql":
-        return 0
+    """Fold the cases written since the last fold into the report's rollup."""
     # Beat sends one every few seconds: one that finds another folding leaves it the work,
     # and none folds for longer than a minute at a time.
     return rollup_fold(wait=False, seconds=60)
