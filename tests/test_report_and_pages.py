@@ -18,8 +18,9 @@ from reviewplatform.services import (
     review_claim_next,
     review_submit,
 )
+from rollout.reports.figures import Report
 from rollout.reports.filters import report_filters_parse
-from rollout.reports.selectors import Report, report_build
+from rollout.reports.selectors import report_build
 from rollout.services import case_route, policy_publish
 from tests.conftest import CAPTURED_AT, png_bytes
 

@@ -28,8 +28,7 @@ from django.db.models.functions import Coalesce
 from reviewplatform.models import Decision, Review, ReviewTask
 
 from ..models import Adjudication
-from .filters import ReportFilters
-from .selectors import decisions_filtered
+from .filters import ReportFilters, decisions_filtered
 
 CHUNK = 5000
 CSV_BATCH = 2000
