@@ -124,15 +124,10 @@ def main() -> int:
         from django.db import connection
 
         from inference.models import ModelVersion
-        from reviewplatform.models import Decision
+        from reviewplatform.models import Decision, Deployment
+        from rollout.reports.rollup import rollup_rebuild
         from rollout.selectors import policy_current
         from rollout.services import deployment_create, policy_publish
-
-        if connection.vendor != "postgresql":
-            print("bench/reports.py needs PostgreSQL (DATABASE_URL); run `make bench`",
-                  file=sys.stderr)
-            return 1
-        from reviewplatform.models import Deployment
 
         if keep and Deployment.objects.filter(slug="bench").exists():
             return _measure(Deployment.objects.get(slug="bench"),
@@ -158,8 +153,6 @@ def main() -> int:
                       shadow_pv=shadow.pk, full_pv=full.pk)
         print(f"populated {Decision.objects.count():,} decisions in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
-        from rollout.reports.rollup import rollup_rebuild
-
         started = time.perf_counter()
         facts = rollup_rebuild()
         rebuild_s = time.perf_counter() - started

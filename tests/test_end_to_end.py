@@ -214,7 +214,7 @@ def test_a_killed_worker_loses_nothing(start_worker, champion, client_user, digi
     # The report counts each case once too: the workers' writes marked them, a fold counts.
     from rollout.reports.precounted import report_precounted
     from rollout.reports.rollup import rollup_fold
-    from rollout.reports.selectors import report_build_live
+    from tests.report_oracle import report_build_live
     from tests.test_reports_selectors import filters
 
     f = filters(champion.deployment)

@@ -6,6 +6,7 @@ import re
 from datetime import UTC
 
 import pytest
+from django.http import QueryDict
 from django.urls import reverse
 
 from inference.models import ModelVersion, Prediction
@@ -14,7 +15,9 @@ from review.services import review_claim_next, review_submit
 from reviewplatform.models import Case, Decision, Deployment, Review, ReviewTask
 from reviewplatform.pipeline import case_route
 from reviewplatform.services import case_submit
-from rollout.selectors import deployment_report
+from rollout.reports.figures import Report
+from rollout.reports.filters import report_filters_parse
+from rollout.reports.selectors import report_build
 from rollout.services import deployment_create, policy_publish
 from tests.conftest import CAPTURED_AT, png_bytes
 
@@ -71,38 +74,43 @@ def reviewed(deployment, champion, reviewer, submit):
     return deployment
 
 
-def test_it_measures_agreement_between_the_champion_and_humans(reviewed):
-    report = deployment_report(deployment=reviewed)
+def report_of(deployment: Deployment) -> Report:
+    """The report page's figures, with no filters."""
+    return report_build(report_filters_parse(deployment=deployment, params=QueryDict()))
 
-    assert report.agreement.n == 4
-    assert report.agreement.agreed == 3
-    assert report.agreement.rate == 0.75
-    assert 0 <= report.agreement.low < 0.75 < report.agreement.high <= 1
+
+def test_it_measures_agreement_between_the_champion_and_humans(reviewed):
+    agreement = report_of(reviewed).headline.agreement
+
+    assert agreement.n == 4
+    assert agreement.agreed == 3
+    assert agreement.rate == 0.75
+    assert 0 <= agreement.low < 0.75 < agreement.high <= 1
     # The Wilson interval for 3 of 4 (95%).
-    assert report.agreement.low == pytest.approx(0.3006, abs=1e-3)
-    assert report.agreement.high == pytest.approx(0.9544, abs=1e-3)
+    assert agreement.low == pytest.approx(0.3006, abs=1e-3)
+    assert agreement.high == pytest.approx(0.9544, abs=1e-3)
 
 
 def test_it_builds_the_confusion_matrix(reviewed):
-    report = deployment_report(deployment=reviewed)
+    headline = report_of(reviewed).headline
 
-    labels = report.labels
+    labels = headline.labels
     assert labels == reviewed.labels
     expected = [[0] * len(labels) for _ in labels]
     expected[labels.index("3")][labels.index("3")] = 2
     expected[labels.index("5")][labels.index("5")] = 1
     expected[labels.index("3")][labels.index("8")] = 1
-    assert report.confusion == expected
+    assert headline.confusion == expected
 
 
 def test_it_counts_cases_and_decisions(reviewed, submit):
     submit(reviewed)
 
-    report = deployment_report(deployment=reviewed)
+    counts = report_of(reviewed).counts
 
-    assert report.cases == 6
-    assert report.by_status == {"decided": 5, "received": 1}
-    assert report.decisions_by_source == {"human": 5}
+    assert counts.cases == 6
+    assert counts.by_status == {"decided": 5, "received": 1}
+    assert counts.by_source == {"human": 5}
 
 
 def test_it_measures_only_the_champion_and_only_human_decisions(
@@ -120,31 +128,31 @@ def test_it_measures_only_the_champion_and_only_human_decisions(
     case_route(case_id=decided_by_model.pk)
     assert Decision.objects.get(case=decided_by_model).source == Decision.Source.MODEL
 
-    report = deployment_report(deployment=reviewed)
+    report = report_of(reviewed)
 
-    assert (report.agreement.agreed, report.agreement.n) == (3, 4)
-    assert sum(map(sum, report.confusion)) == 4
-    assert report.decisions_by_source == {"human": 5, "model": 1}
+    assert (report.headline.agreement.agreed, report.headline.agreement.n) == (3, 4)
+    assert sum(map(sum, report.headline.confusion)) == 4
+    assert report.counts.by_source == {"human": 5, "model": 1}
 
 
 def test_it_reports_no_agreement_without_data(deployment):
-    report = deployment_report(deployment=deployment)
+    report = report_of(deployment)
 
-    assert report.agreement.n == 0
-    assert report.agreement.rate is None
-    assert report.agreement.low is None
-    assert report.cases == 0
+    assert report.headline.agreement.n == 0
+    assert report.headline.agreement.rate is None
+    assert report.headline.agreement.low is None
+    assert report.counts.cases == 0
 
 
 def test_it_keeps_deployments_apart(reviewed, admin_user):
     other = deployment_create(slug="bears", name="Bears", labels=["grizzly", "black"],
                               regions=[("north", "North", "Europe/Oslo")], actor=admin_user)
 
-    report = deployment_report(deployment=other)
+    report = report_of(other)
 
-    assert report.cases == 0
-    assert report.agreement.n == 0
-    assert report.confusion == [[0, 0], [0, 0]]
+    assert report.counts.cases == 0
+    assert report.headline.agreement.n == 0
+    assert report.headline.confusion == [[0, 0], [0, 0]]
 
 
 # Pages

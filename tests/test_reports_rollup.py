@@ -1,4 +1,4 @@
-"""The report's pre-counted rollup (PostgreSQL) says what the live rows say, at every moment:
+"""The report's pre-counted rollup says what the live rows say, at every moment:
 before a fold, after it, after late writes, after deletions and under concurrent folds."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,10 +20,10 @@ from hypothesis import strategies as st
 from inference.models import Prediction
 from reviewplatform.models import Case, Decision, Review, ReviewTask
 from rollout.models import ReportFact, ReportKind, ReportPending, ReportRollup
-from rollout.reports import selectors
 from rollout.reports.precounted import report_precounted
 from rollout.reports.rollup import (
     FOLD_LOCK,
+    WAIT_BIN_BASE,
     pending_count,
     rollup_fold,
     rollup_rebuild,
@@ -33,6 +32,8 @@ from rollout.reports.rollup import (
 )
 from rollout.selectors import policy_current
 from rollout.services import policy_publish
+from tests import report_oracle
+from tests.report_oracle import report_build_live
 from tests.reports_factory import decide, second_opinion, sim_model
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 from tests.test_reports_selectors import filters
@@ -40,12 +41,6 @@ from tests.test_reports_selectors import filters
 OSLO = ZoneInfo("Europe/Oslo")
 # Across the spring-forward night in Oslo (2026-03-29), day and night hours, several days.
 START = datetime(2026, 3, 27, 18, 0, tzinfo=OSLO)
-
-
-@pytest.fixture(autouse=True)
-def _postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("the rollup is kept on PostgreSQL (run `make test`)")
 
 
 def same(live: Any, counted: Any, path: str = "report") -> None:
@@ -143,7 +138,7 @@ def world(deployment, client_user, reviewer, other_reviewer, admin_user):
 def check_every_filter(deployment, world) -> None:
     for params in [*FILTERS, {"model": str(world["challenger"].pk)}]:
         f = filters(deployment, **params)
-        same(selectors.report_build_live(f), report_precounted(f), f"report{params}")
+        same(report_build_live(f), report_precounted(f), f"report{params}")
 
 
 def test_it_reports_what_the_live_rows_say_before_and_after_a_fold(deployment, world):
@@ -192,7 +187,7 @@ def test_it_counts_writes_made_after_a_case_was_folded_once(deployment, world, o
 def test_it_takes_a_deleted_case_out(deployment, world):
     rollup_fold()
     case = Decision.objects.filter(source="human").first().case
-    before = selectors.headline(filters(deployment)).agreement.n
+    before = report_oracle.headline(filters(deployment)).agreement.n
 
     Decision.objects.filter(case=case).delete()
     case.delete()
@@ -236,10 +231,10 @@ def test_the_page_reads_the_folded_rollup(deployment, world, admin_user, client)
     response = client.get(f"/deployments/{deployment.slug}/report/?region=east")
 
     assert response.status_code == 200
-    live = selectors.headline(filters(deployment, region="east")).agreement
+    live = report_oracle.headline(filters(deployment, region="east")).agreement
     page = response.content.decode()
     assert live.n and f'id="agreement-n">n = {live.n}<' in page
-    predicted = sum(d.predicted for d in selectors.inputs(filters(deployment, region="east")))
+    predicted = sum(d.predicted for d in report_oracle.inputs(filters(deployment, region="east")))
     assert 'id="inputs-by-day"' in page and predicted > live.n
 
 
@@ -260,8 +255,6 @@ def test_beat_folds_often_and_the_command_folds_or_rebuilds(deployment, world, c
                 max_size=60),
        st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.99, 1.0]))
 def test_binned_percentiles_stay_within_a_bin_of_percentile_cont(waits, p):
-    from rollout.reports.rollup import WAIT_BIN_BASE
-
     def bin_of(w: float) -> int:
         return 0 if w < 1 else 1 + math.floor(math.log(w) / math.log(WAIT_BIN_BASE))
 
@@ -336,7 +329,7 @@ def test_folds_running_alongside_reviewers_lose_and_double_nothing(
     rollup_rebuild()
     assert rollup_rows() == folded
     f = filters(deployment)
-    same(selectors.report_build_live(f), report_precounted(f))
+    same(report_build_live(f), report_precounted(f))
 
 
 def test_it_recounts_cases_when_what_they_are_counted_with_changes(deployment, world):

@@ -122,18 +122,6 @@ def _drop() -> str:
     return "\n".join(statements)
 
 
-def create(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(FUNCTIONS + _triggers())
-
-
-def drop(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(_drop())
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -142,4 +130,4 @@ class Migration(migrations.Migration):
         ("inference", "0004_batching_and_audit"),
     ]
 
-    operations = [migrations.RunPython(create, drop)]
+    operations = [migrations.RunSQL([FUNCTIONS + _triggers()], reverse_sql=[_drop()])]

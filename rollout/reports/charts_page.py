@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils.safestring import SafeString
 
 from . import charts
-from .selectors import Report, Slice
+from .figures import Report, Slice
 
 
 def _bars(slices: list[Slice]) -> list[tuple[str, float | None, float | None, float | None,

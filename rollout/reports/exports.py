@@ -28,8 +28,7 @@ from django.db.models.functions import Coalesce
 from reviewplatform.models import Decision, Review, ReviewTask
 
 from ..models import Adjudication
-from .filters import ReportFilters
-from .selectors import decisions_filtered
+from .filters import ReportFilters, decisions_filtered
 
 CHUNK = 5000
 CSV_BATCH = 2000
@@ -48,7 +47,7 @@ def _adjudicated() -> Subquery:
 def decision_rows(f: ReportFilters, *, iso_in_sql: bool = False
                   ) -> QuerySet[Decision, tuple[Any, ...]]:
     """The decisions under the filters as tuples in COLUMNS order, oldest first. With
-    `iso_in_sql` (PostgreSQL) the two times come as their `isoformat()` text already."""
+    `iso_in_sql` the two times come as their `isoformat()` text already."""
     captured: Any = "case__captured_at"
     decided: Any = "decided_at"
     if iso_in_sql:
@@ -63,8 +62,8 @@ def decision_rows(f: ReportFilters, *, iso_in_sql: bool = False
 
 
 class IsoFormat(Func):
-    """PostgreSQL: a timestamptz as Python's `datetime.isoformat()` of it in UTC (the
-    connection's zone), fractional seconds only when there are some."""
+    """A timestamptz as Python's `datetime.isoformat()` of it in UTC (the connection's
+    zone), fractional seconds only when there are some."""
 
     output_field = CharField()
     template = (
@@ -78,18 +77,10 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def decisions_csv(f: ReportFilters) -> Iterator[str]:
-    """Batches of rows written by csv.writer into one reused buffer. On PostgreSQL the
-    database formats the times, so rows go to the writer as they come (None is written
-    empty, booleans as True/False, floats as repr: what the formatted path writes too)."""
-    if connection.vendor != "postgresql":
-        yield from _decisions_csv_formatted(f)
-        return
+    """Batches of rows written by csv.writer into one reused buffer. The database formats
+    the times, so rows go to the writer as they come (None is written empty, booleans as
+    True/False, floats as repr)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
@@ -113,23 +104,9 @@ def _whole_result_read() -> Iterator[None]:
     which PostgreSQL plans for reading every row: by default it plans a cursor for its first
     10% (cursor_tuple_fraction), which picks index-probe joins several times slower here."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         yield
-
-
-def _decisions_csv_formatted(f: ReportFilters) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(COLUMNS)
-    batch: list[str] = []
-    for row in decision_rows(f).iterator(chunk_size=CHUNK):
-        batch.append(writer.writerow([_iso(v) if v is not None else "" for v in row]))
-        if len(batch) >= 1000:
-            yield "".join(batch)
-            batch = []
-    if batch:
-        yield "".join(batch)
 
 
 def decisions_json(f: ReportFilters) -> Iterator[str]:

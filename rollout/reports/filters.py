@@ -1,4 +1,4 @@
-"""The report's filters, parsed once from the query string."""
+"""The report's filters, parsed once from the query string, and the rows they select."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import FilteredRelation, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
-from inference.models import ModelVersion
+from inference.models import ModelVersion, Prediction
 from reviewplatform.errors import ServiceError
-from reviewplatform.models import Deployment, ReviewTask
+from reviewplatform.models import Case, Decision, Deployment, ReviewTask
 
 from ..models import Stage
 
@@ -101,3 +101,40 @@ def report_filters_parse(*, deployment: Deployment, params: QueryDict) -> Report
         raise ServiceError("from must not be after to", field="from")
     return ReportFilters(deployment=deployment, model_version_id=model_id, date_from=date_from,
                          date_to=date_to, region=region, stage=stage, reason=reason)
+
+
+def decisions_filtered(f: ReportFilters) -> QuerySet[Decision]:
+    """The deployment's decisions under the filters, each joined (left) to the compared
+    model version's prediction as `mp`."""
+    qs = Decision.objects.filter(case__deployment=f.deployment)
+    qs = qs.filter(f.on_case())
+    if f.stage:
+        qs = qs.filter(policy_version__stage=f.stage)
+    if f.reason:
+        qs = qs.filter(review__task__reason=f.reason)
+    return qs.alias(mp=FilteredRelation(
+        "case__predictions",
+        condition=Q(case__predictions__model_version_id=f.model_version_id or 0,
+                    case__predictions__status=Prediction.Status.OK)))
+
+
+def compared(f: ReportFilters) -> Q:
+    """On `decisions_filtered`: a human decided with one of the labels and the compared model
+    answered, so both saw the case."""
+    return (Q(source=Decision.Source.HUMAN, label__in=list(f.deployment.labels))
+            & Q(mp__label__isnull=False))
+
+
+def report_cases(f: ReportFilters) -> QuerySet[Case]:
+    """The deployment's cases in the filters' period and region."""
+    return Case.objects.filter(deployment=f.deployment).filter(f.on_case(""))
+
+
+def workload_tasks(f: ReportFilters) -> QuerySet[ReviewTask]:
+    """The review tasks the workload counts: the filters' cases, every reason but gold."""
+    tasks = ReviewTask.objects.filter(case__deployment=f.deployment).exclude(
+        reason=ReviewTask.Reason.GOLD)
+    tasks = tasks.filter(f.on_case())
+    if f.reason:
+        tasks = tasks.filter(reason=f.reason)
+    return tasks

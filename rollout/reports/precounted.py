@@ -1,5 +1,6 @@
-"""The report read from the rollup (PostgreSQL): the same sections as the live queries, from
-a few thousand pre-counted rows. Tested against `selectors.report_build_live`."""
+"""The report read from the rollup: every section from a few thousand pre-counted rows
+(`rollup`), arranged by `sections`. Tested against a live computation over the rows
+(`tests/report_oracle.py`)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ from dataclasses import replace
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Min, QuerySet
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from reviewplatform.models import Case, Decision, ReviewTask
 
 from ..models import PolicyVersion, ReportKind, Stage
-from . import selectors
-from .filters import ReportFilters
+from . import sections
+from .figures import PERCENTILES, Counts, Report, Route, Workload
+from .filters import ReportFilters, report_cases, workload_tasks
 from .rollup import Where, rollup_corrected, rollup_read, wait_bin_sql, wait_percentiles
-from .selectors import PERCENTILES, Counts, Report, Route, Workload
 
 
 def report_precounted(f: ReportFilters) -> Report:
@@ -53,21 +55,21 @@ def _report(f: ReportFilters) -> Report:
     return Report(
         filters=f,
         counts=_counts(f, decisions, by_source, decided=sum(row[-1] for row in mix)),
-        headline=selectors.headline(f, [
+        headline=sections.headline(f, [
             {"human": row["label"], "model": row["other_label"], "bin": row["bin"],
              "n": int(row["n"]), "conf": row["total"] if row["valued"] else None}
             for row in rollup_read(ReportKind.CONFUSION, compared,
                                    ["label", "other_label", "bin"])]),
-        humans=selectors.human_human(f, [
+        humans=sections.human_human(f, [
             (row["label"], row["other_label"], int(row["n"]))
             for row in rollup_read(ReportKind.SECOND, base, ["label", "other_label"])]),
-        slices=selectors.slices(f, _slice_rows(routed, compared)),
-        inputs=selectors.inputs(f, _input_rows(replace(base, model_version_id=compared
-                                                       .model_version_id))),
-        models=selectors.model_comparison(f, _comparison_rows(compared)),
-        audits=selectors.audit_estimate(f, [(rate, n, k) for rate, (n, k) in audits.items()],
-                                        automated),
-        mix=selectors.action_mix(f, mix),
+        slices=sections.slices(f, _slice_rows(routed, compared)),
+        inputs=sections.inputs(_input_rows(replace(base, model_version_id=compared
+                                                   .model_version_id))),
+        models=sections.model_comparison(f, _comparison_rows(compared)),
+        audits=sections.audit_estimate([(rate, n, k) for rate, (n, k) in audits.items()],
+                                       automated),
+        mix=sections.action_mix(f, mix),
         workload=_workload(f, replace(base, reason=f.reason or None), automated),
     )
 
@@ -76,7 +78,7 @@ def _counts(f: ReportFilters, decisions: list[dict[str, Any]], by_source: dict[s
             decided: int) -> Counts:
     """Decided cases from the rollup (`decided`: every decision in the period and region),
     the others (few: the queue) counted live."""
-    by_status = dict(selectors.report_cases(f)
+    by_status = dict(report_cases(f)
                      .filter(status__in=[Case.Status.RECEIVED, Case.Status.IN_REVIEW])
                      .values_list("status").annotate(n=Count("id")).order_by())
     if decided:
@@ -87,7 +89,7 @@ def _counts(f: ReportFilters, decisions: list[dict[str, Any]], by_source: dict[s
 
 
 def _slice_rows(routed: Where, compared: Where) -> list[dict[str, Any]]:
-    """(region, local day, local hour) rows as `selectors.slices` counts them: the volume
+    """(region, local day, local hour) rows as `sections.slices` takes them: the volume
     from the decisions, the rest from the compared model's predictions."""
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
 
@@ -150,7 +152,7 @@ def _workload(f: ReportFilters, where: Where, automated: int) -> Workload:
         route["seconds"] += r["total"]
         if r["bin"] is not None:
             route["bins"][r["bin"]] += int(r["n"])
-    tasks = selectors.workload_tasks(f)
+    tasks = workload_tasks(f)
     table = ReviewTask._meta.db_table
     waited = RawSQL(  # noqa: S611 - constant SQL, no input
         wait_bin_sql(f'"{table}"."claimed_at" - "{table}"."created_at"'), [])
@@ -173,6 +175,12 @@ def _workload(f: ReportFilters, where: Where, automated: int) -> Workload:
                          minutes=route["seconds"] / 60,
                          wait_p=wait_percentiles(route["bins"], PERCENTILES)))
     return Workload(by_model=automated, routes=out,
-                    oldest_waiting_s=selectors.oldest_waiting_s(tasks),
+                    oldest_waiting_s=oldest_waiting_s(tasks),
                     wait_p=wait_percentiles(every, PERCENTILES))
 
+
+
+def oldest_waiting_s(tasks: QuerySet[ReviewTask]) -> float | None:
+    """How long the oldest open task of `tasks` has waited, counted live (the queue)."""
+    oldest = tasks.filter(status=ReviewTask.Status.OPEN).aggregate(t=Min("created_at"))["t"]
+    return (timezone.now() - oldest).total_seconds() if oldest else None

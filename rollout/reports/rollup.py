@@ -1,4 +1,4 @@
-"""The report's pre-counted figures (PostgreSQL): how the page stays fast at a million decisions.
+"""The report's pre-counted figures: how the page stays fast at a million decisions.
 
 Every case contributes a few fact rows (`ReportFact`, one per what it counts: see
 `ReportKind`), and `ReportRollup` holds their sums per distinct set of dimensions. The page
@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ..models import ReportCounted, ReportKind
-from .selectors import CONFIDENCE_BINS
+from .figures import CONFIDENCE_BINS
 
 # Folds take this advisory lock, so that two never work on the same case at once.
 FOLD_LOCK = 0x5245504F  # "REPO"

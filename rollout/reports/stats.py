@@ -10,8 +10,7 @@ import numpy as np
 from scipy.stats import chi2_contingency
 from statsmodels.stats.contingency_tables import mcnemar
 
-from reviewplatform.stats import Proportion as Agreement
-from reviewplatform.stats import proportion as wilson_interval
+from reviewplatform.stats import Proportion, proportion
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,12 @@ class ClassFigures:
         return self.correct / self.support if self.support else None
 
     @property
-    def recall_interval(self) -> Agreement:
-        return wilson_interval(self.correct, self.support)
+    def recall_interval(self) -> Proportion:
+        return proportion(self.correct, self.support)
 
     @property
-    def precision_interval(self) -> Agreement:
-        return wilson_interval(self.correct, self.predicted)
+    def precision_interval(self) -> Proportion:
+        return proportion(self.correct, self.predicted)
 
 
 def per_class(labels: list[str], confusion: Sequence[Sequence[int]]) -> list[ClassFigures]:
@@ -114,7 +113,7 @@ def inverse_rate_weighted(groups: Sequence[tuple[float, int, int]]) -> WeightedA
         return WeightedAgreement(audits, agreed, None, None, None, 0.0, 0.0)
     estimate = sum(k / r for r, _, k in usable) / weight
     effective = weight ** 2 / sum(n / r ** 2 for r, n, _ in usable)
-    interval = wilson_interval(round(estimate * effective), max(round(effective), 1))
+    interval = proportion(round(estimate * effective), max(round(effective), 1))
     return WeightedAgreement(audits=audits, agreed=agreed, estimate=estimate,
                              low=interval.low, high=interval.high, effective_n=effective,
                              represented=weight)

@@ -25,7 +25,8 @@ from django.views.decorators.http import require_GET, require_POST
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import Deployment
 
-from . import exports, selectors, services
+from . import exports, services
+from .disagreements import disagreements
 from .filters import ReportFilters, report_filters_parse
 
 REPORT_PERM = "rollout.view_policyversion"
@@ -58,9 +59,9 @@ def disagreements_page(request: HttpRequest, slug: str) -> HttpResponse:
         page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
         page = 1
-    items = selectors.disagreements(f, human=human if human in deployment.labels else "",
-                                    model=model if model in deployment.labels else "",
-                                    limit=PAGE + 1, offset=(page - 1) * PAGE)
+    items = disagreements(f, human=human if human in deployment.labels else "",
+                          model=model if model in deployment.labels else "",
+                          limit=PAGE + 1, offset=(page - 1) * PAGE)
     query = {**f.query(), "human": human, "model_label": model}
     query = {k: v for k, v in query.items() if v}
     return render(request, "rollout/disagreements.html", {

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
+from django.core.management.base import BaseCommand, CommandParser
 
 from rollout.reports.rollup import pending_count, rollup_fold, rollup_rebuild
 
@@ -15,16 +14,13 @@ class Command(BaseCommand):
     help = ("Fold the cases written since the last fold into the report's rollup (what beat "
             "does every few seconds), or --rebuild it from every case: after a bulk load that "
             "bypassed the database triggers, or after changing a region's time zone, a "
-            "deployment's labels or TIME_ZONE. PostgreSQL only.")
+            "deployment's labels or TIME_ZONE.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--rebuild", action="store_true",
                             help="recompute every fact and the rollup from the live rows")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if connection.vendor != "postgresql":
-            raise CommandError("the report rollup is kept on PostgreSQL only; on "
-                               f"{connection.vendor} the report reads the live rows")
         started = time.perf_counter()
         if options["rebuild"]:
             facts = rollup_rebuild()
