@@ -30,6 +30,8 @@ from typing import Any
 
 import mmh3
 
+from .stages import Stage
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RULE_KEYS = frozenset({"name", "regions", "regions_not", "windows", "weekdays", "dates",
                        "percent", "group", "confidence_threshold"})
@@ -302,11 +304,11 @@ def policy_describe(spec: Mapping[str, Any]) -> list[str]:
     """The scope of a policy (see `PolicyVersion.spec`) as sentences."""
     stage = spec["stage"]
     threshold = float(spec["confidence_threshold"])
-    if stage == "shadow":
+    if stage == Stage.SHADOW:
         lines = ["The model decides no case: reviewers decide every case, blind to the model."]
-    elif stage == "paused":
+    elif stage == Stage.PAUSED:
         lines = ["Automation is paused: every new case goes to reviewers."]
-    elif stage == "full":
+    elif stage == Stage.FULL:
         lines = [f"The model decides every case when its confidence is at least "
                  f"{threshold:.2f}."]
     elif not spec["rules"]:
@@ -314,7 +316,7 @@ def policy_describe(spec: Mapping[str, Any]) -> list[str]:
     else:
         lines = [f"The model decides {rule_describe(r, policy_threshold=threshold)}"
                  f" (rule {r['name']})." for r in spec["rules"]]
-    if stage not in ("shadow", "paused"):
+    if stage not in (Stage.SHADOW, Stage.PAUSED):
         lines.append("Out-of-domain cases always go to reviewers; "
                      f"{_pct(float(spec['audit_rate']) * 100)} of the model's decisions are "
                      "audited by a blind review.")
@@ -325,7 +327,8 @@ def policy_describe(spec: Mapping[str, Any]) -> list[str]:
 
 # --- widening and diffs -----------------------------------------------------------------
 
-STAGE_RANK = {"shadow": 0, "paused": 0, "limited": 1, "expanding": 1, "full": 2}
+STAGE_RANK = {Stage.SHADOW: 0, Stage.PAUSED: 0, Stage.LIMITED: 1, Stage.EXPANDING: 1,
+              Stage.FULL: 2}
 
 
 def _minutes(rule: Mapping[str, Any]) -> set[int]:

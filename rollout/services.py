@@ -88,7 +88,9 @@ def policy_spec_validate(
 
 
 def _rule_names(spec: dict[str, Any]) -> set[str]:
-    return {routing.FULL_RULE} if spec["stage"] == "full" else {r["name"] for r in spec["rules"]}
+    if spec["stage"] == Stage.FULL:
+        return {routing.FULL_RULE}
+    return {r["name"] for r in spec["rules"]}
 
 
 def policy_publish(
@@ -335,7 +337,7 @@ def scheduled_changes_apply(*, now: datetime | None = None) -> list[ScheduledCha
                     "audit_rate": change.audit_rate, "guardrails": change.guardrails,
                     "paused_cells": [c for c in current.paused_cells
                                      if c[0] in {r["name"] for r in change.rules}
-                                     or (change.stage == "full" and c[0] == routing.FULL_RULE)]}
+                                     or (change.stage == Stage.FULL and c[0] == routing.FULL_RULE)]}
             evidence = evidence_for(deployment=change.deployment, current=current.spec(),
                                     proposed=spec, now=now)
             if evidence.passes:
