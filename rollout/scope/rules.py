@@ -33,7 +33,6 @@ import mmh3
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 AUDIT_RESOLUTION = 10_000
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-DAY_SECONDS = 24 * 3600
 
 
 def bucket(group_id: str, case_key: str) -> int:
