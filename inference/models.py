@@ -73,8 +73,9 @@ class Prediction(models.Model):
     contrast = models.FloatField(null=True, blank=True, help_text="grey level std, 0-255")
     pixels = models.PositiveIntegerField(null=True, blank=True, help_text="width x height")
     out_of_domain = models.BooleanField(default=False)
-    ood_reasons = models.JSONField(default=list, blank=True,
-                                   help_text="why the input looks out of domain, in words")
+    ood_reasons = models.JSONField(
+        default=list, blank=True,
+        help_text='why the input looks out of domain: [{"code": OodReason, "text": words}]')
     error = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

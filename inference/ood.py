@@ -1,10 +1,38 @@
 """Out-of-domain checks: a pure function of an input's statistics, the model's output and a
 deployment's thresholds. Confidence alone is no guard: a model can be sure and wrong on a
-night-time or low-resolution image, so the input itself is checked too."""
+night-time or low-resolution image, so the input itself is checked too.
+
+Each reason is stored on the prediction as `{"code": ..., "text": ...}`: the code says which
+check failed (readers test the code, never the words), the text says it with its figures.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
+
+from django.db import models
+
+
+class OodReason(models.TextChoices):
+    """Which check an input failed; the label is the reason without its figures."""
+
+    TOO_DARK = "too_dark", "dark image"
+    TOO_BRIGHT = "too_bright", "overexposed image"
+    LOW_CONTRAST = "low_contrast", "low contrast"
+    LOW_RESOLUTION = "low_resolution", "low resolution"
+    UNCERTAIN = "uncertain", "uncertain model"
+    SPREAD_OUT = "spread_out", "spread-out prediction"
+    OTHER = "other", "other"
+
+
+# Read from the model's own output: a blind reviewer sees these without their figures.
+MODEL_OUTPUT_REASONS = frozenset({OodReason.UNCERTAIN, OodReason.SPREAD_OUT})
+
+
+class StoredReason(TypedDict):
+    code: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -17,26 +45,33 @@ class Limits:
     min_pixels: int | None = None
 
 
+def _reason(code: OodReason, figures: str) -> StoredReason:
+    return {"code": code.value, "text": f"{code.label} ({figures})"}
+
+
 def ood_reasons(*, brightness: float, contrast: float, width: int, height: int,
-                confidence: float | None, entropy: float | None, limits: Limits) -> list[str]:
-    """Why the input looks unlike the training data, in words; empty when it looks in domain."""
+                confidence: float | None, entropy: float | None, limits: Limits
+                ) -> list[StoredReason]:
+    """Why the input looks unlike the training data; empty when it looks in domain."""
     reasons = []
     if limits.min_brightness is not None and brightness < limits.min_brightness:
-        reasons.append(f"dark image (mean brightness {brightness:.0f} < "
-                       f"{limits.min_brightness:.0f})")
+        reasons.append(_reason(OodReason.TOO_DARK, f"mean brightness {brightness:.0f} < "
+                                                   f"{limits.min_brightness:.0f}"))
     if limits.max_brightness is not None and brightness > limits.max_brightness:
-        reasons.append(f"overexposed image (mean brightness {brightness:.0f} > "
-                       f"{limits.max_brightness:.0f})")
+        reasons.append(_reason(OodReason.TOO_BRIGHT, f"mean brightness {brightness:.0f} > "
+                                                     f"{limits.max_brightness:.0f}"))
     if limits.min_contrast is not None and contrast < limits.min_contrast:
-        reasons.append(f"low contrast ({contrast:.0f} < {limits.min_contrast:.0f})")
+        reasons.append(_reason(OodReason.LOW_CONTRAST,
+                               f"{contrast:.0f} < {limits.min_contrast:.0f}"))
     if limits.min_pixels is not None and width * height < limits.min_pixels:
-        reasons.append(f"low resolution ({width}x{height} = {width * height} px < "
-                       f"{limits.min_pixels} px)")
+        reasons.append(_reason(OodReason.LOW_RESOLUTION, f"{width}x{height} = {width * height}"
+                                                         f" px < {limits.min_pixels} px"))
     if (limits.min_confidence is not None and confidence is not None
             and confidence < limits.min_confidence):
-        reasons.append(f"uncertain model (top probability {confidence:.2f} < "
-                       f"{limits.min_confidence:.2f})")
+        reasons.append(_reason(OodReason.UNCERTAIN, f"top probability {confidence:.2f} < "
+                                                    f"{limits.min_confidence:.2f}"))
     if limits.max_entropy is not None and entropy is not None and entropy > limits.max_entropy:
-        reasons.append(f"spread-out prediction (entropy {entropy:.2f} > "
-                       f"{limits.max_entropy:.2f} nats)")
+        reasons.append(_reason(OodReason.SPREAD_OUT, f"entropy {entropy:.2f} > "
+                                                     f"{limits.max_entropy:.2f} nats"))
     return reasons
+

@@ -8,7 +8,7 @@ from django.db.models import Avg, Count, F, FilteredRelation, Q
 
 from reviewplatform.models import Decision, Deployment
 
-from .models import ModelVersion, ModelVersionEvent, Prediction
+from .models import ModelVersionEvent, Prediction
 
 
 def model_versions_summary(*, deployment: Deployment) -> list[dict[str, Any]]:
@@ -50,6 +50,3 @@ def model_version_events(*, deployment: Deployment, limit: int = 50) -> list[Mod
     return list(ModelVersionEvent.objects.filter(model_version__deployment=deployment)
                 .select_related("model_version", "actor")[:limit])
 
-
-def model_version_get(*, version_id: int) -> ModelVersion | None:
-    return ModelVersion.objects.select_related("deployment").filter(pk=version_id).first()

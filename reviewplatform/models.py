@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
+from .reasons import ReviewReason
+
 
 def validate_timezone(value: str) -> None:
     try:
@@ -150,18 +152,7 @@ class Case(models.Model):
 class ReviewTask(models.Model):
     """A case waiting for a human. Claimed with a lease; the lease token fences the answer."""
 
-    class Reason(models.TextChoices):
-        SHADOW = "shadow", "shadow stage: every case is reviewed"
-        OUT_OF_SCOPE = "out_of_scope", "outside the model's scope"
-        LOW_CONFIDENCE = "low_confidence", "model not confident enough"
-        OUT_OF_DOMAIN = "out_of_domain", "image looks unlike the training data"
-        MODEL_FAILED = "model_failed", "the model could not predict"
-        ROUTING_FAILED = "routing_failed", "the case could not be routed automatically"
-        PAUSED = "paused", "automation paused"
-        AUDIT = "audit", "audit sample of a model decision"
-        SECOND_OPINION = "second_opinion", "second opinion: an independent review"
-        ESCALATION = "escalation", "two reviewers disagreed: a senior reviewer decides"
-        GOLD = "gold", "gold case with a known answer"
+    Reason = ReviewReason
 
     class Status(models.TextChoices):
         OPEN = "open"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from inference.models import Prediction
+from inference.ood import MODEL_OUTPUT_REASONS, OodReason
 from review.selectors import (
     human_agreement,
     queue_backlog,
@@ -41,8 +42,6 @@ from .selectors import cases_stuck
 REVIEW_PERM = "reviewplatform.add_review"
 TEAM_PERM = "reviewplatform.view_team_figures"
 SKIPPED_SESSION_KEY = "skipped_tasks"
-# Reasons that describe the model's own output: in blind mode their figures are not shown.
-MODEL_OUTPUT_REASONS = ("uncertain model", "spread-out prediction")
 
 
 def _user(request: HttpRequest) -> User:
@@ -111,12 +110,12 @@ def _model_answer(case: Case) -> dict[str, object] | None:
 
 
 def _ood_reasons(case: Case, *, blind: bool) -> list[str]:
+    """Why the champion found the case out of domain. Blind review shows a reason read from
+    the model's own output without its figures, which would give the model's answer away."""
     prediction = Prediction.objects.filter(case=case, model_version__is_champion=True).first()
-    reasons = [str(reason) for reason in (prediction.ood_reasons if prediction else [])]
-    if blind:
-        reasons = [reason.split(" (")[0] if reason.startswith(MODEL_OUTPUT_REASONS) else reason
-                   for reason in reasons]
-    return reasons
+    reasons = prediction.ood_reasons if prediction else []
+    return [OodReason(reason["code"]).label if blind and reason["code"] in MODEL_OUTPUT_REASONS
+            else reason["text"] for reason in reasons]
 
 
 @require_GET

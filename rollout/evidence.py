@@ -23,8 +23,10 @@ from reviewplatform.stats import Proportion, proportion
 
 from . import routing, scope
 from .models import GUARDRAIL_DEFAULTS
+from .verdicts import Verdict, verdict_for
 
 REPLAY_LIMIT = 50_000
+GATE_NOT_NEEDED = "not needed"
 
 
 def policy_for(spec: dict[str, Any], *, group_id: str) -> routing.Policy:
@@ -62,7 +64,7 @@ class Evidence:
     recall: list[ClassRecall]
     queue_per_day_now: float
     queue_per_day_proposed: float
-    gate: str  # "not needed", "pass", "fail", "inconclusive"
+    gate: str  # GATE_NOT_NEEDED or a Verdict
     gate_reason: str
     floor: float = 0.0
     min_sample: int = 0
@@ -70,7 +72,7 @@ class Evidence:
 
     @property
     def passes(self) -> bool:
-        return self.gate in ("pass", "not needed")
+        return self.gate in (Verdict.PASS, GATE_NOT_NEEDED)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -140,20 +142,20 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
                 per_class[answer][0] += 1
                 per_class[answer][1] += answer == label
     added_agreement = proportion(added_agreed, added_n)
+    gate: str
     if not reasons and not added:
-        gate, why = "not needed", "the change does not widen automation"
-    elif added_n < min_sample:
-        gate = "inconclusive"
-        why = (f"only {added_n} reviewed cases in the added scope over {days} days; "
-               f"the gate needs at least {min_sample}")
-    elif (added_agreement.low or 0.0) < floor:
-        gate = "fail"
-        why = (f"agreement in the added scope {added_agreed}/{added_n} has a 95% lower bound "
-               f"of {added_agreement.low:.3f}, below the floor {floor:.2f}")
+        gate, why = GATE_NOT_NEEDED, "the change does not widen automation"
     else:
-        gate = "pass"
-        why = (f"agreement in the added scope {added_agreed}/{added_n}, 95% lower bound "
-               f"{added_agreement.low:.3f} ≥ floor {floor:.2f}")
+        gate = verdict_for(added_agreement, floor=floor, min_sample=min_sample)
+        if gate == Verdict.INCONCLUSIVE:
+            why = (f"only {added_n} reviewed cases in the added scope over {days} days; "
+                   f"the gate needs at least {min_sample}")
+        elif gate == Verdict.FAIL:
+            why = (f"agreement in the added scope {added_agreed}/{added_n} has a 95% lower "
+                   f"bound of {added_agreement.low:.3f}, below the floor {floor:.2f}")
+        else:
+            why = (f"agreement in the added scope {added_agreed}/{added_n}, 95% lower bound "
+                   f"{added_agreement.low:.3f} ≥ floor {floor:.2f}")
     labels = [str(label) for label in deployment.labels]
     return Evidence(
         widening=reasons or ([f"{added} recent cases would newly be automated"] if added else []),

@@ -38,6 +38,7 @@ from .alerts import admins_alert
 from .models import ChangeKind, PolicyVersion, Stage
 from .selectors import policy_current
 from .services import policy_publish
+from .verdicts import Verdict, verdict_for
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +50,16 @@ class CellReport:
     rule: str
     region: str
     agreement: Proportion
-    agreement_verdict: str  # pass / fail / inconclusive
+    agreement_verdict: Verdict
     unsure: Proportion  # low-confidence reviews in the same cell: reported only
     ood_recent: Proportion  # out-of-domain share of recent cases (agreed = OOD count)
     ood_baseline: float | None
-    ood_verdict: str  # pass / fail / inconclusive
+    ood_verdict: Verdict
     paused: bool
 
     @property
     def fails(self) -> bool:
-        return "fail" in (self.agreement_verdict, self.ood_verdict)
+        return Verdict.FAIL in (self.agreement_verdict, self.ood_verdict)
 
     def figures(self) -> str:
         a = self.agreement
@@ -67,7 +68,7 @@ class CellReport:
             parts.append(f"agreement {a.agreed}/{a.n} = {a.rate:.3f} "
                          f"(95% Wilson {a.low:.3f}-{a.high:.3f}) [{self.agreement_verdict}]")
         else:
-            parts.append("no reviews yet [inconclusive]")
+            parts.append(f"no reviews yet [{Verdict.INCONCLUSIVE}]")
         o = self.ood_recent
         if o.n:
             base = "n/a" if self.ood_baseline is None else f"{self.ood_baseline:.3f}"
@@ -146,24 +147,20 @@ def guardrails_check(*, deployment: Deployment, now: datetime | None = None
         agreement = _review_agreement(
             deployment=deployment, rule=rule, region=region, since=since,
             reasons=[ReviewTask.Reason.SHADOW, ReviewTask.Reason.AUDIT])
-        if agreement.n < int(limits["min_sample"]):
-            verdict = "inconclusive"
-        elif (agreement.low or 0.0) < float(limits["agreement_floor"]):
-            verdict = "fail"
-        else:
-            verdict = "pass"
+        verdict = verdict_for(agreement, floor=float(limits["agreement_floor"]),
+                              min_sample=int(limits["min_sample"]))
         unsure = _review_agreement(deployment=deployment, rule=rule, region=region,
                                    since=since, reasons=[ReviewTask.Reason.LOW_CONFIDENCE])
         recent = _ood_recent(deployment=deployment, rule=rule, region=region, since=since)
         baseline, baseline_n = baselines.get(region, (None, 0))
         min_cases = int(limits["ood_min_cases"])
         if baseline is None or baseline_n < min_cases or recent.n < min_cases:
-            ood_verdict = "inconclusive"
+            ood_verdict = Verdict.INCONCLUSIVE
         elif ((recent.low or 0.0) > baseline * float(limits["ood_rate_factor"])
               and (recent.low or 0.0) > baseline + float(limits["ood_rate_margin"])):
-            ood_verdict = "fail"
+            ood_verdict = Verdict.FAIL
         else:
-            ood_verdict = "pass"
+            ood_verdict = Verdict.PASS
         reports.append(CellReport(
             rule=rule, region=region, agreement=agreement, agreement_verdict=verdict,
             unsure=unsure, ood_recent=recent, ood_baseline=baseline, ood_verdict=ood_verdict,

@@ -29,10 +29,11 @@ from inference.models import Prediction
 from reviewplatform.models import Decision, Deployment, ReviewTask
 
 from . import guardrails
+from .models import Stage
 from .selectors import policy_current
+from .verdicts import Verdict
 
 LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-STAGES = ("shadow", "limited", "expanding", "full", "paused")
 
 
 class PlatformCollector(Collector):
@@ -138,10 +139,10 @@ class PlatformCollector(Collector):
             labels=["deployment", "rule", "region", "check"])
         paused = GaugeMetricFamily("rollout_cell_paused", "1 where a guardrail paused a cell",
                                    labels=["deployment", "rule", "region"])
-        code = {"pass": 0, "inconclusive": 1, "fail": 2}
+        code = {Verdict.PASS: 0, Verdict.INCONCLUSIVE: 1, Verdict.FAIL: 2}
         for deployment in Deployment.objects.filter(pk__in=deployments):
             current = policy_current(deployment_id=deployment.pk).stage
-            for name in STAGES:
+            for name in Stage.values:
                 stage.add_metric([deployment.slug, name], 1.0 if name == current else 0.0)
             for cell in guardrails.guardrails_recent(deployment=deployment):
                 labels = [deployment.slug, cell.rule, cell.region]

@@ -9,14 +9,7 @@ from django.db import models
 
 from reviewplatform.models import Deployment
 
-
-class Stage(models.TextChoices):
-    SHADOW = "shadow", "shadow: the model only watches"
-    LIMITED = "limited", "limited scope"
-    EXPANDING = "expanding", "expanding scope"
-    FULL = "full", "full"
-    PAUSED = "paused", "paused: every case goes to humans"
-
+from .stages import Stage
 
 GUARDRAIL_DEFAULTS: dict[str, float | int] = {
     # agreement on recent reviews of automated cases, per scope cell (region x rule)

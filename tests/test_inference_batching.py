@@ -23,7 +23,7 @@ from torch import nn
 from inference import predictor
 from inference.demo_model import DIGIT_LABELS, low_resolution, night_time
 from inference.models import InferenceClaim, ModelVersion, ModelVersionEvent, Prediction
-from inference.ood import Limits, ood_reasons
+from inference.ood import Limits, OodReason, ood_reasons
 from inference.predictor import learner_load
 from inference.services import (
     cases_claim,
@@ -366,20 +366,26 @@ IN_DOMAIN = {"brightness": 200.0, "contrast": 60.0, "width": 32, "height": 32,
              "confidence": 0.95, "entropy": 0.2}
 
 
-@pytest.mark.parametrize(("limits", "changes", "words"), [
-    (Limits(min_brightness=100), {"brightness": 40.0}, "dark image"),
-    (Limits(max_brightness=240), {"brightness": 250.0}, "overexposed"),
-    (Limits(min_contrast=20), {"contrast": 5.0}, "low contrast"),
-    (Limits(min_pixels=512), {"width": 14, "height": 14}, "low resolution"),
-    (Limits(min_confidence=0.5), {"confidence": 0.3}, "uncertain model"),
-    (Limits(max_entropy=1.0), {"entropy": 1.8}, "spread-out prediction"),
+@pytest.mark.parametrize(("limits", "changes", "code", "text"), [
+    (Limits(min_brightness=100), {"brightness": 40.0}, OodReason.TOO_DARK,
+     "dark image (mean brightness 40 < 100)"),
+    (Limits(max_brightness=240), {"brightness": 250.0}, OodReason.TOO_BRIGHT,
+     "overexposed image (mean brightness 250 > 240)"),
+    (Limits(min_contrast=20), {"contrast": 5.0}, OodReason.LOW_CONTRAST,
+     "low contrast (5 < 20)"),
+    (Limits(min_pixels=512), {"width": 14, "height": 14}, OodReason.LOW_RESOLUTION,
+     "low resolution (14x14 = 196 px < 512 px)"),
+    (Limits(min_confidence=0.5), {"confidence": 0.3}, OodReason.UNCERTAIN,
+     "uncertain model (top probability 0.30 < 0.50)"),
+    (Limits(max_entropy=1.0), {"entropy": 1.8}, OodReason.SPREAD_OUT,
+     "spread-out prediction (entropy 1.80 > 1.00 nats)"),
 ])
-def test_it_names_each_limit_an_input_breaks(limits, changes, words):
+def test_it_names_each_limit_an_input_breaks(limits, changes, code, text):
     assert ood_reasons(**IN_DOMAIN, limits=limits) == []
 
     (reason,) = ood_reasons(**{**IN_DOMAIN, **changes}, limits=limits)
 
-    assert words in reason
+    assert reason == {"code": code, "text": text}
 
 
 def test_it_checks_nothing_without_limits():
@@ -403,13 +409,14 @@ def test_it_does_not_judge_confidence_of_a_failed_prediction():
 
 
 def input_reasons(image: bytes, thresholds) -> list[str]:
-    """The input checks alone (no model output): brightness, contrast, pixels."""
+    """The codes of the input checks alone (no model output): brightness, contrast, pixels."""
     stats = predictor.input_stats(image)
     limits = Limits(min_brightness=thresholds.min_brightness,
                     max_brightness=thresholds.max_brightness,
                     min_contrast=thresholds.min_contrast, min_pixels=thresholds.min_pixels)
-    return ood_reasons(brightness=stats.brightness, contrast=stats.contrast, width=stats.width,
-                       height=stats.height, confidence=None, entropy=None, limits=limits)
+    return [reason["code"] for reason in ood_reasons(
+        brightness=stats.brightness, contrast=stats.contrast, width=stats.width,
+        height=stats.height, confidence=None, entropy=None, limits=limits)]
 
 
 def test_it_fits_limits_that_pass_clean_digits_and_flag_shifted_ones(deployment, train_images,
@@ -424,9 +431,9 @@ def test_it_fits_limits_that_pass_clean_digits_and_flag_shifted_ones(deployment,
     for path in sorted(trained_model.test_files)[:20]:
         image = Image.open(path)
         dark = input_reasons(png(night_time(image, rng=rng)), thresholds)
-        assert any("dark" in reason for reason in dark), dark
+        assert OodReason.TOO_DARK in dark, dark
         small = input_reasons(png(low_resolution(image)), thresholds)
-        assert any("low resolution" in reason for reason in small), small
+        assert OodReason.LOW_RESOLUTION in small, small
 
 
 def test_it_refuses_to_fit_limits_on_too_few_images(deployment, train_images):
@@ -452,7 +459,7 @@ def test_it_sends_a_night_time_case_to_humans_and_says_why(champion, deployment,
     flagged = Prediction.objects.get(case=night)
     assert flagged.status == Prediction.Status.OK
     assert flagged.out_of_domain
-    assert any("dark" in reason for reason in flagged.ood_reasons)
+    assert OodReason.TOO_DARK in [reason["code"] for reason in flagged.ood_reasons]
     stats = predictor.input_stats(png(night_image))
     assert flagged.brightness == pytest.approx(stats.brightness)
     assert flagged.contrast == pytest.approx(stats.contrast)
@@ -480,7 +487,7 @@ def test_it_flags_a_low_resolution_case(champion, deployment, train_images, subm
     prediction = Prediction.objects.get(case=case)
     assert prediction.out_of_domain
     assert prediction.pixels == 14 * 14
-    assert any("low resolution" in reason for reason in prediction.ood_reasons)
+    assert OodReason.LOW_RESOLUTION in [reason["code"] for reason in prediction.ood_reasons]
 
 
 # --- failures -------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def make_case(deployment, client_user, media_root) -> Callable[..., Case]:
 def enqueue(make_case, stored_champion) -> Callable[..., ReviewTask]:
     """Queue a new case for review; `says`/`confidence` store the champion's answer first."""
     def make(*, reason: str = ReviewTask.Reason.SHADOW, says: str | None = None,
-             confidence: float = 0.97, ood_reasons: list[str] | None = None,
+             confidence: float = 0.97, ood_reasons: list[dict[str, str]] | None = None,
              **case_kwargs) -> ReviewTask:
         case = make_case(**case_kwargs)
         if says is not None:

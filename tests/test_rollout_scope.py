@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollout.routing import ChampionAnswer, Policy, Reason, case_facts, route
+from reviewplatform.models import ReviewTask
+from rollout.routing import IN_SCOPE, ChampionAnswer, Policy, case_facts, route
 from rollout.scope import (
     ScopeError,
     audit_selected,
@@ -267,21 +268,21 @@ def test_it_routes_by_the_table(rules, answer, at, region, key, stage, threshold
     outcome = route(facts, answer, policy)
     matched = [r for r in policy.compiled if r.matches(region, facts.local, str(key))]
     if answer.label is None:
-        assert outcome.reason == Reason.MODEL_FAILED
+        assert outcome.reason == ReviewTask.Reason.MODEL_FAILED
     elif stage != "full" and not matched:
-        assert outcome.reason == Reason.OUT_OF_SCOPE
+        assert outcome.reason == ReviewTask.Reason.OUT_OF_SCOPE
     elif answer.out_of_domain:
-        assert outcome.reason == Reason.OUT_OF_DOMAIN
+        assert outcome.reason == ReviewTask.Reason.OUT_OF_DOMAIN
     else:
         rule = matched[0] if stage != "full" else None
         limit = (rule.confidence_threshold if rule and rule.confidence_threshold is not None
                  else threshold)
         if answer.confidence is None or answer.confidence < limit:
-            assert outcome.reason == Reason.LOW_CONFIDENCE
+            assert outcome.reason == ReviewTask.Reason.LOW_CONFIDENCE
         else:
             assert outcome.model_decides
             assert outcome.audit == audit_selected("digits", str(key), audit)
-    assert outcome.model_decides == (outcome.reason in (Reason.IN_SCOPE, Reason.AUDIT))
+    assert outcome.model_decides == (outcome.reason in (IN_SCOPE, ReviewTask.Reason.AUDIT))
     # The same case under the shadow stage: never decided, names the rule it would use.
     shadow = route(facts, answer, Policy(stage="shadow", rules=rules,
                                          confidence_threshold=threshold, group_id="digits"))
@@ -299,5 +300,5 @@ def test_it_skips_a_cell_a_guardrail_paused():
                  CONFIDENT, policy)
     north = route(case_facts(region="north", captured_at=at, timezone="Europe/Oslo",
                              case_key="1"), CONFIDENT, policy)
-    assert (east.model_decides, east.reason, east.rule) == (False, Reason.PAUSED, "all")
+    assert (east.model_decides, east.reason, east.rule) == (False, ReviewTask.Reason.PAUSED, "all")
     assert north.model_decides

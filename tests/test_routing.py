@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rollout.routing import CaseFacts, ChampionAnswer, Policy, Reason, route
+from reviewplatform.models import ReviewTask
+from rollout.routing import IN_SCOPE, CaseFacts, ChampionAnswer, Policy, route
 
 NORTH = CaseFacts(region="north")
 EAST = CaseFacts(region="east")
@@ -18,7 +19,7 @@ def test_it_sends_every_case_to_humans_in_shadow_stage():
     outcome = route(NORTH, CONFIDENT, Policy(stage="shadow", rules=[NORTH_RULE]))
 
     assert not outcome.model_decides
-    assert outcome.reason == Reason.SHADOW
+    assert outcome.reason == ReviewTask.Reason.SHADOW
 
 
 def test_it_sends_every_case_to_humans_when_paused():
@@ -26,7 +27,7 @@ def test_it_sends_every_case_to_humans_when_paused():
         outcome = route(NORTH, CONFIDENT, Policy(stage="paused", rules=stage_rules))
 
         assert not outcome.model_decides
-        assert outcome.reason == Reason.PAUSED
+        assert outcome.reason == ReviewTask.Reason.PAUSED
 
 
 @pytest.mark.parametrize("stage", ["limited", "expanding", "full"])
@@ -34,14 +35,14 @@ def test_it_sends_the_case_to_humans_when_the_model_failed(stage):
     outcome = route(NORTH, ChampionAnswer(label=None), Policy(stage=stage, rules=[NORTH_RULE]))
 
     assert not outcome.model_decides
-    assert outcome.reason == Reason.MODEL_FAILED
+    assert outcome.reason == ReviewTask.Reason.MODEL_FAILED
 
 
 def test_it_sends_a_case_outside_every_rule_to_humans():
     outcome = route(EAST, CONFIDENT, Policy(stage="limited", rules=[NORTH_RULE]))
 
     assert not outcome.model_decides
-    assert outcome.reason == Reason.OUT_OF_SCOPE
+    assert outcome.reason == ReviewTask.Reason.OUT_OF_SCOPE
     assert outcome.rule == ""
 
 
@@ -49,7 +50,7 @@ def test_it_has_an_empty_scope_in_limited_stage_without_rules():
     outcome = route(NORTH, CONFIDENT, Policy(stage="limited", rules=[]))
 
     assert not outcome.model_decides
-    assert outcome.reason == Reason.OUT_OF_SCOPE
+    assert outcome.reason == ReviewTask.Reason.OUT_OF_SCOPE
 
 
 def test_it_lets_the_model_decide_a_confident_case_in_scope():
@@ -58,7 +59,7 @@ def test_it_lets_the_model_decide_a_confident_case_in_scope():
     outcome = route(NORTH, CONFIDENT, Policy(stage="limited", rules=rules))
 
     assert outcome.model_decides
-    assert outcome.reason == Reason.IN_SCOPE
+    assert outcome.reason == IN_SCOPE
     assert outcome.rule == "north"
 
 
@@ -67,7 +68,7 @@ def test_it_sends_a_low_confidence_case_in_scope_to_humans():
                     Policy(stage="limited", rules=[NORTH_RULE], confidence_threshold=0.9))
 
     assert not outcome.model_decides
-    assert outcome.reason == Reason.LOW_CONFIDENCE
+    assert outcome.reason == ReviewTask.Reason.LOW_CONFIDENCE
     assert outcome.rule == "north"
 
 
@@ -85,7 +86,7 @@ def test_it_uses_a_rule_threshold_stricter_than_the_policy_threshold():
                     Policy(stage="limited", rules=[rule], confidence_threshold=0.5))
 
     assert not outcome.model_decides
-    assert outcome.reason == Reason.LOW_CONFIDENCE
+    assert outcome.reason == ReviewTask.Reason.LOW_CONFIDENCE
 
 
 def test_it_uses_a_rule_threshold_looser_than_the_policy_threshold():
@@ -95,7 +96,7 @@ def test_it_uses_a_rule_threshold_looser_than_the_policy_threshold():
                     Policy(stage="limited", rules=[rule], confidence_threshold=0.9))
 
     assert outcome.model_decides
-    assert outcome.reason == Reason.IN_SCOPE
+    assert outcome.reason == IN_SCOPE
 
 
 def test_it_sends_an_out_of_domain_case_to_humans_however_confident():
@@ -103,7 +104,7 @@ def test_it_sends_an_out_of_domain_case_to_humans_however_confident():
                     Policy(stage="limited", rules=[NORTH_RULE]))
 
     assert not outcome.model_decides
-    assert outcome.reason == Reason.OUT_OF_DOMAIN
+    assert outcome.reason == ReviewTask.Reason.OUT_OF_DOMAIN
     assert outcome.rule == "north"
 
 
@@ -136,7 +137,7 @@ def test_it_never_lets_the_model_decide_in_shadow_stage(region, champion, policy
                     Policy(stage="shadow", rules=policy_rules, confidence_threshold=threshold))
 
     assert not outcome.model_decides
-    assert outcome.reason == Reason.SHADOW
+    assert outcome.reason == ReviewTask.Reason.SHADOW
 
 
 @given(region=regions, champion=answers, policy_rules=rules, threshold=thresholds)
@@ -157,7 +158,7 @@ def test_it_lets_a_confident_in_domain_champion_decide_in_full_stage(region, pol
                     Policy(stage="full", rules=policy_rules, confidence_threshold=threshold))
 
     assert outcome.model_decides
-    assert outcome.reason == Reason.IN_SCOPE
+    assert outcome.reason == IN_SCOPE
 
 
 @given(region=regions, champion=answers, policy_rules=rules, threshold=thresholds,

@@ -1,0 +1,113 @@
+"""A policy's scope, and what changed from one version to the next, in plain words."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..stages import Stage
+
+
+def _and_list(items: Sequence[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _pct(value: float) -> str:
+    return f"{value:g}%"
+
+
+def rule_describe(rule: Mapping[str, Any], *, policy_threshold: float) -> str:
+    """One rule in plain words, e.g. 'cases from regions north and east captured 08:00-18:00
+    local time, 25% of them, when its confidence is at least 0.90'."""
+    parts = ["cases"]
+    if rule.get("regions"):
+        regions = list(rule["regions"])
+        parts.append(f"from region{'s' if len(regions) > 1 else ''} {_and_list(regions)}")
+    else:
+        parts.append("from every region")
+    if rule.get("regions_not"):
+        parts.append(f"except {_and_list(list(rule['regions_not']))}")
+    if rule.get("windows"):
+        spans = [f"{w['start']}-{w['end']}" for w in rule["windows"]]
+        parts.append(f"captured {' or '.join(spans)} local time")
+    if rule.get("weekdays"):
+        parts.append(f"on {_and_list([d.capitalize() for d in rule['weekdays']])}")
+    dates = rule.get("dates") or {}
+    if dates.get("from") and dates.get("until"):
+        parts.append(f"from {dates['from']} to {dates['until']}")
+    elif dates.get("from"):
+        parts.append(f"from {dates['from']} on")
+    elif dates.get("until"):
+        parts.append(f"until {dates['until']}")
+    text = " ".join(parts)
+    if rule.get("percent") is not None:
+        text += f", {_pct(rule['percent'])} of them"
+    threshold = rule.get("confidence_threshold", policy_threshold)
+    return f"{text}, when its confidence is at least {threshold:.2f}"
+
+
+def policy_describe(spec: Mapping[str, Any]) -> list[str]:
+    """The scope of a policy (see `PolicyVersion.spec`) as sentences."""
+    stage = spec["stage"]
+    threshold = float(spec["confidence_threshold"])
+    if stage == Stage.SHADOW:
+        lines = ["The model decides no case: reviewers decide every case, blind to the model."]
+    elif stage == Stage.PAUSED:
+        lines = ["Automation is paused: every new case goes to reviewers."]
+    elif stage == Stage.FULL:
+        lines = [f"The model decides every case when its confidence is at least "
+                 f"{threshold:.2f}."]
+    elif not spec["rules"]:
+        lines = ["The scope is empty: the model decides no case."]
+    else:
+        lines = [f"The model decides {rule_describe(r, policy_threshold=threshold)}"
+                 f" (rule {r['name']})." for r in spec["rules"]]
+    if stage not in (Stage.SHADOW, Stage.PAUSED):
+        lines.append("Out-of-domain cases always go to reviewers; "
+                     f"{_pct(float(spec['audit_rate']) * 100)} of the model's decisions are "
+                     "audited by a blind review.")
+    for rule_name, region in spec.get("paused_cells") or ():
+        lines.append(f"Paused by a guardrail: region {region} under rule {rule_name}.")
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def policy_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
+    """What changed from one policy spec to the next, one readable line per change."""
+    if old is None:
+        return ["first version"]
+    lines: list[str] = []
+    for key in ("stage", "confidence_threshold", "audit_rate"):
+        if old[key] != new[key]:
+            lines.append(f"{key.replace('_', ' ')}: {_fmt(old[key])} → {_fmt(new[key])}")
+    old_rules = {r["name"]: r for r in old["rules"]}
+    new_rules = {r["name"]: r for r in new["rules"]}
+    for name, rule in new_rules.items():
+        if name not in old_rules:
+            lines.append(f"rule {name} added: {_fmt(rule)}")
+            continue
+        prior = old_rules[name]
+        for key in sorted(set(rule) | set(prior)):
+            if rule.get(key) != prior.get(key):
+                lines.append(f"rule {name}: {key} {_fmt(prior.get(key, '—'))} → "
+                             f"{_fmt(rule.get(key, '—'))}")
+    lines.extend(f"rule {name} removed" for name in old_rules if name not in new_rules)
+    old_cells = {tuple(c) for c in old.get("paused_cells") or ()}
+    new_cells = {tuple(c) for c in new.get("paused_cells") or ()}
+    lines.extend(f"paused: region {region} under rule {name}"
+                 for name, region in sorted(new_cells - old_cells))
+    lines.extend(f"resumed: region {region} under rule {name}"
+                 for name, region in sorted(old_cells - new_cells))
+    if (old.get("guardrails") or {}) != (new.get("guardrails") or {}):
+        lines.append(f"guardrails: {_fmt(old.get('guardrails') or {})} → "
+                     f"{_fmt(new.get('guardrails') or {})}")
+    return lines or ["no change to the scope"]
