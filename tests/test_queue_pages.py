@@ -252,3 +252,33 @@ def test_it_shows_every_reviewers_figures_to_seniors_and_admins(client, request,
     assert text_of(html, "backlog-waiting") == "1"
     assert "5 hours" in text_of(html, "oldest")
     assert Decision.objects.count() == 2
+
+
+def test_it_puts_a_skipped_case_back_and_serves_it_only_when_nothing_else_is_left(
+        client, enqueue, reviewer):
+    first, second = enqueue(), enqueue()  # same reason: served oldest first
+    client.force_login(reviewer)
+    task, _ = open_next(client)
+    assert task.pk == first.pk
+
+    response = client.post(f"/review/tasks/{task.pk}/skip/",
+                           {"lease_token": str(task.lease_token)})
+
+    # The skipped task is back in the queue, held by nobody ...
+    task.refresh_from_db()
+    assert (task.status, task.claimed_by_id, task.lease_token, task.lease_expires_at) == (
+        ReviewTask.Status.OPEN, None, None, None)
+    # ... and the reviewer is handed the other one.
+    assert response.status_code == 302
+    assert response["Location"] == f"/review/tasks/{second.pk}/"
+    second.refresh_from_db()
+    assert (second.status, second.claimed_by_id) == (ReviewTask.Status.CLAIMED, reviewer.pk)
+
+    answered = client.post(f"/review/tasks/{second.pk}/answer/",
+                           {"lease_token": str(second.lease_token), "answer": "3"})
+
+    # Nothing else is left: now the skipped one comes back to the reviewer.
+    assert answered["Location"] == f"/review/tasks/{first.pk}/"
+    first.refresh_from_db()
+    assert (first.status, first.claimed_by_id) == (ReviewTask.Status.CLAIMED, reviewer.pk)
+    assert list(Review.objects.values_list("task_id", "answer")) == [(second.pk, "3")]
