@@ -220,6 +220,46 @@ def test_it_applies_a_scheduled_change_only_when_its_gate_passes(
     assert scheduled_changes_apply(now=now + timedelta(hours=4)) == []
 
 
+
+def test_it_publishes_a_scheduled_widening_whose_evidence_passes_when_it_is_due(
+        deployment, model, client_user, admin_user, reviewer):
+    truth = {make_case(deployment, model, client_user, region="north").pk: "7"
+             for _ in range(40)}
+    assert answer_all(reviewer, truth) == 40  # shadow reviews: every one agrees with the model
+    now = timezone.now()
+    north = [{"name": "north", "regions": ["north"]}]
+    change = policy_schedule(deployment=deployment, actor=admin_user, reason="north is good",
+                             effective_at=now + timedelta(hours=1), stage="limited",
+                             rules=north, confidence_threshold=0.9, audit_rate=0.05,
+                             guardrails={"min_sample": 30}, now=now)
+    assert scheduled_changes_apply(now=now + timedelta(minutes=59)) == []  # not due yet
+
+    (applied,) = scheduled_changes_apply(now=now + timedelta(hours=1, minutes=1))
+
+    change.refresh_from_db()
+    version = policy_current(deployment_id=deployment.pk)
+    assert applied.pk == change.pk
+    assert (change.status, change.published_version_id) == (
+        ScheduledChange.Status.PUBLISHED, version.pk)
+    assert change.status_note == "published as version 2"
+    assert (version.version, version.kind, version.stage, version.author) == (
+        2, ChangeKind.SCHEDULED, "limited", admin_user)
+    assert [(r["name"], r["regions"]) for r in version.rules] == [("north", ["north"])]
+    assert version.rules == change.rules
+    assert (version.confidence_threshold, version.audit_rate) == (0.9, 0.05)
+    assert version.reason.startswith("scheduled for ") and version.reason.endswith(
+        "UTC: north is good")
+    assert version.override_reason == ""
+    assert (version.evidence["gate"], version.evidence["passes"]) == ("pass", True)
+    assert version.evidence["added"] == 40
+    assert version.evidence["recall"] == [{"label": "7", "n": 40, "correct": 40}]
+    # The new scope is in force: a north case is now the model's to decide.
+    case = make_case(deployment, model, client_user, region="north")
+    decision = Decision.objects.get(case=case)
+    assert (decision.source, decision.rule, decision.policy_version_id) == (
+        "model", "north", version.pk)
+    assert scheduled_changes_apply(now=now + timedelta(hours=2)) == []  # applied once
+
 class Receiver(BaseHTTPRequestHandler):
     received: list[tuple[dict, bytes]] = []
 
