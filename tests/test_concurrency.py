@@ -10,17 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.core.files.base import ContentFile
 from django.db import connection
 
-from inference import predictor
 from inference import services as inference
 from inference.models import InferenceClaim, Prediction
 from review.services import review_claim_next, review_submit
 from reviewplatform import pipeline
 from reviewplatform.errors import Conflict
 from reviewplatform.models import Case, Decision, Review, ReviewTask
-from tests.conftest import CAPTURED_AT, png_bytes
+from tests.conftest import CAPTURED_AT
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,39 +28,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _postgresql_only():
     if connection.vendor != "postgresql":
         pytest.skip("SKIP LOCKED and row locks need PostgreSQL")
-
-
-@pytest.fixture
-def received(deployment, client_user, media_root) -> Callable[[], Case]:
-    """A case waiting for predictions, with a real image (rows written directly: no job)."""
-    counter = iter(range(100_000))
-
-    def make() -> Case:
-        n = next(counter)
-        case = Case(deployment=deployment, region=deployment.regions.get(code="north"),
-                    external_id=f"w-{n}", image_sha256="0" * 64, width=32, height=32,
-                    captured_at=CAPTURED_AT, submitted_by=client_user)
-        case.image.save(f"w-{n}.png", ContentFile(png_bytes()), save=False)
-        case.width = case.height = 32
-        case.save()
-        return case
-    return make
-
-
-@pytest.fixture
-def fake_learner(monkeypatch, stored_champion) -> list[int]:
-    """The champion answers "7" with confidence 0.99 without loading a learner; returns the
-    size of every forward pass."""
-    batches: list[int] = []
-
-    def predict_images(learn: Any, images: list[bytes]) -> list[predictor.Output]:
-        batches.append(len(images))
-        return [predictor.Output(label="7", confidence=0.99, probabilities={"7": 0.99},
-                                 entropy=0.05, latency_ms=1.0) for _ in images]
-
-    monkeypatch.setattr(predictor, "learner_for", lambda **kwargs: object())
-    monkeypatch.setattr(predictor, "predict_images", predict_images)
-    return batches
 
 
 def run_at_once(*calls: Callable[[], Any]) -> tuple[list[Any], list[BaseException]]:
