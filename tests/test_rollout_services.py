@@ -216,7 +216,11 @@ def test_it_applies_a_scheduled_change_only_when_its_gate_passes(
     assert policy_current(deployment_id=deployment.pk).stage == "paused"
     assert widening.status == ScheduledChange.Status.HELD
     assert "gate needs at least" in widening.status_note
-    assert mail.outbox and "held" in mail.outbox[0].subject
+    (email,) = mail.outbox
+    assert (email.subject, email.to) == ("[rollout] digits: scheduled policy change held",
+                                         ["ops@example.com"])
+    assert email.body == (f"The scheduled change {widening.pk} of digits was not published. "
+                          f"{widening.status_note}")
     assert scheduled_changes_apply(now=now + timedelta(hours=4)) == []
 
 
@@ -325,7 +329,10 @@ def test_the_guardrail_pauses_the_degrading_region_and_only_that_one(
     assert ReviewTask.objects.get(case=east).reason == "paused"
     assert Decision.objects.get(case=north).source == "model"
     # Admins were told, by email and by a signed webhook.
-    assert "guardrail paused" in mail.outbox[-1].subject
+    (email,) = mail.outbox
+    assert (email.subject, email.to) == ("[rollout] digits: guardrail paused automation",
+                                         ["ops@example.com"])
+    assert email.body == version.reason
     ((headers, body),) = webhook
     expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert headers["X-Rollout-Signature"] == f"sha256={expected}"
