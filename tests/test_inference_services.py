@@ -142,7 +142,7 @@ def test_it_records_a_broken_model_as_failed_and_still_queues_the_case(
 
     failed = Prediction.objects.get(case=case, model_version=challenger)
     assert failed.status == Prediction.Status.FAILED
-    assert failed.error
+    assert failed.error == "UnpicklingError: invalid load key, '\\x00'."
     assert failed.label == ""
     assert failed.confidence is None
     assert Prediction.objects.get(case=case, model_version=champion).status == "ok"
