@@ -59,8 +59,14 @@ def run_at_once(*calls: Callable[[], Any]) -> tuple[list[Any], list[BaseExceptio
 def test_two_inference_claims_at_once_never_take_the_same_case(received):
     cases = [received().pk for _ in range(40)]
 
-    (first, second), errors = run_at_once(lambda: inference.cases_claim(limit=25),
-                                          lambda: inference.cases_claim(limit=25))
+    def drain() -> list[int]:
+        """A worker's claims, batch after batch, until nothing is left to claim."""
+        claimed: list[int] = []
+        while ids := inference.cases_claim(limit=5):
+            claimed += ids
+        return claimed
+
+    (first, second), errors = run_at_once(drain, drain)
 
     assert errors == []
     assert set(first).isdisjoint(second)
