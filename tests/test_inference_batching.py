@@ -441,7 +441,7 @@ def confident_clean_path(learn, paths: list[Path]) -> Path:
 def test_it_sends_a_night_time_case_to_humans_and_says_why(champion, deployment, full_stage,
                                                            train_images, submit, held_out,
                                                            learn):
-    thresholds = domain_thresholds_fit(deployment=deployment, images=train_images)
+    domain_thresholds_fit(deployment=deployment, images=train_images)
     clean_path = confident_clean_path(learn, held_out)
     night_image = night_time(Image.open(held_out[1]), rng=random.Random(0))
     night = submit(content=png(night_image))
@@ -452,9 +452,8 @@ def test_it_sends_a_night_time_case_to_humans_and_says_why(champion, deployment,
     flagged = Prediction.objects.get(case=night)
     assert flagged.status == Prediction.Status.OK
     assert flagged.out_of_domain
+    assert any("dark" in reason for reason in flagged.ood_reasons)
     stats = predictor.input_stats(png(night_image))
-    assert (f"dark image (mean brightness {stats.brightness:.0f} < "
-            f"{thresholds.min_brightness:.0f})") in flagged.ood_reasons
     assert flagged.brightness == pytest.approx(stats.brightness)
     assert flagged.contrast == pytest.approx(stats.contrast)
     assert flagged.pixels == 32 * 32
@@ -473,7 +472,7 @@ def test_it_sends_a_night_time_case_to_humans_and_says_why(champion, deployment,
 
 def test_it_flags_a_low_resolution_case(champion, deployment, train_images, submit,
                                         held_out):
-    thresholds = domain_thresholds_fit(deployment=deployment, images=train_images)
+    domain_thresholds_fit(deployment=deployment, images=train_images)
     case = submit(content=png(low_resolution(Image.open(held_out[0]))))
 
     case_predict(case_id=case.pk)
@@ -481,8 +480,7 @@ def test_it_flags_a_low_resolution_case(champion, deployment, train_images, subm
     prediction = Prediction.objects.get(case=case)
     assert prediction.out_of_domain
     assert prediction.pixels == 14 * 14
-    assert f"low resolution (14x14 = 196 px < {thresholds.min_pixels} px)" in (
-        prediction.ood_reasons)
+    assert any("low resolution" in reason for reason in prediction.ood_reasons)
 
 
 # --- failures -------------------------------------------------------------------------------
