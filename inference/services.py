@@ -209,6 +209,14 @@ def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
         if case_ids is not None:
             candidates = candidates.filter(pk__in=case_ids)
         ids = list(candidates.order_by("id").values_list("id", flat=True)[:limit])
+        if ids:
+            # The statement above sees the claims as they were when it began: a worker that
+            # claimed one of these cases and committed meanwhile has released its row lock
+            # without changing the case row, so the case looked free. Look again now that
+            # the rows are locked: a new statement sees every claim committed before it.
+            taken = set(InferenceClaim.objects.filter(case_id__in=ids, claimed_at__gte=stale)
+                        .values_list("case_id", flat=True))
+            ids = [case_id for case_id in ids if case_id not in taken]
         if not ids:
             return []
         InferenceClaim.objects.filter(case_id__in=ids).update(claimed_at=now,

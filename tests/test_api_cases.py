@@ -270,8 +270,9 @@ def test_it_requires_credentials(deployment, make_upload, django_capture_on_comm
     response, callbacks = submit(APIClient(), form(make_upload),
                                  django_capture_on_commit_callbacks)
 
-    assert response.status_code in (401, 403)
-    assert "error" in response.json()
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Api-Key"
+    assert response.json() == {"error": "Authentication credentials were not provided."}
     assert Case.objects.count() == 0
     assert callbacks == []
 

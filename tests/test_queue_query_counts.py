@@ -6,6 +6,8 @@ database does for it. On PostgreSQL a claim is one statement and an answer two.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
@@ -39,7 +41,11 @@ def test_it_claims_the_next_task_in_one_statement(enqueue, signed_in,
         claimed = review_claim_next(reviewer=signed_in)
 
     assert claimed.pk != task.pk  # the older one
-    assert claimed.status == ReviewTask.Status.CLAIMED and claimed.lease_token is not None
+    stored = ReviewTask.objects.get(pk=claimed.pk)
+    assert (claimed.status, claimed.claimed_by_id) == (ReviewTask.Status.CLAIMED, signed_in.pk)
+    assert (stored.status, stored.claimed_by_id, stored.lease_token) == (
+        ReviewTask.Status.CLAIMED, signed_in.pk, claimed.lease_token)
+    assert isinstance(claimed.lease_token, uuid.UUID)
 
 
 def test_it_hands_back_a_held_task_in_one_statement(enqueue, signed_in,

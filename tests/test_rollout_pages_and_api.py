@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from rest_framework.test import APIClient
 
 from rollout.selectors import policy_current
+from rollout.services import policy_publish
+from tests.reports_factory import decide, sim_model
 
 NORTH_DAY = [{"name": "north-day", "regions": ["north"],
               "windows": [{"start": "08:00", "end": "18:00"}], "percent": 25}]
@@ -153,7 +157,40 @@ def test_the_api_replays_and_schedules(staff_api, deployment):
     change = scheduled.json()["id"]
     cancelled = staff_api.post(f"{url}schedule/{change}/cancel/")
     assert cancelled.json()["status"] == "cancelled"
-    assert staff_api.get(f"{url}guardrails/").status_code == 200
+    # Shadow stage: the model decides nowhere, so there is no cell to guard.
+    assert staff_api.get(f"{url}guardrails/").json() == {"cells": []}
+
+
+def test_the_api_reports_the_guardrail_figures_of_each_cell_of_a_limited_stage(
+        staff_api, deployment, admin_user, client_user, reviewer):
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="pilot",
+                   rules=[*NORTH_DAY, {"name": "east", "regions": ["east"]}],
+                   guardrails={"min_sample": 4, "agreement_floor": 0.5})
+    model = sim_model(deployment)
+    at = datetime(2026, 5, 4, 10, tzinfo=ZoneInfo("Europe/Oslo"))
+    common = {"submitted_by": client_user, "reviewer": reviewer, "captured_at": at,
+              "region": "north", "rule": "north-day", "model_label": "7"}
+    for audit in ("7", "7", "7", "1"):  # audits of the model's decisions: 3 of 4 agree
+        decide(deployment, model, source="model", human=None, audit=audit, **common)
+    decide(deployment, model, human="7", reason="low_confidence", confidence=0.6, **common)
+    decide(deployment, model, human="7", reason="out_of_domain", ood=True, **common)
+
+    cells = staff_api.get("/api/v1/deployments/digits/policy/guardrails/").json()["cells"]
+
+    north, east = cells
+    assert (north["rule"], north["region"], north["paused"]) == ("north-day", "north", False)
+    assert north["agreement"] == {"agreed": 3, "n": 4, "low": pytest.approx(0.3006, abs=1e-3),
+                                  "high": pytest.approx(0.9544, abs=1e-3), "verdict": "fail"}
+    assert north["low_confidence_reviews"] == {"agreed": 1, "n": 1}
+    # Out of domain: 1 of the 4 model decisions and 2 cases sent on; no shadow baseline.
+    assert north["out_of_domain"] == {"count": 1, "n": 6, "baseline": None,
+                                      "verdict": "inconclusive"}
+    assert east == {"rule": "east", "region": "east", "paused": False,
+                    "agreement": {"agreed": 0, "n": 0, "low": None, "high": None,
+                                  "verdict": "inconclusive"},
+                    "low_confidence_reviews": {"agreed": 0, "n": 0},
+                    "out_of_domain": {"count": 0, "n": 0, "baseline": None,
+                                      "verdict": "inconclusive"}}
 
 
 def test_the_api_is_for_staff_only(client_user, reviewer, deployment, api):
@@ -163,13 +200,12 @@ def test_the_api_is_for_staff_only(client_user, reviewer, deployment, api):
         assert client.post("/api/v1/deployments/digits/policy/pause/",
                            {"reason": "x"}).status_code == 403
     assert api.get("/api/v1/deployments/digits/policy/history/").status_code == 403
-    assert APIClient().get("/api/v1/deployments/digits/policy/").status_code in (401, 403)
+    anonymous = APIClient().get("/api/v1/deployments/digits/policy/")
+    assert (anonymous.status_code, anonymous["WWW-Authenticate"]) == (401, "Api-Key")
 
 
 def test_it_resumes_one_paused_cell_from_the_page_through_the_gate(client, admin_user,
                                                                    reviewer, deployment):
-    from rollout.services import policy_publish
-
     rules = [{"name": "all", "regions": ["north", "east"]}]
     paused = policy_publish(deployment=deployment, stage="limited", rules=rules, actor=None,
                             reason="guardrail", paused_cells=[["all", "east"], ["all", "north"]])

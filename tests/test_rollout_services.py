@@ -216,9 +216,53 @@ def test_it_applies_a_scheduled_change_only_when_its_gate_passes(
     assert policy_current(deployment_id=deployment.pk).stage == "paused"
     assert widening.status == ScheduledChange.Status.HELD
     assert "gate needs at least" in widening.status_note
-    assert mail.outbox and "held" in mail.outbox[0].subject
+    (email,) = mail.outbox
+    assert (email.subject, email.to) == ("[rollout] digits: scheduled policy change held",
+                                         ["ops@example.com"])
+    assert email.body == (f"The scheduled change {widening.pk} of digits was not published. "
+                          f"{widening.status_note}")
     assert scheduled_changes_apply(now=now + timedelta(hours=4)) == []
 
+
+
+def test_it_publishes_a_scheduled_widening_whose_evidence_passes_when_it_is_due(
+        deployment, model, client_user, admin_user, reviewer):
+    truth = {make_case(deployment, model, client_user, region="north").pk: "7"
+             for _ in range(40)}
+    assert answer_all(reviewer, truth) == 40  # shadow reviews: every one agrees with the model
+    now = timezone.now()
+    north = [{"name": "north", "regions": ["north"]}]
+    change = policy_schedule(deployment=deployment, actor=admin_user, reason="north is good",
+                             effective_at=now + timedelta(hours=1), stage="limited",
+                             rules=north, confidence_threshold=0.9, audit_rate=0.05,
+                             guardrails={"min_sample": 30}, now=now)
+    assert scheduled_changes_apply(now=now + timedelta(minutes=59)) == []  # not due yet
+
+    (applied,) = scheduled_changes_apply(now=now + timedelta(hours=1, minutes=1))
+
+    change.refresh_from_db()
+    version = policy_current(deployment_id=deployment.pk)
+    assert applied.pk == change.pk
+    assert (change.status, change.published_version_id) == (
+        ScheduledChange.Status.PUBLISHED, version.pk)
+    assert change.status_note == "published as version 2"
+    assert (version.version, version.kind, version.stage, version.author) == (
+        2, ChangeKind.SCHEDULED, "limited", admin_user)
+    assert [(r["name"], r["regions"]) for r in version.rules] == [("north", ["north"])]
+    assert version.rules == change.rules
+    assert (version.confidence_threshold, version.audit_rate) == (0.9, 0.05)
+    assert version.reason.startswith("scheduled for ") and version.reason.endswith(
+        "UTC: north is good")
+    assert version.override_reason == ""
+    assert (version.evidence["gate"], version.evidence["passes"]) == ("pass", True)
+    assert version.evidence["added"] == 40
+    assert version.evidence["recall"] == [{"label": "7", "n": 40, "correct": 40}]
+    # The new scope is in force: a north case is now the model's to decide.
+    case = make_case(deployment, model, client_user, region="north")
+    decision = Decision.objects.get(case=case)
+    assert (decision.source, decision.rule, decision.policy_version_id) == (
+        "model", "north", version.pk)
+    assert scheduled_changes_apply(now=now + timedelta(hours=2)) == []  # applied once
 
 class Receiver(BaseHTTPRequestHandler):
     received: list[tuple[dict, bytes]] = []
@@ -285,7 +329,10 @@ def test_the_guardrail_pauses_the_degrading_region_and_only_that_one(
     assert ReviewTask.objects.get(case=east).reason == "paused"
     assert Decision.objects.get(case=north).source == "model"
     # Admins were told, by email and by a signed webhook.
-    assert "guardrail paused" in mail.outbox[-1].subject
+    (email,) = mail.outbox
+    assert (email.subject, email.to) == ("[rollout] digits: guardrail paused automation",
+                                         ["ops@example.com"])
+    assert email.body == version.reason
     ((headers, body),) = webhook
     expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert headers["X-Rollout-Signature"] == f"sha256={expected}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -20,6 +21,7 @@ from reviewplatform.models import Case, Decision, ReviewTask
 from reviewplatform.pipeline import predict_waiting
 from reviewplatform.services import case_submit
 from rollout import guardrails
+from rollout.models import ChangeKind
 from rollout.services import policy_publish
 
 from .conftest import CAPTURED_AT
@@ -82,9 +84,14 @@ def test_the_guardrail_pauses_only_the_region_whose_images_turn_night_time(
 
     version = guardrails.guardrails_enforce(deployment=deployment)
 
-    assert version is not None and version.author is None
-    assert [region for _, region in version.paused_cells] == ["east"]
-    assert "out-of-domain" in version.reason or "out of domain" in version.reason
+    assert version is not None
+    assert (version.author, version.kind, version.paused_cells) == (
+        None, ChangeKind.GUARDRAIL, [["full", "east"]])
+    # Every recent east case looked out of domain, against a clean shadow-stage baseline.
+    assert re.search(r"region east under rule full: no reviews yet \[inconclusive\] "
+                     r"out-of-domain 40/40 = 1\.000 \(lower bound 0\.9\d\d\) against "
+                     r"shadow-stage 0\.0\d\d \[fail\]$", version.reason), version.reason
+    assert "region north" not in version.reason
     # From now on east goes to humans, north stays automated.
     east = submit(deployment, "east", clean[200])
     north = submit(deployment, "north", clean[201])
