@@ -34,8 +34,6 @@ def _database_url() -> str:
 @pytest.fixture
 def start_worker(transactional_db, tmp_path):
     """Starts real `celery worker` processes on the test database and the test Redis."""
-    if connection.vendor != "postgresql":
-        pytest.skip("the worker process needs a shared database server (run `make test`)")
     celery_app.control.purge()
     processes: list[subprocess.Popen] = []
 
