@@ -76,11 +76,13 @@ def celery_process(transactional_db, tmp_path):
 def start_worker(celery_process):
     """Starts a `celery worker` (one pool process, both queues); keyword arguments go to its
     environment."""
-    def start(**environment: str) -> subprocess.Popen:
+    def start(settings_module: str = "reviewplatform.settings.test",
+              **environment: str) -> subprocess.Popen:
         return celery_process(
             "worker", "--queues", "default,inference", "--concurrency", "1",
             "--without-mingle", "--without-gossip",
-            "--hostname", f"e2e-{uuid.uuid4().hex[:8]}@%h", ready="ready.", **environment)
+            "--hostname", f"e2e-{uuid.uuid4().hex[:8]}@%h", ready="ready.",
+            settings_module=settings_module, **environment)
     return start
 
 
@@ -279,3 +281,75 @@ def test_a_killed_worker_loses_nothing(start_worker, start_beat, champion, chall
     counted = report_precounted(f).inputs
     assert sum(day.predicted for day in counted) == len(files)
     assert counted == report_build_live(f).inputs
+
+
+def _pool_processes(worker: subprocess.Popen) -> list[int]:
+    return sorted(int(pid) for pid in
+                  Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split())
+
+
+def _wait_until_routed(case: Case, worker: subprocess.Popen, seconds: float) -> Case:
+    deadline = time.monotonic() + seconds
+    while (case := Case.objects.get(pk=case.pk)).status == "received":
+        assert time.monotonic() < deadline, f"case {case.pk} waits:\n{worker.log.read_text()}"
+        time.sleep(0.2)
+    return case
+
+
+def test_a_model_that_hangs_times_out_in_the_worker_which_carries_on(
+        start_worker, champion, trained_model, admin_user, client_user, digit_files, tmp_path):
+    """Celery's soft time limit interrupts a forward pass that hangs (a real prefork worker and
+    its signal): the case gets a failed prediction and goes to reviewers, and the same worker
+    process goes on to predict a case of another deployment."""
+    from inference.demo_model import DIGIT_LABELS
+    from inference.predictor import learner_load
+    from reviewplatform.intake import case_intake
+    from rollout.services import deployment_create, policy_publish
+
+    from .slow_learners import Sleeping
+
+    hanging = learner_load(str(trained_model.path))
+    hanging.model = Sleeping(seconds=8, classes=len(DIGIT_LABELS))
+    hanging.export(tmp_path / "hanging.pkl")
+    slow = deployment_create(slug="slow", name="Slow digits", labels=DIGIT_LABELS,
+                             regions=[("north", "North", "Europe/Oslo")], actor=admin_user)
+    slow_version = model_version_register(deployment=slow, path=tmp_path / "hanging.pkl",
+                                          name="hanging", champion=True, actor=admin_user)
+    policy_publish(deployment=slow, stage="full", rules=[], actor=admin_user,
+                   confidence_threshold=0.0, audit_rate=0.0,
+                   reason="test: the model decides everything it may")
+    # The worker's own limit: this process, which queues the jobs, keeps the default.
+    assert settings.INFERENCE_TIME_LIMIT == 120
+    worker = start_worker(settings_module="tests.settings_worker", INFERENCE_TIME_LIMIT="2",
+                          INFERENCE_BATCH_WAIT_MS="0")
+    pool = _pool_processes(worker)
+    assert len(pool) == 1
+
+    def submit(deployment, path: Path, external_id: str) -> Case:
+        return case_intake(deployment=deployment, region_code="north",
+                           image=SimpleUploadedFile(path.name, path.read_bytes(), "image/png"),
+                           captured_at=CAPTURED_AT, external_id=external_id,
+                           submitted_by=client_user)
+
+    started = time.monotonic()
+    hung = _wait_until_routed(submit(slow, digit_files["4"][0], "hangs"), worker, seconds=60)
+    took = time.monotonic() - started
+
+    failed = Prediction.objects.get(case=hung, model_version=slow_version)
+    assert (failed.status, failed.error) == ("failed", "timed out after 2s")
+    assert failed.label == "" and failed.confidence is None
+    assert hung.status == "in_review" and not Decision.objects.filter(case=hung).exists()
+    assert [task.reason for task in hung.review_tasks.all()] == ["model_failed"]
+    assert f"model version {slow_version.pk} timed out on 1 cases" in worker.log.read_text()
+    assert took < 8, worker.log.read_text()  # cut short, not slept out
+
+    healthy = _wait_until_routed(submit(champion.deployment, digit_files["7"][0], "healthy"),
+                                 worker, seconds=60)
+    prediction = Prediction.objects.get(case=healthy, model_version=champion)
+    assert prediction.status == "ok" and prediction.error == ""
+    assert abs(sum(prediction.probabilities.values()) - 1) < 1e-4
+    assert [task.reason for task in healthy.review_tasks.all()] == ["shadow"]
+    # The same worker and pool process did both: the time limit killed nothing.
+    assert worker.poll() is None and _pool_processes(worker) == pool
+    log = worker.log.read_text()
+    assert "Hard time limit" not in log and "WorkerLostError" not in log
