@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from celery import shared_task
+from celery.signals import worker_init
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
@@ -28,8 +29,7 @@ DRAIN_SECONDS = 10.0
 
 @shared_task(acks_late=True, reject_on_worker_lost=True,
              autoretry_for=(OperationalError, InterfaceError), max_retries=3,
-             retry_backoff=True, soft_time_limit=settings.INFERENCE_TIME_LIMIT,
-             time_limit=settings.INFERENCE_TIME_LIMIT + 30)
+             retry_backoff=True)
 def predict_case(case_id: int) -> None:
     """A case is waiting: predict batches of waiting cases (this one among them, or already
     taken by another worker's batch) until none is left or a few seconds have passed.
@@ -41,6 +41,16 @@ def predict_case(case_id: int) -> None:
     deadline = time.monotonic() + DRAIN_SECONDS
     while pipeline.predict_waiting() and time.monotonic() < deadline:
         pass
+
+
+@worker_init.connect
+def predict_case_limits_set(**_: object) -> None:
+    """A worker times `predict_case` out after its own INFERENCE_TIME_LIMIT (soft: the failed
+    prediction is stored) and 30 s later for good. Set in the worker only: Celery sends a
+    task's limits along with each message, so limits given to the decorator would be those of
+    the process that queued the job (the web server), and the worker's setting ignored."""
+    predict_case.soft_time_limit = settings.INFERENCE_TIME_LIMIT
+    predict_case.time_limit = settings.INFERENCE_TIME_LIMIT + 30
 
 
 @shared_task

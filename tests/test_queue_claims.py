@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.db import connection
 from django.utils import timezone
 
 from review.services import (
@@ -209,8 +208,6 @@ def _reviewers(n: int) -> list[User]:
 @pytest.mark.django_db(transaction=True)
 def test_it_gives_20_reviewers_working_at_once_different_cases_and_loses_none(
         deployment, client_user, make_case, stored_champion):
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED needs PostgreSQL (run `make test`)")
     from review.services import review_task_create
 
     policy = policy_current(deployment_id=deployment.pk)
@@ -257,8 +254,6 @@ def test_it_gives_20_reviewers_working_at_once_different_cases_and_loses_none(
 @pytest.mark.django_db(transaction=True)
 def test_it_hands_20_simultaneous_claims_20_different_tasks(deployment, make_case,
                                                             stored_champion):
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED needs PostgreSQL (run `make test`)")
     from review.services import review_task_create
 
     policy = policy_current(deployment_id=deployment.pk)

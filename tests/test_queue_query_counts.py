@@ -10,18 +10,11 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.test import Client
 
 from review.services import review_answer, review_claim_next, review_submit
 from reviewplatform.models import Decision, ReviewTask
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
-
-
-@pytest.fixture(autouse=True)
-def postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("the counts are those of the PostgreSQL statements (run `make test`)")
 
 
 @pytest.fixture

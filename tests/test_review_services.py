@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from inference.models import ModelVersion, Prediction
@@ -360,8 +360,6 @@ def test_it_skips_a_task_that_another_claim_has_locked(deployment, client_user, 
     Runs on real connections (committed data, two sessions): the lock is held by this thread
     while another thread claims.
     """
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED needs PostgreSQL")
     tasks = []
     for i in range(2):
         # Rows written directly (no case_submit): its on-commit prediction job would run here.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import functools
+import itertools
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -128,6 +130,127 @@ def test_it_counts_the_repeated_hour_twice_on_the_day_daylight_saving_ends():
     # 2026-11-01: Los Angeles repeats 01:00-02:00 (PDT, then PST): two real hours inside.
     night = [datetime(2026, 11, 1, 7, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(240)]
     assert sum(matches(gap, at=t, tz="America/Los_Angeles") for t in night) == 120
+
+
+# The oracle of the DST tests: a minute-by-minute table of the wall clock on each day a zone
+# changes its clock, read from the tz database one UTC minute at a time
+# (`datetime.fromtimestamp`), never through the conversion the rules use. Which days those are
+# comes from each zone's civil rule, written out by hand; the table is checked against it.
+
+
+def _nth_sunday(year: int, month: int, n: int) -> date:
+    first = date(year, month, 1)
+    return first + timedelta(days=(6 - first.weekday()) % 7 + 7 * (n - 1))
+
+
+def _last_sunday(year: int, month: int) -> date:
+    last = date(year, month + 1, 1) - timedelta(days=1)
+    return last - timedelta(days=(last.weekday() - 6) % 7)
+
+
+# zone: (spring-forward day, fall-back day, local wall time of each change, minutes shifted)
+DST_RULES = {
+    # Since 2007: second Sunday of March at 02:00 PST, first Sunday of November at 02:00 PDT.
+    "America/Los_Angeles": (lambda y: _nth_sunday(y, 3, 2), lambda y: _nth_sunday(y, 11, 1),
+                            (2 * 60, 2 * 60), 60),
+    # The EU: last Sunday of March and of October, at 01:00 UTC (02:00 CET, 03:00 CEST).
+    "Europe/Oslo": (lambda y: _last_sunday(y, 3), lambda y: _last_sunday(y, 10),
+                    (2 * 60, 3 * 60), 60),
+    # Half an hour: first Sunday of October at 02:00 forward, first Sunday of April at 02:00 back.
+    "Australia/Lord_Howe": (lambda y: _nth_sunday(y, 10, 1), lambda y: _nth_sunday(y, 4, 1),
+                            (2 * 60, 2 * 60), 30),
+}
+DST_YEARS = range(2020, 2036)
+
+
+@functools.cache
+def wall_clock_table(zone: str, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    """(UTC minute, local wall-clock minute) for every UTC minute from noon UTC the day before
+    `day` to noon UTC the day after: the whole of `day` in any zone."""
+    tz = ZoneInfo(zone)
+    start = int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()) - 86_400
+    return tuple((datetime.fromtimestamp(ts, UTC),
+                  datetime.fromtimestamp(ts, tz).replace(tzinfo=None))
+                 for ts in range(start, start + 2 * 86_400, 60))
+
+
+def _in_window(start: int, end: int, minute: int) -> bool:
+    if start < end:
+        return start <= minute < end
+    return minute >= start or minute < end
+
+
+transition_days = st.builds(
+    lambda zone, year, spring: (zone, DST_RULES[zone][0 if spring else 1](year), spring),
+    st.sampled_from(sorted(DST_RULES)), st.sampled_from(DST_YEARS), st.booleans())
+
+
+def _change_index(table: tuple[tuple[datetime, datetime], ...]) -> int:
+    return next(i for i in range(1, len(table))
+                if table[i][1] - table[i - 1][1] != timedelta(minutes=1))
+
+
+@st.composite
+def transition_minutes(draw) -> tuple[str, date, int]:
+    """A zone, its transition day and a row of its table: within three hours of the change
+    half of the time."""
+    zone, when, _ = draw(transition_days)
+    table = wall_clock_table(zone, when)
+    change = _change_index(table)
+    row = draw(st.integers(0, len(table) - 1)
+               | st.integers(max(0, change - 180), min(len(table) - 1, change + 180)))
+    return zone, when, row
+
+
+# Window edges at the changes' wall times half of the time.
+edges = st.one_of(clocks, st.integers(60, 4 * 60), st.sampled_from([90, 120, 150, 180]))
+windows = st.tuples(edges, edges).filter(lambda window: window[0] != window[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(day=transition_days)
+def test_the_wall_clock_table_changes_once_on_each_transition_day(day):
+    zone, when, spring = day
+    _, _, (forward_at, back_at), shift = DST_RULES[zone]
+    table = wall_clock_table(zone, when)
+    jumps = [(before, after) for (_, before), (_, after) in itertools.pairwise(table)
+             if after - before != timedelta(minutes=1)]
+    assert len(jumps) == 1, jumps
+    before, after = jumps[0]
+    step = timedelta(minutes=1 + shift) if spring else timedelta(minutes=1 - shift)
+    assert after - before == step
+    changed_at = forward_at if spring else back_at
+    assert after.date() == when
+    assert (before + timedelta(minutes=1)).time() == time(changed_at // 60, changed_at % 60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(minute=transition_minutes(), second=st.integers(0, 59), window=windows,
+       dated=st.booleans())
+def test_it_reads_windows_by_the_wall_clock_on_daylight_saving_days(minute, second, window,
+                                                                     dated):
+    """Oracle: the wall-clock table; a rule may also name the transition day's date."""
+    zone, when, row = minute
+    utc_minute, local = wall_clock_table(zone, when)[row]
+    start, end = window
+    rule = {"name": "w", "windows": [{"start": hhmm(start), "end": hhmm(end)}]}
+    if dated:
+        rule["dates"] = {"from": when.isoformat(), "until": when.isoformat()}
+    expected = (_in_window(start, end, local.hour * 60 + local.minute)
+                and (not dated or local.date() == when))
+    at = utc_minute + timedelta(seconds=second)
+    assert matches(rule, at=at, tz=zone) == expected
+
+
+@pytest.mark.parametrize("zone", sorted(DST_RULES))
+def test_it_counts_the_minutes_of_a_window_by_the_wall_clock_of_the_whole_day(zone):
+    """Over a spring and a fall day, the UTC minutes in scope are those the table puts inside."""
+    rule = {"name": "w", "windows": [{"start": "01:30", "end": "03:30"}]}
+    for pick in DST_RULES[zone][:2]:
+        table = wall_clock_table(zone, pick(2026))
+        inside = [utc for utc, local in table
+                  if _in_window(90, 210, local.hour * 60 + local.minute)]
+        assert [utc for utc, _ in table if matches(rule, at=utc, tz=zone)] == inside
 
 
 def test_it_uses_the_local_weekday_and_date():

@@ -19,20 +19,27 @@ class Command(BaseCommand):
         parser.add_argument("--challenger", type=Path, default=demo / "digits-challenger.pkl")
         parser.add_argument("--api-key-file", type=Path,
                             default=demo / "api-key.txt")
+        parser.add_argument("--epochs", type=int, default=8,
+                            help="training epochs of the champion, when it is trained")
+        parser.add_argument("--challenger-epochs", type=int, default=4)
 
     def handle(self, *args: Any, model: Path, challenger: Path, api_key_file: Path,
-               **options: Any) -> None:
+               epochs: int, challenger_epochs: int, **options: Any) -> None:
+        # The digits are written next to the model, and read from there below.
+        data_dir = model.parent / "digits"
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         if not model.exists():
             self.stdout.write("Training the demo model on scikit-learn's handwritten digits "
                               "(about a minute on a CPU)")
-            call_command("train_demo_model", out=model, stdout=self.stdout)
+            call_command("train_demo_model", out=model, data_dir=data_dir, epochs=epochs,
+                         stdout=self.stdout)
         if not challenger.exists():
             self.stdout.write("Training a challenger: a wider network, another seed")
-            call_command("train_demo_model", out=challenger, epochs=4, seed=1,
-                         channels=[32, 64, 96], stdout=self.stdout)
+            call_command("train_demo_model", out=challenger, data_dir=data_dir,
+                         epochs=challenger_epochs, seed=1, channels=[32, 64, 96],
+                         stdout=self.stdout)
         setup = demo_setup(model_path=model, challenger_path=challenger,
-                           training_images=model.parent / "digits" / "train",
+                           training_images=data_dir / "train",
                            api_key_file=api_key_file)
         self.stdout.write(f"deployment {setup.deployment.slug} ready; API key in {api_key_file}")
