@@ -50,7 +50,7 @@ def queue_counts() -> list[dict[str, Any]]:
 
 def _medians(reviews: QuerySet[Review]) -> dict[int, float]:
     """Median seconds per reviewer, found in the database: the middle row(s) of each
-    reviewer's reviews ordered by seconds (works on PostgreSQL and SQLite alike)."""
+    reviewer's reviews ordered by seconds."""
     rows = (reviews.annotate(
                 rn=Window(RowNumber(), partition_by=[F("reviewer_id")],
                           order_by=[F("seconds").asc(), F("id").asc()]),

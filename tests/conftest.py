@@ -47,10 +47,9 @@ def _sessions_closed_before_teardown(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         other_connections_wait_closed(seconds=5)
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.fixture(scope="session")
@@ -176,8 +175,6 @@ def other_connections_wait_closed(seconds: float = 15) -> None:
 
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        return
     deadline = time.monotonic() + seconds
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from inference import services as inference
 from inference.models import InferenceClaim, Prediction
@@ -22,12 +21,6 @@ from tests.conftest import CAPTURED_AT
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED and row locks need PostgreSQL")
 
 
 def run_at_once(*calls: Callable[[], Any]) -> tuple[list[Any], list[BaseException]]:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -23,8 +23,6 @@ from tests.conftest import CAPTURED_AT
 
 @pytest.mark.django_db(transaction=True)
 def test_the_database_refuses_a_deployment_without_a_policy_version(admin_user):
-    if connection.vendor != "postgresql":
-        pytest.skip("a constraint trigger of PostgreSQL")
     refused = pytest.raises(IntegrityError, match="deployment bare has no policy version")
     with refused, transaction.atomic():
         Deployment.objects.create(slug="bare", name="No policy", labels=["a", "b"])

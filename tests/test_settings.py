@@ -53,7 +53,7 @@ def test_it_starts_in_debug_without_a_secret_key():
     ("INFERENCE_DEVICE", "tpu"),
     ("MAX_IMAGE_BYTES", "ten megabytes"),
     ("REVIEW_LEASE_SECONDS", "5"),
-    ("DATABASE_URL", "sqlite:///var/db.sqlite3"),
+    ("DATABASE_URL", "mysql://reviews@127.0.0.1/reviews"),
     ("DATABASE_URL", "not a url"),
 ])
 def test_it_refuses_a_wrong_value(variable, value):
