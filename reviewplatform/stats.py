@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from statsmodels.stats.proportion import proportion_confint
-
 
 @dataclass(frozen=True)
 class Proportion:
@@ -29,5 +27,9 @@ class Proportion:
 def proportion(k: int, n: int) -> Proportion:
     if n == 0:
         return Proportion(k=0, n=0, low=None, high=None)
+    # statsmodels brings pandas and scipy (over a second to import): loaded on first use, so
+    # that processes which never compute an interval start without it.
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
     return Proportion(k=k, n=n, low=float(low), high=float(high))

@@ -112,6 +112,9 @@ def main() -> int:
 
     (VAR / "log").mkdir(parents=True, exist_ok=True)
     (VAR / "redis").mkdir(parents=True, exist_ok=True)
+    # Ctrl-C and SIGTERM both stop everything, even where SIGINT was ignored on start (a job
+    # started in the background by a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         if shutil.which("redis-server") is None:
@@ -129,7 +132,7 @@ def main() -> int:
                "--challenger", str(DEMO / "digits-challenger.pkl"),
                "--api-key-file", str(DEMO / "api-key.txt"), *epochs)
         start("web", str(BIN / "gunicorn"), "reviewplatform.wsgi", "--bind", f"{HOST}:{PORT}",
-              "--workers", "2", "--access-logfile", "-")
+              "--workers", "2", "--preload", "--access-logfile", "-")
         start("worker", str(BIN / "celery"), "-A", "reviewplatform", "worker",
               "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO")
         start("beat", str(BIN / "celery"), "-A", "reviewplatform", "beat", "--loglevel", "INFO",

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2_contingency
-from statsmodels.stats.contingency_tables import mcnemar
 
 from reviewplatform.stats import Proportion, proportion
 
@@ -160,6 +158,9 @@ def action_mix_test(scope: str, labels: list[str], shadow: list[int], since: lis
     if a and b:
         distance = 0.5 * sum(abs(shadow[i] / a - since[i] / b) for i in keep)
         if len(keep) >= 2:
+            # scipy loads on first use (see reviewplatform.stats: a second at start-up).
+            from scipy.stats import chi2_contingency
+
             result = chi2_contingency([[shadow[i] for i in keep], [since[i] for i in keep]])
             chi2, p, dof = float(result[0]), float(result[1]), int(result[2])
     return MixTest(scope=scope, labels=labels, shadow=shadow, since=since, chi2=chi2, dof=dof,
@@ -170,5 +171,7 @@ def mcnemar_p(challenger_only: int, champion_only: int) -> float | None:
     """Exact McNemar test on the discordant pairs of two models on the same cases."""
     if challenger_only + champion_only == 0:
         return None
+    from statsmodels.stats.contingency_tables import mcnemar
+
     result = mcnemar([[0, challenger_only], [champion_only, 0]], exact=True)
     return float(result.pvalue)
