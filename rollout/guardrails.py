@@ -89,9 +89,7 @@ def _cells(policy: PolicyVersion, regions: list[str]) -> list[tuple[str, str]]:
 
 def _review_agreement(*, deployment: Deployment, rule: str, region: str, reasons: list[str],
                       since: datetime) -> Proportion:
-    champion = Prediction.objects.filter(case=OuterRef("case"),
-                                         model_version__is_champion=True,
-                                         status=Prediction.Status.OK).values("label")[:1]
+    champion = Prediction.objects.champion().filter(case=OuterRef("case")).values("label")[:1]
     counted = (Review.objects
                .filter(task__policy_version__deployment=deployment, task__rule=rule,
                        task__reason__in=reasons, case__region__code=region,
@@ -120,9 +118,8 @@ def _ood_recent(*, deployment: Deployment, rule: str, region: str, since: dateti
 def _ood_baselines(*, deployment: Deployment) -> dict[str, tuple[float | None, int]]:
     """Per region, the shadow-stage out-of-domain rate of the champion and its n: every
     region in one pass (cells share their region's baseline)."""
-    rows = (Prediction.objects
-            .filter(case__deployment=deployment, model_version__is_champion=True,
-                    status=Prediction.Status.OK)
+    rows = (Prediction.objects.champion()
+            .filter(case__deployment=deployment)
             .filter(Exists(ReviewTask.objects.filter(case_id=OuterRef("case_id"),
                                                      reason=ReviewTask.Reason.SHADOW)))
             .values_list("case__region__code")

@@ -105,9 +105,8 @@ class PlatformCollector(Collector):
             labels=["deployment", "region"])
         compared = GaugeMetricFamily("rollout_agreement_n", "Cases behind rollout_agreement",
                                      labels=["deployment", "region"])
-        rows = (Prediction.objects
-                .filter(model_version__is_champion=True, status=Prediction.Status.OK,
-                        case__decision__source=Decision.Source.HUMAN,
+        rows = (Prediction.objects.champion()
+                .filter(case__decision__source=Decision.Source.HUMAN,
                         case__decision__decided_at__gte=since)
                 .values_list("case__deployment_id", "case__region__code")
                 .annotate(n=Count("id"), agreed=Count("id",

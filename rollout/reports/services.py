@@ -36,9 +36,7 @@ def case_adjudicate(*, case_id: int, label: str, actor: User, reason: str) -> Ad
         decision = Decision.objects.filter(case_id=case_id).first()
         if decision is None:
             raise ServiceError("the case has no decision yet", field="case")
-        model_label = (Prediction.objects
-                       .filter(case_id=case_id, model_version__is_champion=True,
-                               status=Prediction.Status.OK)
+        model_label = (Prediction.objects.champion().filter(case_id=case_id)
                        .values_list("label", flat=True).first()) or ""
         adjudication = Adjudication.objects.create(
             case=case, label=label, decision_label=decision.label, model_label=model_label,
