@@ -54,7 +54,7 @@ def main() -> None:
         baseline = N / (time.perf_counter() - started)
 
         api = APIClient()
-        key = api_key_create(user=client_user, name="bench")[1]
+        key = api_key_create(user=client_user, name="bench", deployments=[deployment])[1]
         api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
         def post(i: int, data: bytes) -> None:
             response = api.post("/api/v1/cases/", {

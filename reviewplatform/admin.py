@@ -184,8 +184,9 @@ class RegionAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "user", "created_at", "revoked_at"]
-    readonly_fields = ["prefix", "hashed_key"]
+    list_display = ["name", "prefix", "user", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "hashed_key", "last_used_at"]
+    filter_horizontal = ["deployments"]
 
 
 @admin.register(Case)

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api_fields import OffsetDateTimeField
+from .authentication import ApiKeyScopedToDeployment
 from .errors import NotFound, ServiceError
 from .intake import case_intake
 from .models import Case, Deployment
@@ -49,7 +50,7 @@ class CanSubmitCases(permissions.BasePermission):
 
 class CaseSubmitApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
-    permission_classes = [permissions.IsAuthenticated, CanSubmitCases]
+    permission_classes = [permissions.IsAuthenticated, CanSubmitCases, ApiKeyScopedToDeployment]
 
     class InputSerializer(serializers.Serializer):
         deployment = serializers.SlugField()

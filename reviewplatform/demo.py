@@ -73,8 +73,11 @@ def demo_setup(*, model_path: Path, challenger_path: Path | None, training_image
 
     key = api_key_file.read_text().strip() if api_key_file.exists() else ""
     prefix = key.partition(".")[0]
-    if not key or not ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).exists():
-        _, key = api_key_create(user=users["client"], name="demo client")
+    usable = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True,
+                                   deployments=deployment)
+    if not key or not usable.exists():
+        _, key = api_key_create(user=users["client"], name="demo client",
+                                deployments=[deployment])
         api_key_file.parent.mkdir(parents=True, exist_ok=True)
         api_key_file.write_text(key + "\n")
         api_key_file.chmod(0o600)

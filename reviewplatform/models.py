@@ -103,8 +103,12 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, unique=True)
     hashed_key = models.CharField(max_length=64)
+    # The deployments the key may submit cases to; a key without any submits nowhere.
+    deployments = models.ManyToManyField(Deployment, related_name="api_keys")
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Updated at most once a minute per key, so that using a key is not a write per request.
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

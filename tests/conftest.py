@@ -114,8 +114,8 @@ def champion(deployment, trained_model, admin_user) -> ModelVersion:
 
 
 @pytest.fixture
-def api_key(client_user) -> str:
-    return api_key_create(user=client_user, name="tests")[1]
+def api_key(client_user, deployment) -> str:
+    return api_key_create(user=client_user, name="tests", deployments=[deployment])[1]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from review.services import review_claim_next, review_submit
-from reviewplatform.models import Case
+from reviewplatform.models import Case, Deployment
 from reviewplatform.pipeline import case_route
 from reviewplatform.services import api_key_create
 from rollout.services import deployment_create
@@ -64,7 +64,8 @@ def submit(api, data, django_capture_on_commit_callbacks):
 
 def api_client_for(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(user=user, name='k')[1]}")
+    key = api_key_create(user=user, name="k", deployments=Deployment.objects.all())[1]
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     return client
 
 
@@ -254,9 +255,10 @@ def test_it_refuses_a_duplicate_external_id(api, deployment, make_upload,
 
 
 def test_it_accepts_the_same_external_id_in_another_deployment(
-        api, deployment, admin_user, make_upload, django_capture_on_commit_callbacks):
-    deployment_create(slug="bears", name="Bears", labels=["grizzly", "black"],
-                      regions=[("north", "North", "Europe/Oslo")], actor=admin_user)
+        api, client_user, deployment, admin_user, make_upload, django_capture_on_commit_callbacks):
+    bears = deployment_create(slug="bears", name="Bears", labels=["grizzly", "black"],
+                              regions=[("north", "North", "Europe/Oslo")], actor=admin_user)
+    client_user.api_keys.get().deployments.add(bears)
     submit(api, form(make_upload), django_capture_on_commit_callbacks)
 
     response, _ = submit(api, form(make_upload, deployment="bears"),

@@ -1,8 +1,8 @@
 """Writes for the cases domain: deployments' rows, API keys, cases and gold cases. The review
 queue's writes are in `review.services`; a case's state changes only in `lifecycle`."""
 
+from .api_keys import api_key_create, api_key_mark_used, api_key_revoke
 from .cases import (
-    api_key_create,
     case_gold_mark,
     case_gold_unmark,
     case_submit,
@@ -11,6 +11,8 @@ from .cases import (
 
 __all__ = [
     "api_key_create",
+    "api_key_mark_used",
+    "api_key_revoke",
     "case_gold_mark",
     "case_gold_unmark",
     "case_submit",

@@ -1,9 +1,8 @@
-"""Writes for deployments, API keys, cases and gold cases."""
+"""Writes for deployments, cases and gold cases (API keys: `api_keys`)."""
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -12,10 +11,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..authentication import api_key_hash
 from ..errors import Conflict, ServiceError
 from ..images import image_inspect
-from ..models import ApiKey, Case, Deployment, GoldCase, Region, Review
+from ..models import Case, Deployment, GoldCase, Region, Review
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +38,6 @@ def deployment_store(
         region.full_clean()
         region.save()
     return deployment
-
-
-def api_key_create(*, user: User, name: str) -> tuple[ApiKey, str]:
-    """Create an API key; the secret is returned once and only its hash is kept."""
-    prefix = secrets.token_hex(4)
-    key = f"{prefix}.{secrets.token_urlsafe(32)}"
-    api_key = ApiKey.objects.create(user=user, name=name, prefix=prefix,
-                                    hashed_key=api_key_hash(key))
-    return api_key, key
 
 
 def case_submit(
