@@ -19,6 +19,7 @@ from .envvars import (
     env_db_url,
     env_int,
     env_list,
+    env_rate,
     env_str,
     env_url,
 )
@@ -58,6 +59,8 @@ INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 32, minimum=1)
 INFERENCE_BATCH_WAIT_MS = env_int("INFERENCE_BATCH_WAIT_MS", 200, minimum=0)
 INFERENCE_MAX_ATTEMPTS = env_int("INFERENCE_MAX_ATTEMPTS", 3, minimum=1)
 INFERENCE_TIME_LIMIT = env_int("INFERENCE_TIME_LIMIT", 120, minimum=1)
+# Requests per API key (per user for a logged-in session), counted on the shared cache.
+API_THROTTLE_RATE = env_rate("API_THROTTLE_RATE", "600/min")
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"])
 # Rollout alerts (guardrail pauses, held scheduled changes): email to these addresses (or
 # ADMINS) and a JSON POST signed with HMAC-SHA256 of the body under the secret.
@@ -157,6 +160,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "reviewplatform.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["reviewplatform.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 

@@ -4,6 +4,7 @@ names the variable and what it expected."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -62,6 +63,20 @@ def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
     if value not in allowed:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
+
+
+_RATE = re.compile(r"(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate such as `600/min`: a whole number of at least 1 per second, minute, hour
+    or day (as Django REST framework's throttles read it)."""
+    value = env_str(name, default)
+    match = _RATE.fullmatch(value.strip().replace(" ", ""))
+    if match is None or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(f"{name} must be a rate such as 600/min (a whole number of "
+                                   f"at least 1 per s, min, hour or day), got {value!r}")
+    return f"{int(match.group(1))}/{match.group(2)}"
 
 
 def env_db_url(name: str, default: str) -> dict[str, Any]:
