@@ -29,7 +29,9 @@ class StaffApi(APIView):
         return get_object_or_404(Deployment, slug=slug)
 
 
-def version_out(version: PolicyVersion, previous: PolicyVersion | None = None) -> dict[str, Any]:
+def version_out(version: PolicyVersion, *, previous: PolicyVersion | None) -> dict[str, Any]:
+    """A version as the API shows it; `diff` is against `previous`, the version before it
+    (None only for a deployment's first version), as on the rollout page."""
     return {
         "version": version.version, **version.spec(), "kind": version.kind,
         "author": version.author.username if version.author else None,
@@ -38,6 +40,10 @@ def version_out(version: PolicyVersion, previous: PolicyVersion | None = None) -
         "scope_in_words": scope.policy_describe(version.spec()),
         "diff": scope.policy_diff(previous.spec() if previous else None, version.spec()),
     }
+
+
+def version_with_diff(version: PolicyVersion) -> dict[str, Any]:
+    return version_out(version, previous=selectors.policy_previous(version=version))
 
 
 class PolicyInput(serializers.Serializer):
@@ -58,7 +64,7 @@ class PolicyApi(StaffApi):
 
     def get(self, request: Request, slug: str) -> Response:
         deployment = self.deployment(slug)
-        return Response(version_out(selectors.policy_current(deployment_id=deployment.pk)))
+        return Response(version_with_diff(selectors.policy_current(deployment_id=deployment.pk)))
 
     def post(self, request: Request, slug: str) -> Response:
         deployment = self.deployment(slug)
@@ -66,7 +72,7 @@ class PolicyApi(StaffApi):
         data.is_valid(raise_exception=True)
         version = services.policy_change(deployment=deployment,
                                          actor=cast(User, request.user), **data.validated_data)
-        return Response(version_out(version), status=status.HTTP_201_CREATED)
+        return Response(version_with_diff(version), status=status.HTTP_201_CREATED)
 
 
 class PolicyPauseApi(StaffApi):
@@ -78,7 +84,7 @@ class PolicyPauseApi(StaffApi):
         data.is_valid(raise_exception=True)
         version = services.policy_pause(deployment=self.deployment(slug),
                                         actor=cast(User, request.user), **data.validated_data)
-        return Response(version_out(version), status=status.HTTP_201_CREATED)
+        return Response(version_with_diff(version), status=status.HTTP_201_CREATED)
 
 
 class PolicyRollbackApi(StaffApi):
@@ -93,14 +99,14 @@ class PolicyRollbackApi(StaffApi):
         version = services.policy_rollback(deployment=self.deployment(slug),
                                            actor=cast(User, request.user),
                                            **data.validated_data)
-        return Response(version_out(version), status=status.HTTP_201_CREATED)
+        return Response(version_with_diff(version), status=status.HTTP_201_CREATED)
 
 
 class PolicyHistoryApi(StaffApi):
     def get(self, request: Request, slug: str) -> Response:
         deployment = self.deployment(slug)
         return Response({"versions": [
-            version_out(version, previous)
+            version_out(version, previous=previous)
             for version, previous in selectors.policy_history(deployment=deployment)]})
 
 

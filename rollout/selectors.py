@@ -12,6 +12,13 @@ def policy_current(*, deployment_id: int) -> PolicyVersion:
     return PolicyVersion.objects.filter(deployment_id=deployment_id).latest("version")
 
 
+def policy_previous(*, version: PolicyVersion) -> PolicyVersion | None:
+    """The version published just before this one (None for the first): its diff's base."""
+    return (PolicyVersion.objects.filter(deployment_id=version.deployment_id,
+                                         version__lt=version.version)
+            .order_by("-version").first())
+
+
 def policy_history(*, deployment: Deployment
                    ) -> list[tuple[PolicyVersion, PolicyVersion | None]]:
     """Every version, newest first, each with the one before it (for its diff)."""

@@ -77,7 +77,9 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+        # Keys sorted: a spec read back from PostgreSQL's jsonb has its keys in another order
+        # than the one just published, and both must read the same.
+        return "{" + ", ".join(f"{k}: {_fmt(value[k])}" for k in sorted(value)) + "}"
     return str(value)
 
 
