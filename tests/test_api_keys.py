@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
@@ -21,6 +23,7 @@ from reviewplatform.services import api_key_create, api_key_mark_used, api_key_r
 from rollout.services import deployment_create
 
 URL = "/api/v1/cases/"
+scoping = importlib.import_module("reviewplatform.migrations.0005_api_key_deployments_last_used")
 
 
 @pytest.fixture(autouse=True)
@@ -241,3 +244,18 @@ def test_the_command_revokes_a_key_by_its_prefix(client_user, deployment):
     assert client_with(secret).get(f"{URL}999999/").status_code == 401
     with pytest.raises(CommandError, match="no API key has the prefix 'ffffffff'"):
         call_command("api_key_revoke", "ffffffff", stdout=StringIO())
+
+
+def test_keys_made_before_scoping_keep_the_deployments_their_user_submitted_to(
+        api, client_user, outsider, deployment, bears, make_upload,
+        django_capture_on_commit_callbacks):
+    assert submit(api, make_upload, django_capture_on_commit_callbacks)[0].status_code == 201
+    client_key = ApiKey.objects.get(user=client_user)
+    idle_key, _ = api_key_create(user=outsider, name="idle", deployments=[bears])
+    for key in (client_key, idle_key):
+        key.deployments.clear()  # as the migration finds them: no scope yet
+
+    scoping.keys_scoped_to_their_deployments(apps, None)
+
+    assert list(client_key.deployments.values_list("slug", flat=True)) == ["digits"]
+    assert list(idle_key.deployments.all()) == []
