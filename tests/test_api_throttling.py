@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient
 
+from reviewplatform.management.commands.demo_submit import post_within_rate
 from reviewplatform.models import Case
 from reviewplatform.services import api_key_create
 from reviewplatform.settings.envvars import env_rate
@@ -156,3 +157,39 @@ def test_a_wrong_rate_stops_start_up():
     assert result.returncode != 0
     assert failure(result).startswith("django.core.exceptions.ImproperlyConfigured")
     assert "API_THROTTLE_RATE" in failure(result)
+
+
+class Answers:
+    """A stand-in for requests.Session whose POSTs answer these statuses in turn."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str]]) -> None:
+        self.answers = list(answers)
+        self.posts: list[tuple[str, dict]] = []
+
+    def post(self, url: str, **request):
+        self.posts.append((url, request))
+        status, headers = self.answers.pop(0)
+        return type("Answer", (), {"status_code": status, "headers": headers})()
+
+
+def test_the_demo_client_waits_as_long_as_retry_after_says():
+    session = Answers((429, {"Retry-After": "7"}), (429, {"Retry-After": "3"}), (201, {}))
+    slept: list[float] = []
+
+    response = post_within_rate(session, "http://demo/api/v1/cases/", sleep=slept.append,
+                                data={"external_id": "demo-1"})
+
+    assert response.status_code == 201
+    assert slept == [7.0, 3.0]
+    assert session.posts == [("http://demo/api/v1/cases/", {"data": {"external_id": "demo-1"}})] * 3
+
+
+def test_the_demo_client_gives_up_after_a_few_attempts():
+    session = Answers(*[(429, {"Retry-After": "1"})] * 3)
+    slept: list[float] = []
+
+    response = post_within_rate(session, "http://demo/", attempts=3, sleep=slept.append)
+
+    assert response.status_code == 429
+    assert len(session.posts) == 3
+    assert slept == [1.0, 1.0]

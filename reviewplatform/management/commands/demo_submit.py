@@ -1,5 +1,7 @@
 import io
 import random
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,19 @@ def _captured_at(rng: random.Random, now: datetime, tz: str, *, night: bool) -> 
     hour = rng.choice([22, 23, 0, 1, 2, 3, 4, 5]) if night else rng.randrange(7, 21)
     local = day.replace(hour=hour, minute=rng.randrange(60), second=0, microsecond=0)
     return min(local, now.astimezone(ZoneInfo(tz)))
+
+
+def post_within_rate(session: requests.Session, url: str, *, attempts: int = 5,
+                     sleep: Callable[[float], None] = time.sleep,
+                     **request: Any) -> requests.Response:
+    """POST, and when the API answers 429 wait as long as its Retry-After says and try again
+    (a few times): the API throttles each key to API_THROTTLE_RATE."""
+    for _ in range(attempts - 1):
+        response = session.post(url, **request)
+        if response.status_code != 429:
+            return response
+        sleep(float(response.headers.get("Retry-After", "1")))
+    return session.post(url, **request)
 
 
 class Command(BaseCommand):
@@ -66,8 +81,8 @@ class Command(BaseCommand):
             captured = _captured_at(rng, now, tz, night=kind != "clean" or rng.random() < 0.1)
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
-            response = session.post(
-                f"{url}/api/v1/cases/",
+            response = post_within_rate(
+                session, f"{url}/api/v1/cases/",
                 data={"deployment": DEMO_DEPLOYMENT, "region": code,
                       "captured_at": captured.isoformat(timespec="seconds"),
                       "external_id": f"demo-{path.stem}",
