@@ -95,11 +95,15 @@ def test_it_stores_a_submitted_case(api, client_user, deployment, make_upload,
     assert len(callbacks) == 1
 
 
-def assert_refused(response, callbacks, field: str, status: int = 400) -> None:
+def assert_refused(response, callbacks, field: str, status: int = 400,
+                   code: str = "invalid") -> None:
     assert response.status_code == status, response.content
     body = response.json()
-    assert isinstance(body["error"], str) and body["error"]
-    assert field in body.get("fields", {}), body
+    assert set(body) == {"code", "message", "fields"}, body
+    assert body["code"] == code
+    assert isinstance(body["message"], str) and body["message"]
+    assert field in body["fields"], body
+    assert all(isinstance(m, str) and m for m in body["fields"][field]), body
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert callbacks == []
@@ -124,7 +128,7 @@ def test_it_refuses_an_empty_file(api, deployment, make_upload,
                                  django_capture_on_commit_callbacks)
 
     assert_refused(response, callbacks, "image")
-    assert "empty" in response.json()["error"]
+    assert "empty" in response.json()["message"]
 
 
 def test_it_refuses_a_truncated_png(api, deployment, make_upload,
@@ -147,7 +151,7 @@ def test_it_refuses_an_image_over_the_size_limit(api, deployment, make_upload, s
                                  django_capture_on_commit_callbacks)
 
     assert_refused(response, callbacks, "image")
-    assert str(len(image) - 1) in response.json()["error"]
+    assert str(len(image) - 1) in response.json()["message"]
 
 
 def test_it_accepts_an_image_at_the_size_limit(api, deployment, make_upload, settings,
@@ -170,7 +174,7 @@ def test_it_refuses_an_image_with_too_many_pixels(api, deployment, make_upload, 
                                  django_capture_on_commit_callbacks)
 
     assert_refused(response, callbacks, "image")
-    assert "pixels" in response.json()["error"]
+    assert "pixels" in response.json()["message"]
 
 
 def test_it_refuses_an_image_too_small_to_judge(api, deployment, make_upload, settings,
@@ -207,7 +211,7 @@ def test_it_explains_that_captured_at_needs_an_offset(api, deployment, make_uplo
     response, _ = submit(api, form(make_upload, captured_at="2026-05-01T21:30:00"),
                          django_capture_on_commit_callbacks)
 
-    assert "offset" in response.json()["error"]
+    assert "offset" in response.json()["message"]
 
 
 def test_it_names_the_known_regions_of_the_deployment(api, deployment, make_upload,
@@ -215,8 +219,8 @@ def test_it_names_the_known_regions_of_the_deployment(api, deployment, make_uplo
     response, _ = submit(api, form(make_upload, region="south"),
                          django_capture_on_commit_callbacks)
 
-    assert "south" in response.json()["error"]
-    assert "north" in response.json()["error"]
+    assert "south" in response.json()["message"]
+    assert "north" in response.json()["message"]
 
 
 @pytest.mark.parametrize("missing", ["deployment", "region", "captured_at", "external_id",
@@ -246,7 +250,8 @@ def test_it_refuses_a_duplicate_external_id(api, deployment, make_upload,
                                  django_capture_on_commit_callbacks)
 
     assert response.status_code == 409, response.content
-    assert f"case {first.json()['id']}" in response.json()["error"]
+    assert response.json()["code"] == "conflict"
+    assert f"case {first.json()['id']}" in response.json()["message"]
     assert "external_id" in response.json()["fields"]
     assert Case.objects.count() == 1
     assert stored_files() == files_before
@@ -272,7 +277,10 @@ def test_it_requires_credentials(deployment, make_upload, django_capture_on_comm
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Api-Key"
-    assert response.json() == {"error": "Authentication credentials were not provided."}
+    assert response.json() == {
+        "code": "not_authenticated",
+        "message": "this needs an API key, sent as the header 'Authorization: Api-Key your-key'",
+        "fields": {}}
     assert Case.objects.count() == 0
     assert callbacks == []
 
@@ -287,7 +295,8 @@ def test_it_refuses_a_wrong_api_key(api_key, deployment, make_upload, key,
     response, _ = submit(client, form(make_upload), django_capture_on_commit_callbacks)
 
     assert response.status_code == 401
-    assert "error" in response.json()
+    assert response.json()["code"] == "authentication_failed"
+    assert response.json()["message"] in {"invalid or revoked API key", "malformed API key"}
     assert Case.objects.count() == 0
     assert stored_files() == []
 
@@ -308,7 +317,8 @@ def test_it_refuses_a_user_without_the_api_client_permission(
                                  django_capture_on_commit_callbacks)
 
     assert response.status_code == 403
-    assert "error" in response.json()
+    assert response.json()["code"] == "permission_denied"
+    assert "reviewplatform.add_case" in response.json()["message"]
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert callbacks == []
@@ -355,7 +365,9 @@ def test_it_hides_another_clients_case(api, client_user, deployment, make_upload
     response = api_client_for(other).get(created["Location"])
 
     assert response.status_code == 404
-    assert "error" in response.json()
+    assert response.json() == {"code": "not_found", "fields": {},
+                               "message": f"case {created.json()['id']} does not exist or is "
+                                          "not yours"}
 
 
 def test_it_answers_404_for_a_case_that_does_not_exist(api, deployment):
