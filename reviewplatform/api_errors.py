@@ -10,6 +10,7 @@ message. `fields` names the inputs at fault (empty when the error is not about o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,7 +107,8 @@ def message_for(exc: exceptions.APIException, context: dict[str, Any]) -> str:
         content_type = getattr(request, "content_type", "") or "the declared content type"
         return f"the request body could not be read as {content_type.split(';')[0]}"
     if isinstance(exc, exceptions.Throttled):
-        wait = f"; try again in {int(exc.wait + 0.999)} seconds" if exc.wait else ""
+        seconds = getattr(exc, "wait", None)
+        wait = f"; try again in {math.ceil(seconds)} seconds" if seconds else ""
         return f"too many requests{wait}"
     if isinstance(exc, exceptions.NotAcceptable):
         return "this API answers only application/json"

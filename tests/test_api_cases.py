@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
@@ -374,3 +376,154 @@ def test_it_answers_404_for_a_case_that_does_not_exist(api, deployment):
     response = api.get("/api/v1/cases/999999/")
 
     assert response.status_code == 404
+
+
+def image_bytes(fmt: str, size: tuple[int, int] = (32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "white").save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def from_now(seconds: float) -> str:
+    return (timezone.now() + timedelta(seconds=seconds)).isoformat()
+
+
+def test_it_refuses_a_capture_time_more_than_five_minutes_ahead(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, captured_at=from_now(330)),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "captured_at")
+    assert "is in the future (at most 300 seconds ahead" in response.json()["message"]
+
+
+def test_it_refuses_a_capture_time_years_ahead(api, deployment, make_upload,
+                                               django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, captured_at="2031-01-01T00:00:00+00:00"),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "captured_at")
+    assert response.json()["fields"]["captured_at"][0].startswith(
+        "captured_at 2031-01-01T00:00:00+00:00 is in the future")
+
+
+def test_it_accepts_a_capture_time_a_little_ahead_of_its_clock(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    response, _ = submit(api, form(make_upload, captured_at=from_now(270)),
+                         django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+
+
+def test_it_reads_how_far_ahead_a_capture_time_may_be_from_the_settings(
+        api, deployment, make_upload, settings, django_capture_on_commit_callbacks):
+    settings.CAPTURED_AT_MAX_FUTURE_SECONDS = 0
+
+    response, callbacks = submit(api, form(make_upload, captured_at=from_now(60)),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "captured_at")
+    assert "at most 0 seconds ahead" in response.json()["message"]
+
+
+def metadata_of(size: int, char: str = "x") -> str:
+    """JSON metadata whose compact encoding is `size` bytes ({"note":"..."} is 11 + the note)."""
+    return json.dumps({"note": char * ((size - 11) // len(char.encode()))})
+
+
+def test_it_refuses_twenty_kilobytes_of_metadata(api, deployment, make_upload,
+                                                 django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, metadata=metadata_of(20 * 1024)),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "metadata")
+    assert response.json()["fields"]["metadata"] == [
+        "metadata is 20480 bytes as JSON; the limit is 16384"]
+
+
+def test_it_accepts_metadata_at_the_size_limit(api, deployment, make_upload, settings,
+                                               django_capture_on_commit_callbacks):
+    settings.CASE_METADATA_MAX_BYTES = 100
+
+    response, _ = submit(api, form(make_upload, metadata=metadata_of(100)),
+                         django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+    assert Case.objects.get().metadata == {"note": "x" * 89}
+
+
+def test_it_refuses_metadata_one_byte_over_the_limit(api, deployment, make_upload, settings,
+                                                     django_capture_on_commit_callbacks):
+    settings.CASE_METADATA_MAX_BYTES = 100
+
+    response, callbacks = submit(api, form(make_upload, metadata=metadata_of(101)),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "metadata")
+
+
+def test_it_measures_metadata_in_bytes_not_characters(api, deployment, make_upload, settings,
+                                                      django_capture_on_commit_callbacks):
+    settings.CASE_METADATA_MAX_BYTES = 100
+    metadata = json.dumps({"note": "é" * 46})  # 57 characters, 103 bytes
+
+    response, callbacks = submit(api, form(make_upload, metadata=metadata),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "metadata")
+    assert "103 bytes" in response.json()["message"]
+
+
+def test_it_refuses_an_external_id_over_200_characters(api, deployment, make_upload,
+                                                       django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, external_id="c" * 201),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "external_id")
+    assert response.json()["fields"]["external_id"] == [
+        "external_id is 201 characters long; the limit is 200"]
+
+
+def test_it_accepts_an_external_id_of_200_characters(api, deployment, make_upload,
+                                                     django_capture_on_commit_callbacks):
+    response, _ = submit(api, form(make_upload, external_id="c" * 200),
+                         django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+    assert Case.objects.get().external_id == "c" * 200
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_it_accepts_the_default_image_formats(api, deployment, make_upload, fmt,
+                                              django_capture_on_commit_callbacks):
+    upload = make_upload(content=image_bytes(fmt), name=f"case.{fmt.lower()}")
+
+    response, _ = submit(api, form(make_upload, image=upload), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+    assert Path(Case.objects.get().image.name).suffix == f".{fmt.lower()}"
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_it_refuses_an_image_format_outside_the_default_list(
+        api, deployment, make_upload, fmt, django_capture_on_commit_callbacks):
+    upload = make_upload(content=image_bytes(fmt), name="case.png")
+
+    response, callbacks = submit(api, form(make_upload, image=upload),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "image")
+    assert response.json()["fields"]["image"] == [
+        f"the image is a {fmt}, a format the platform does not accept "
+        "(accepted: JPEG, PNG, WebP)"]
+
+
+def test_it_reads_the_allowed_image_formats_from_the_settings(
+        api, deployment, make_upload, settings, django_capture_on_commit_callbacks):
+    settings.ALLOWED_IMAGE_FORMATS = ["PNG"]
+
+    response, callbacks = submit(api, form(make_upload, image=make_upload(
+        content=image_bytes("JPEG"))), django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "image")
+    assert response.json()["message"].endswith("(accepted: PNG)")

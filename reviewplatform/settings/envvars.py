@@ -64,6 +64,18 @@ def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
     return value
 
 
+def env_list_of(name: str, default: Iterable[str], choices: Iterable[str]) -> list[str]:
+    """A comma-separated list, each item one of `choices` (compared in upper case); never
+    empty."""
+    allowed = [choice.upper() for choice in choices]
+    items = [item.upper() for item in env_list(name, default)]
+    wrong = [item for item in items if item not in allowed]
+    if wrong or not items:
+        raise ImproperlyConfigured(f"{name} must be a comma-separated list of "
+                                   f"{', '.join(allowed)}, got {_raw(name)!r}")
+    return items
+
+
 def env_db_url(name: str, default: str) -> dict[str, Any]:
     """A PostgreSQL URL: the platform's queue, reports and exports are PostgreSQL statements."""
     value = env_str(name, default)
