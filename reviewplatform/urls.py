@@ -21,7 +21,7 @@ urlpatterns = [
     path("deployments/<slug:slug>/rollout/", rollout_views.rollout_page, name="rollout"),
     path("deployments/<slug:slug>/report/", rollout_views.report_page, name="report"),
     path("", include("rollout.urls")),
-    path("api/v1/cases/", api.CaseSubmitApi.as_view(), name="api-case-submit"),
+    path("api/v1/cases/", api.CasesApi.as_view(), name="api-cases"),
     path("api/v1/cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
     path("", include("inference.urls")),
     path("admin/", admin.site.urls),
