@@ -24,6 +24,7 @@ from .case_follow import cases_followed
 from .errors import NotFound, ServiceError
 from .intake import case_intake
 from .models import Case, Decision, Deployment, ReviewTask
+from .services.cases import METADATA_NOT_AN_OBJECT
 
 # How the model's route reads beside the review reasons (ReviewTask.Reason).
 MODEL_ROUTE = ("in_scope", "inside the model's scope and confident enough: the model decided")
@@ -177,6 +178,11 @@ class CasesApi(generics.ListAPIView):
         external_id = serializers.CharField()
         image = serializers.FileField(allow_empty_file=True)
         metadata = serializers.JSONField(required=False, default=dict)
+
+        def validate_metadata(self, value: Any) -> Any:
+            if value is None:  # an explicit null; left out, it is {}
+                raise serializers.ValidationError(METADATA_NOT_AN_OBJECT)
+            return value
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         if self.request.method == "POST":

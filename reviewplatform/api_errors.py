@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -119,3 +120,11 @@ def message_for(exc: exceptions.APIException, context: dict[str, Any]) -> str:
             exceptions.AuthenticationFailed: "the credentials were not accepted",
         }.get(type(exc), str(exc.detail))
     return str(exc.detail)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 for a URL no view answers: the envelope under /api/, the page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(envelope("not_found", f"there is no API endpoint at {request.path}"),
+                            status=404)
+    return defaults.page_not_found(request, exception)

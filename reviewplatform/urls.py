@@ -6,6 +6,8 @@ from rollout import views as rollout_views
 
 from . import api, views
 
+handler404 = "reviewplatform.api_errors.page_not_found"
+
 urlpatterns = [
     path("", views.home, name="review-home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),

@@ -198,6 +198,8 @@ def test_it_refuses_an_image_too_small_to_judge(api, deployment, make_upload, se
     ("metadata", {"metadata": "[1, 2, 3]"}),
     ("metadata", {"metadata": '"a string"'}),
     ("metadata", {"metadata": "{not json"}),
+    ("metadata", {"metadata": "null"}),
+    ("metadata", {"metadata": "42"}),
     ("external_id", {"external_id": "   "}),
 ])
 def test_it_refuses_bad_input(api, deployment, make_upload, field, overrides,

@@ -145,6 +145,14 @@ def test_it_answers_a_missing_case_as_not_found(api, deployment):
     assert body["message"] == "case 424242 does not exist or is not yours"
 
 
+def test_it_answers_an_api_address_that_does_not_exist_in_the_envelope(api, client):
+    response = api.get("/api/v1/nothing-here/")
+
+    body = assert_envelope(response, 404, "not_found")
+    assert body["message"] == "there is no API endpoint at /api/v1/nothing-here/"
+    assert client.get("/nothing-here/")["Content-Type"].startswith("text/html")
+
+
 def test_the_rollout_api_answers_a_malformed_json_body_as_a_parse_error(staff_api, deployment):
     response = staff_api.generic("POST", POLICY, b'{"stage": "limited",',
                                  content_type="application/json")

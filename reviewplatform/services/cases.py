@@ -108,14 +108,16 @@ def case_submit(
     return case
 
 
+METADATA_NOT_AN_OBJECT = 'metadata must be a JSON object, e.g. {"camera": "camera-7"}'
+
+
 def case_metadata_check(metadata: Any) -> dict[str, Any]:
     """A case's metadata: a JSON object (none given: empty) of at most CASE_METADATA_MAX_BYTES,
     measured as its compact UTF-8 JSON encoding."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
-        raise ServiceError("metadata must be a JSON object, e.g. {\"camera\": \"camera-7\"}",
-                           field="metadata")
+        raise ServiceError(METADATA_NOT_AN_OBJECT, field="metadata")
     size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
     if size > settings.CASE_METADATA_MAX_BYTES:
         raise ServiceError(f"metadata is {size} bytes as JSON; the limit is "
