@@ -54,7 +54,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)  # status and headers (Allow, Retry-After)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
-    code = next((c for kind, c in CODES.items() if isinstance(exc, kind)), "error")
+    code = next((c for kind, c in CODES.items() if isinstance(exc, kind)),
+                str(getattr(exc, "default_code", "error")))
     if isinstance(exc, exceptions.ValidationError):
         fields = field_errors(exc.detail)
         response.data = envelope(code, validation_message(fields), fields)
