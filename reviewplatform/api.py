@@ -1,12 +1,19 @@
-"""The REST API for API clients: submit a case, read its status and decision."""
+"""The REST API for API clients: submit a case, list one's cases, read one case."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
+import django_filters
+from django import forms
 from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.urls import reverse
-from rest_framework import permissions, serializers, status
+from django.utils.dateparse import parse_datetime
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import exceptions, generics, permissions, serializers, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,31 +21,138 @@ from rest_framework.views import APIView
 
 from .api_fields import OffsetDateTimeField
 from .authentication import ApiKeyScopedToDeployment
+from .case_follow import cases_followed
 from .errors import NotFound, ServiceError
 from .intake import case_intake
-from .models import Case, Deployment
-from .selectors import case_get_for
+from .models import Case, Decision, Deployment, ReviewTask
+from .services.cases import METADATA_NOT_AN_OBJECT
+
+# How the model's route reads beside the review reasons (ReviewTask.Reason).
+MODEL_ROUTE = ("in_scope", "inside the model's scope and confident enough: the model decided")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 class CaseOutputSerializer(serializers.ModelSerializer):
+    """A case as `reviewplatform.case_follow.cases_followed` reads it."""
+
     deployment: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="slug", read_only=True)
     region: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="code", read_only=True)
     decision = serializers.SerializerMethodField()
+    timeline = serializers.SerializerMethodField()
 
     class Meta:
         model = Case
         fields = ["id", "external_id", "deployment", "region", "captured_at", "status",
-                  "width", "height", "created_at", "decision"]
+                  "width", "height", "created_at", "decision", "timeline"]
 
     def get_decision(self, case: Case) -> dict[str, Any] | None:
         decision = getattr(case, "decision", None)
         if decision is None:
             return None
+        prediction = decision.prediction
         return {"label": decision.label, "source": decision.source,
+                "model_version": prediction.model_version.name if prediction else None,
                 "policy_version": decision.policy_version.version,
                 "decided_at": decision.decided_at.isoformat()}
+
+    def get_timeline(self, case: Case) -> dict[str, Any]:
+        decision = getattr(case, "decision", None)
+        routed: dict[str, Any] | None = None
+        if decision is not None and decision.source == Decision.Source.MODEL:
+            reason, words = MODEL_ROUTE
+            routed = {"at": decision.decided_at.isoformat(), "to": "model", "reason": reason,
+                      "why": words, "rule": decision.rule}
+        elif getattr(case, "routed_at", None) is not None:
+            reason = case.routed_reason  # type: ignore[attr-defined]
+            routed = {"at": _iso(case.routed_at), "to": "review",  # type: ignore[attr-defined]
+                      "reason": reason, "why": ReviewTask.Reason(reason).label,
+                      "rule": case.routed_rule}  # type: ignore[attr-defined]
+        return {"received": case.created_at.isoformat(),
+                "predicted": _iso(getattr(case, "predicted_at", None)),
+                "routed": routed,
+                "claimed": _iso(getattr(case, "claimed_at", None)),
+                "decided": _iso(decision.decided_at if decision is not None else None)}
+
+
+class OffsetDateTimeFormField(forms.Field):
+    """A query parameter's ISO 8601 date-time, which must carry its UTC offset."""
+
+    default_error_messages = OffsetDateTimeField.default_error_messages
+
+    def to_python(self, value: Any) -> datetime | None:
+        if value in self.empty_values:
+            return None
+        try:
+            parsed = parse_datetime(str(value))
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        if parsed.tzinfo is None:
+            raise forms.ValidationError(self.error_messages["naive"], code="naive")
+        return parsed
+
+
+class OffsetDateTimeFilter(django_filters.Filter):
+    field_class = OffsetDateTimeFormField
+
+
+def _one_of(choices: list[str]) -> dict[str, str]:
+    return {"invalid_choice": f"%(value)s is not one of {', '.join(choices)}"}
+
+
+class CaseFilter(django_filters.FilterSet):
+    """`*_after` includes its instant, `*_before` excludes it."""
+
+    deployment = django_filters.CharFilter(field_name="deployment__slug")
+    status = django_filters.ChoiceFilter(choices=Case.Status.choices,
+                                         error_messages=_one_of(Case.Status.values))
+    region = django_filters.CharFilter(field_name="region__code")
+    captured_after = OffsetDateTimeFilter(field_name="captured_at", lookup_expr="gte")
+    captured_before = OffsetDateTimeFilter(field_name="captured_at", lookup_expr="lt")
+    created_after = OffsetDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = OffsetDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    source = django_filters.ChoiceFilter(field_name="decision__source",
+                                         choices=Decision.Source.choices,
+                                         error_messages=_one_of(Decision.Source.values))
+    external_id = django_filters.CharFilter(field_name="external_id")
+
+    class Meta:
+        model = Case
+        fields: list[str] = []
+
+
+class CaseCursorPagination(CursorPagination):
+    """Newest first, `?cursor=` from the `next`/`previous` links; a bad `page_size` or
+    cursor is refused naming it, never silently replaced."""
+
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        size = int(raw) if raw.strip().isdigit() else 0
+        if not 1 <= size <= self.max_page_size:
+            raise exceptions.ValidationError({self.page_size_query_param: [
+                f"page_size must be a whole number from 1 to {self.max_page_size}"]})
+        return size
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError({self.cursor_query_param: [
+                "this cursor was not given out by the API: follow the next and previous "
+                "links as they are"]}) from None
 
 
 class CanSubmitCases(permissions.BasePermission):
@@ -48,22 +162,36 @@ class CanSubmitCases(permissions.BasePermission):
         return bool(request.user and request.user.has_perm("reviewplatform.add_case"))
 
 
-class CaseSubmitApi(APIView):
+class CasesApi(generics.ListAPIView):
+    """GET: the caller's cases, newest first, filtered, a page at a time. POST: submit one."""
+
     parser_classes = [MultiPartParser, FormParser]
-    permission_classes = [permissions.IsAuthenticated, CanSubmitCases, ApiKeyScopedToDeployment]
+    serializer_class = CaseOutputSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = CaseFilter
+    pagination_class = CaseCursorPagination
 
     class InputSerializer(serializers.Serializer):
         deployment = serializers.SlugField()
         region = serializers.SlugField()
         captured_at = OffsetDateTimeField()
-        external_id = serializers.CharField(max_length=200)
+        # Its length, the metadata's shape and size: checked by `case_submit`.
+        external_id = serializers.CharField()
         image = serializers.FileField(allow_empty_file=True)
         metadata = serializers.JSONField(required=False, default=dict)
 
-        def validate_metadata(self, value: Any) -> dict[str, Any]:
-            if not isinstance(value, dict):
-                raise serializers.ValidationError("metadata must be a JSON object")
+        def validate_metadata(self, value: Any) -> Any:
+            if value is None:  # an explicit null; left out, it is {}
+                raise serializers.ValidationError(METADATA_NOT_AN_OBJECT)
             return value
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.request.method == "POST":
+            return [permissions.IsAuthenticated(), CanSubmitCases(), ApiKeyScopedToDeployment()]
+        return [permissions.IsAuthenticated()]
+
+    def get_queryset(self) -> QuerySet[Case]:
+        return cases_followed(user=cast(User, self.request.user))
 
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -78,14 +206,14 @@ class CaseSubmitApi(APIView):
             captured_at=values["captured_at"], external_id=values["external_id"],
             metadata=values["metadata"], submitted_by=cast(User, request.user),
         )
-        case = Case.objects.select_related("deployment", "region").get(pk=case.pk)
+        case = self.get_queryset().get(pk=case.pk)
         return Response(CaseOutputSerializer(case).data, status=status.HTTP_201_CREATED,
                         headers={"Location": reverse("api-case-detail", args=[case.pk])})
 
 
 class CaseDetailApi(APIView):
     def get(self, request: Request, case_id: int) -> Response:
-        case = case_get_for(case_id=case_id, user=cast(User, request.user))
+        case = cases_followed(user=cast(User, request.user)).filter(pk=case_id).first()
         if case is None:
             raise NotFound(f"case {case_id} does not exist or is not yours")
         return Response(CaseOutputSerializer(case).data)

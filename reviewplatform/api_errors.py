@@ -1,28 +1,131 @@
-"""One JSON error shape for the API: {"error": "...", "fields": {...}}."""
+"""One error envelope for every 4xx of the API:
 
+    {"code": "<stable machine code>", "message": "<words>", "fields": {"<field>": ["..."]}}
+
+`code` is one of `invalid`, `not_found`, `conflict`, `not_authenticated`,
+`authentication_failed`, `permission_denied`, `throttled`, `method_not_allowed`,
+`not_acceptable`, `unsupported_media_type` and `parse_error`; clients branch on it, never on the
+message. `fields` names the inputs at fault (empty when the error is not about one input).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import ServiceError
 
+# DRF's own codes, kept as they are stable; the words are the platform's.
+CODES: dict[type[exceptions.APIException], str] = {
+    exceptions.ValidationError: "invalid",
+    exceptions.ParseError: "parse_error",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
+
+
+def envelope(code: str, message: str, fields: dict[str, list[str]] | None = None
+             ) -> dict[str, Any]:
+    return {"code": code, "message": message, "fields": fields or {}}
+
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
-        body: dict[str, Any] = {"error": exc.message}
-        if exc.field:
-            body["fields"] = {exc.field: [exc.message]}
-        return Response(body, status=exc.status_code)
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
-    if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
-        fields = {name: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
-                  for name, msgs in exc.detail.items()}
-        summary = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in fields.items())
-        response.data = {"error": f"invalid input ({summary})", "fields": fields}
-    elif isinstance(exc, exceptions.APIException):
-        response.data = {"error": str(exc.detail)}
+        fields = {exc.field: [exc.message]} if exc.field else {}
+        return Response(envelope(exc.code, exc.message, fields), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)  # status and headers (Allow, Retry-After)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    code = next((c for kind, c in CODES.items() if isinstance(exc, kind)),
+                str(getattr(exc, "default_code", "error")))
+    if isinstance(exc, exceptions.ValidationError):
+        fields = field_errors(exc.detail)
+        response.data = envelope(code, validation_message(fields), fields)
+    else:
+        response.data = envelope(code, message_for(exc, context))
     return response
+
+
+def field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as {"field": [messages]} ("items[0].region" for nesting)."""
+    if isinstance(detail, dict):
+        fields: dict[str, list[str]] = {}
+        for name, inner in detail.items():
+            fields.update(field_errors(inner, f"{prefix}.{name}" if prefix else str(name)))
+        return fields
+    if isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
+        fields = {}
+        for index, inner in enumerate(detail):
+            fields.update(field_errors(inner, f"{prefix}[{index}]"))
+        return fields
+    messages = [str(m) for m in (detail if isinstance(detail, list) else [detail])]
+    return {prefix or "non_field_errors": messages} if messages else {}
+
+
+def validation_message(fields: dict[str, list[str]]) -> str:
+    parts = [f"{name}: {' '.join(messages)}" for name, messages in fields.items()]
+    return "invalid input (" + "; ".join(parts) + ")" if parts else "invalid input"
+
+
+def _accepted(context: dict[str, Any]) -> Iterator[str]:
+    view = context.get("view")
+    for parser in getattr(view, "parser_classes", []):
+        yield parser.media_type
+
+
+def message_for(exc: exceptions.APIException, context: dict[str, Any]) -> str:
+    """The platform's words for a refusal that is not about one input."""
+    request = context.get("request")
+    method = getattr(request, "method", "")
+    if isinstance(exc, exceptions.NotAuthenticated):
+        return "this needs an API key, sent as the header 'Authorization: Api-Key your-key'"
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        view = context.get("view")
+        allowed = ", ".join(getattr(view, "allowed_methods", []))
+        return f"{method} is not allowed here (allowed: {allowed})"
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        content_type = getattr(request, "content_type", "") or "no content type"
+        return (f"the request body is {content_type.split(';')[0]}; this endpoint reads "
+                f"{', '.join(_accepted(context))}")
+    if isinstance(exc, exceptions.ParseError):
+        content_type = getattr(request, "content_type", "") or "the declared content type"
+        return f"the request body could not be read as {content_type.split(';')[0]}"
+    if isinstance(exc, exceptions.Throttled):
+        seconds = getattr(exc, "wait", None)
+        wait = f"; try again in {math.ceil(seconds)} seconds" if seconds else ""
+        return f"too many requests{wait}"
+    if isinstance(exc, exceptions.NotAcceptable):
+        return "this API answers only application/json"
+    if str(exc.detail) == str(type(exc).default_detail):
+        return {
+            exceptions.PermissionDenied: "your account may not do this",
+            exceptions.NotFound: "not found",
+            exceptions.AuthenticationFailed: "the credentials were not accepted",
+        }.get(type(exc), str(exc.detail))
+    return str(exc.detail)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 for a URL no view answers: the envelope under /api/, the page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(envelope("not_found", f"there is no API endpoint at {request.path}"),
+                            status=404)
+    return defaults.page_not_found(request, exception)

@@ -11,7 +11,13 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ServiceError
 
-ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+# How a format is written for people (Pillow's names are upper case).
+FORMAT_NAMES = {"WEBP": "WebP"}
+
+
+def accepted_in_words() -> str:
+    """The accepted formats as people write them: "JPEG, PNG, WebP"."""
+    return ", ".join(FORMAT_NAMES.get(f, f) for f in sorted(settings.ALLOWED_IMAGE_FORMATS))
 
 
 @dataclass(frozen=True)
@@ -38,9 +44,10 @@ def image_inspect(file: IO[bytes], *, size: int) -> ImageFacts:
     try:
         with Image.open(file) as image:
             fmt, (width, height) = image.format or "", image.size
-            if fmt not in ALLOWED_FORMATS:
-                raise ServiceError(f"image format {fmt or 'unknown'} is not accepted; use one of "
-                                   f"{', '.join(sorted(ALLOWED_FORMATS))}", field="image")
+            if fmt not in settings.ALLOWED_IMAGE_FORMATS:
+                raise ServiceError(f"the image is a {FORMAT_NAMES.get(fmt, fmt)}, a format the "
+                                   f"platform does not accept (accepted: {accepted_in_words()})",
+                                   field="image")
             if width * height > settings.MAX_IMAGE_PIXELS:
                 raise ServiceError(f"the image has {width * height} pixels; the limit is "
                                    f"{settings.MAX_IMAGE_PIXELS}", field="image")
@@ -50,9 +57,16 @@ def image_inspect(file: IO[bytes], *, size: int) -> ImageFacts:
             image.load()  # decode every pixel: a truncated file fails here, not in the worker
     except ServiceError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as exc:
-        raise ServiceError(f"the file is not a readable image ({exc})", field="image") from exc
+    except Image.DecompressionBombError as exc:
+        raise ServiceError(f"the image has more pixels than the limit of "
+                           f"{settings.MAX_IMAGE_PIXELS}", field="image") from exc
+    except UnidentifiedImageError as exc:
+        raise ServiceError(f"the file is not an image the platform can read (accepted: "
+                           f"{accepted_in_words()})", field="image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow's message names its internals (a truncated stream, a broken chunk): not shown.
+        raise ServiceError("the image is damaged or cut off: it could not be decoded",
+                           field="image") from exc
     finally:
         file.seek(0)
     return ImageFacts(format=fmt, width=width, height=height, sha256=digest.hexdigest())

@@ -22,7 +22,7 @@ def case_intake(
     captured_at: datetime,
     external_id: str,
     submitted_by: User,
-    metadata: dict[str, Any] | None = None,
+    metadata: Any = None,
 ) -> Case:
     """Store a submitted case (validated by `case_submit`) and queue its prediction."""
     with transaction.atomic():

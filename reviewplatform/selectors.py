@@ -13,12 +13,12 @@ from django.utils import timezone
 from .models import Case
 
 
-def case_get_for(*, case_id: int, user: User) -> Case | None:
-    """A case the user may read: one they submitted, or any with the view permission."""
-    cases = Case.objects.select_related("deployment", "region", "decision")
-    if not user.has_perm("reviewplatform.view_case"):
-        cases = cases.filter(submitted_by=user)
-    return cases.filter(pk=case_id).first()
+def cases_visible_to(*, user: User) -> QuerySet[Case]:
+    """The cases a user may read: those they submitted, or every case with the view
+    permission. A case outside this set is answered as if it did not exist."""
+    if user.has_perm("reviewplatform.view_case"):
+        return Case.objects.all()
+    return Case.objects.filter(submitted_by=user)
 
 
 @dataclass(frozen=True)

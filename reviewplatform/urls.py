@@ -6,6 +6,8 @@ from rollout import views as rollout_views
 
 from . import api, views
 
+handler404 = "reviewplatform.api_errors.page_not_found"
+
 urlpatterns = [
     path("", views.home, name="review-home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -21,7 +23,7 @@ urlpatterns = [
     path("deployments/<slug:slug>/rollout/", rollout_views.rollout_page, name="rollout"),
     path("deployments/<slug:slug>/report/", rollout_views.report_page, name="report"),
     path("", include("rollout.urls")),
-    path("api/v1/cases/", api.CaseSubmitApi.as_view(), name="api-case-submit"),
+    path("api/v1/cases/", api.CasesApi.as_view(), name="api-cases"),
     path("api/v1/cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
     path("", include("inference.urls")),
     path("admin/", admin.site.urls),

@@ -1,7 +1,7 @@
 """Staff-only REST API of the rollout: every action of the rollout page, one thin view each.
 
-All under /api/v1/deployments/<slug>/policy/. Bad input answers 4xx with
-{"error": ..., "fields": {...}} and changes nothing.
+All under /api/v1/deployments/<slug>/policy/. Bad input answers 4xx with the API's error
+envelope, {"code": ..., "message": ..., "fields": {...}}, and changes nothing.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.contrib.auth.models import User
-from django.shortcuts import get_object_or_404
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reviewplatform.api_fields import OffsetDateTimeField
+from reviewplatform.errors import NotFound
 from reviewplatform.models import Deployment
 
 from . import guardrails, scope, selectors, services
@@ -26,7 +26,10 @@ class StaffApi(APIView):
     permission_classes = [permissions.IsAdminUser]
 
     def deployment(self, slug: str) -> Deployment:
-        return get_object_or_404(Deployment, slug=slug)
+        deployment = Deployment.objects.filter(slug=slug).first()
+        if deployment is None:
+            raise NotFound(f"there is no deployment {slug!r}")
+        return deployment
 
 
 def version_out(version: PolicyVersion, *, previous: PolicyVersion | None) -> dict[str, Any]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
@@ -96,11 +98,15 @@ def test_it_stores_a_submitted_case(api, client_user, deployment, make_upload,
     assert len(callbacks) == 1
 
 
-def assert_refused(response, callbacks, field: str, status: int = 400) -> None:
+def assert_refused(response, callbacks, field: str, status: int = 400,
+                   code: str = "invalid") -> None:
     assert response.status_code == status, response.content
     body = response.json()
-    assert isinstance(body["error"], str) and body["error"]
-    assert field in body.get("fields", {}), body
+    assert set(body) == {"code", "message", "fields"}, body
+    assert body["code"] == code
+    assert isinstance(body["message"], str) and body["message"]
+    assert field in body["fields"], body
+    assert all(isinstance(m, str) and m for m in body["fields"][field]), body
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert callbacks == []
@@ -125,7 +131,7 @@ def test_it_refuses_an_empty_file(api, deployment, make_upload,
                                  django_capture_on_commit_callbacks)
 
     assert_refused(response, callbacks, "image")
-    assert "empty" in response.json()["error"]
+    assert "empty" in response.json()["message"]
 
 
 def test_it_refuses_a_truncated_png(api, deployment, make_upload,
@@ -148,7 +154,7 @@ def test_it_refuses_an_image_over_the_size_limit(api, deployment, make_upload, s
                                  django_capture_on_commit_callbacks)
 
     assert_refused(response, callbacks, "image")
-    assert str(len(image) - 1) in response.json()["error"]
+    assert str(len(image) - 1) in response.json()["message"]
 
 
 def test_it_accepts_an_image_at_the_size_limit(api, deployment, make_upload, settings,
@@ -171,7 +177,7 @@ def test_it_refuses_an_image_with_too_many_pixels(api, deployment, make_upload, 
                                  django_capture_on_commit_callbacks)
 
     assert_refused(response, callbacks, "image")
-    assert "pixels" in response.json()["error"]
+    assert "pixels" in response.json()["message"]
 
 
 def test_it_refuses_an_image_too_small_to_judge(api, deployment, make_upload, settings,
@@ -193,6 +199,8 @@ def test_it_refuses_an_image_too_small_to_judge(api, deployment, make_upload, se
     ("metadata", {"metadata": "[1, 2, 3]"}),
     ("metadata", {"metadata": '"a string"'}),
     ("metadata", {"metadata": "{not json"}),
+    ("metadata", {"metadata": "null"}),
+    ("metadata", {"metadata": "42"}),
     ("external_id", {"external_id": "   "}),
 ])
 def test_it_refuses_bad_input(api, deployment, make_upload, field, overrides,
@@ -208,7 +216,7 @@ def test_it_explains_that_captured_at_needs_an_offset(api, deployment, make_uplo
     response, _ = submit(api, form(make_upload, captured_at="2026-05-01T21:30:00"),
                          django_capture_on_commit_callbacks)
 
-    assert "offset" in response.json()["error"]
+    assert "offset" in response.json()["message"]
 
 
 def test_it_names_the_known_regions_of_the_deployment(api, deployment, make_upload,
@@ -216,8 +224,8 @@ def test_it_names_the_known_regions_of_the_deployment(api, deployment, make_uplo
     response, _ = submit(api, form(make_upload, region="south"),
                          django_capture_on_commit_callbacks)
 
-    assert "south" in response.json()["error"]
-    assert "north" in response.json()["error"]
+    assert "south" in response.json()["message"]
+    assert "north" in response.json()["message"]
 
 
 @pytest.mark.parametrize("missing", ["deployment", "region", "captured_at", "external_id",
@@ -247,7 +255,8 @@ def test_it_refuses_a_duplicate_external_id(api, deployment, make_upload,
                                  django_capture_on_commit_callbacks)
 
     assert response.status_code == 409, response.content
-    assert f"case {first.json()['id']}" in response.json()["error"]
+    assert response.json()["code"] == "conflict"
+    assert f"case {first.json()['id']}" in response.json()["message"]
     assert "external_id" in response.json()["fields"]
     assert Case.objects.count() == 1
     assert stored_files() == files_before
@@ -274,7 +283,10 @@ def test_it_requires_credentials(deployment, make_upload, django_capture_on_comm
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Api-Key"
-    assert response.json() == {"error": "Authentication credentials were not provided."}
+    assert response.json() == {
+        "code": "not_authenticated",
+        "message": "this needs an API key, sent as the header 'Authorization: Api-Key your-key'",
+        "fields": {}}
     assert Case.objects.count() == 0
     assert callbacks == []
 
@@ -289,7 +301,8 @@ def test_it_refuses_a_wrong_api_key(api_key, deployment, make_upload, key,
     response, _ = submit(client, form(make_upload), django_capture_on_commit_callbacks)
 
     assert response.status_code == 401
-    assert "error" in response.json()
+    assert response.json()["code"] == "authentication_failed"
+    assert response.json()["message"] in {"invalid or revoked API key", "malformed API key"}
     assert Case.objects.count() == 0
     assert stored_files() == []
 
@@ -310,7 +323,8 @@ def test_it_refuses_a_user_without_the_api_client_permission(
                                  django_capture_on_commit_callbacks)
 
     assert response.status_code == 403
-    assert "error" in response.json()
+    assert response.json()["code"] == "permission_denied"
+    assert "reviewplatform.add_case" in response.json()["message"]
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert callbacks == []
@@ -357,10 +371,163 @@ def test_it_hides_another_clients_case(api, client_user, deployment, make_upload
     response = api_client_for(other).get(created["Location"])
 
     assert response.status_code == 404
-    assert "error" in response.json()
+    assert response.json() == {"code": "not_found", "fields": {},
+                               "message": f"case {created.json()['id']} does not exist or is "
+                                          "not yours"}
 
 
 def test_it_answers_404_for_a_case_that_does_not_exist(api, deployment):
     response = api.get("/api/v1/cases/999999/")
 
     assert response.status_code == 404
+
+
+def image_bytes(fmt: str, size: tuple[int, int] = (32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "white").save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def from_now(seconds: float) -> str:
+    return (timezone.now() + timedelta(seconds=seconds)).isoformat()
+
+
+def test_it_refuses_a_capture_time_more_than_five_minutes_ahead(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, captured_at=from_now(330)),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "captured_at")
+    assert "is in the future (at most 300 seconds ahead" in response.json()["message"]
+
+
+def test_it_refuses_a_capture_time_years_ahead(api, deployment, make_upload,
+                                               django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, captured_at="2031-01-01T00:00:00+00:00"),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "captured_at")
+    assert response.json()["fields"]["captured_at"][0].startswith(
+        "captured_at 2031-01-01T00:00:00+00:00 is in the future")
+
+
+def test_it_accepts_a_capture_time_a_little_ahead_of_its_clock(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    response, _ = submit(api, form(make_upload, captured_at=from_now(270)),
+                         django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+
+
+def test_it_reads_how_far_ahead_a_capture_time_may_be_from_the_settings(
+        api, deployment, make_upload, settings, django_capture_on_commit_callbacks):
+    settings.CAPTURED_AT_MAX_FUTURE_SECONDS = 0
+
+    response, callbacks = submit(api, form(make_upload, captured_at=from_now(60)),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "captured_at")
+    assert "at most 0 seconds ahead" in response.json()["message"]
+
+
+def metadata_of(size: int, char: str = "x") -> str:
+    """JSON metadata whose compact encoding is `size` bytes ({"note":"..."} is 11 + the note)."""
+    return json.dumps({"note": char * ((size - 11) // len(char.encode()))})
+
+
+def test_it_refuses_twenty_kilobytes_of_metadata(api, deployment, make_upload,
+                                                 django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, metadata=metadata_of(20 * 1024)),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "metadata")
+    assert response.json()["fields"]["metadata"] == [
+        "metadata is 20480 bytes as JSON; the limit is 16384"]
+
+
+def test_it_accepts_metadata_at_the_size_limit(api, deployment, make_upload, settings,
+                                               django_capture_on_commit_callbacks):
+    settings.CASE_METADATA_MAX_BYTES = 100
+
+    response, _ = submit(api, form(make_upload, metadata=metadata_of(100)),
+                         django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+    assert Case.objects.get().metadata == {"note": "x" * 89}
+
+
+def test_it_refuses_metadata_one_byte_over_the_limit(api, deployment, make_upload, settings,
+                                                     django_capture_on_commit_callbacks):
+    settings.CASE_METADATA_MAX_BYTES = 100
+
+    response, callbacks = submit(api, form(make_upload, metadata=metadata_of(101)),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "metadata")
+
+
+def test_it_measures_metadata_in_bytes_not_characters(api, deployment, make_upload, settings,
+                                                      django_capture_on_commit_callbacks):
+    settings.CASE_METADATA_MAX_BYTES = 100
+    metadata = json.dumps({"note": "é" * 46})  # 57 characters, 103 bytes
+
+    response, callbacks = submit(api, form(make_upload, metadata=metadata),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "metadata")
+    assert "103 bytes" in response.json()["message"]
+
+
+def test_it_refuses_an_external_id_over_200_characters(api, deployment, make_upload,
+                                                       django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, external_id="c" * 201),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "external_id")
+    assert response.json()["fields"]["external_id"] == [
+        "external_id is 201 characters long; the limit is 200"]
+
+
+def test_it_accepts_an_external_id_of_200_characters(api, deployment, make_upload,
+                                                     django_capture_on_commit_callbacks):
+    response, _ = submit(api, form(make_upload, external_id="c" * 200),
+                         django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+    assert Case.objects.get().external_id == "c" * 200
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_it_accepts_the_default_image_formats(api, deployment, make_upload, fmt,
+                                              django_capture_on_commit_callbacks):
+    upload = make_upload(content=image_bytes(fmt), name=f"case.{fmt.lower()}")
+
+    response, _ = submit(api, form(make_upload, image=upload), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+    assert Path(Case.objects.get().image.name).suffix == f".{fmt.lower()}"
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_it_refuses_an_image_format_outside_the_default_list(
+        api, deployment, make_upload, fmt, django_capture_on_commit_callbacks):
+    upload = make_upload(content=image_bytes(fmt), name="case.png")
+
+    response, callbacks = submit(api, form(make_upload, image=upload),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "image")
+    assert response.json()["fields"]["image"] == [
+        f"the image is a {fmt}, a format the platform does not accept "
+        "(accepted: JPEG, PNG, WebP)"]
+
+
+def test_it_reads_the_allowed_image_formats_from_the_settings(
+        api, deployment, make_upload, settings, django_capture_on_commit_callbacks):
+    settings.ALLOWED_IMAGE_FORMATS = ["PNG"]
+
+    response, callbacks = submit(api, form(make_upload, image=make_upload(
+        content=image_bytes("JPEG"))), django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "image")
+    assert response.json()["message"].endswith("(accepted: PNG)")

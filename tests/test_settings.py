@@ -17,6 +17,7 @@ READ_BY_SETTINGS = {
     "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "REVIEW_LEASE_SECONDS",
     "PREDICTION_STALE_SECONDS", "INFERENCE_DEVICE", "LOG_LEVEL", "DB_CONN_MAX_AGE",
     "API_THROTTLE_RATE",
+    "ALLOWED_IMAGE_FORMATS", "CAPTURED_AT_MAX_FUTURE_SECONDS", "CASE_METADATA_MAX_BYTES",
 }
 VALID = {"SECRET_KEY": "a-test-secret", "REDIS_URL": "redis://127.0.0.1:6390/0"}
 
@@ -27,12 +28,13 @@ def failure(result: subprocess.CompletedProcess[str]) -> str:
     return lines[-1] if lines else ""
 
 
-def django_setup(**variables: str) -> subprocess.CompletedProcess[str]:
+def django_setup(code: str = "import django; django.setup()",
+                 **variables: str) -> subprocess.CompletedProcess[str]:
     """Start Django with the base settings and exactly these variables in the environment."""
     env = {name: value for name, value in os.environ.items() if name not in READ_BY_SETTINGS}
     env["DJANGO_SETTINGS_MODULE"] = "reviewplatform.settings.base"
     env.update(variables)
-    return subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT,
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -56,6 +58,12 @@ def test_it_starts_in_debug_without_a_secret_key():
     ("REVIEW_LEASE_SECONDS", "5"),
     ("DATABASE_URL", "mysql://reviews@127.0.0.1/reviews"),
     ("DATABASE_URL", "not a url"),
+    ("ALLOWED_IMAGE_FORMATS", "JPEG,PSD"),
+    ("ALLOWED_IMAGE_FORMATS", ""),
+    ("CAPTURED_AT_MAX_FUTURE_SECONDS", "-1"),
+    ("CAPTURED_AT_MAX_FUTURE_SECONDS", "five minutes"),
+    ("CASE_METADATA_MAX_BYTES", "16 KB"),
+    ("CASE_METADATA_MAX_BYTES", "1"),
 ])
 def test_it_refuses_a_wrong_value(variable, value):
     result = django_setup(**{**VALID, variable: value})
@@ -63,6 +71,19 @@ def test_it_refuses_a_wrong_value(variable, value):
     assert result.returncode != 0, f"{variable}={value} was accepted"
     assert failure(result).startswith("django.core.exceptions.ImproperlyConfigured")
     assert variable in failure(result)
+
+
+def test_it_reads_the_limits_on_submitted_cases():
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(s.ALLOWED_IMAGE_FORMATS, s.CAPTURED_AT_MAX_FUTURE_SECONDS, "
+            "s.CASE_METADATA_MAX_BYTES)")
+    defaults = django_setup(**VALID, code=code)
+    chosen = django_setup(**VALID, ALLOWED_IMAGE_FORMATS="png, webp",
+                          CAPTURED_AT_MAX_FUTURE_SECONDS="60", CASE_METADATA_MAX_BYTES="1024",
+                          code=code)
+
+    assert defaults.stdout.strip() == "['JPEG', 'PNG', 'WEBP'] 300 16384", defaults.stderr
+    assert chosen.stdout.strip() == "['PNG', 'WEBP'] 60 1024", chosen.stderr
 
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():

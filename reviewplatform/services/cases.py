@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
@@ -48,13 +51,20 @@ def case_submit(
     captured_at: datetime,
     external_id: str,
     submitted_by: User,
-    metadata: dict | None = None,
+    metadata: Any = None,
 ) -> Case:
-    """Validate and store a case (`reviewplatform.pipeline.case_intake` queues its prediction
-    once the row is committed)."""
+    """Validate and store a case (`reviewplatform.intake.case_intake` queues its prediction
+    once the row is committed). Every check runs before the image is written: a refused case
+    leaves neither a row nor a file."""
     if timezone.is_naive(captured_at):
         raise ServiceError("captured_at needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
                            field="captured_at")
+    latest = timezone.now() + timedelta(seconds=settings.CAPTURED_AT_MAX_FUTURE_SECONDS)
+    if captured_at > latest:
+        raise ServiceError(f"captured_at {captured_at.isoformat()} is in the future (at most "
+                           f"{settings.CAPTURED_AT_MAX_FUTURE_SECONDS} seconds ahead of the "
+                           f"platform's clock are accepted)", field="captured_at")
+    metadata = case_metadata_check(metadata)
     region = deployment.regions.filter(code=region_code).first()
     if region is None:
         known = ", ".join(deployment.regions.values_list("code", flat=True))
@@ -62,6 +72,10 @@ def case_submit(
                            f"(known: {known})", field="region")
     if not external_id.strip():
         raise ServiceError("external_id must not be blank", field="external_id")
+    limit = Case._meta.get_field("external_id").max_length or 0
+    if len(external_id) > limit:
+        raise ServiceError(f"external_id is {len(external_id)} characters long; the limit is "
+                           f"{limit}", field="external_id")
     existing = Case.objects.filter(deployment=deployment, external_id=external_id).first()
     if existing is not None:
         raise Conflict(f"a case with external_id {external_id!r} already exists "
@@ -69,7 +83,7 @@ def case_submit(
     facts = image_inspect(image, size=image.size or 0)
 
     case = Case(deployment=deployment, region=region, external_id=external_id,
-                captured_at=captured_at, metadata=metadata or {}, submitted_by=submitted_by,
+                captured_at=captured_at, metadata=metadata, submitted_by=submitted_by,
                 image_sha256=facts.sha256, width=facts.width, height=facts.height)
     case.image.save(f"{facts.sha256[:32]}.{facts.format.lower()}", image, save=False)
     try:
@@ -81,6 +95,23 @@ def case_submit(
                        field="external_id") from exc
     logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, region.code)
     return case
+
+
+METADATA_NOT_AN_OBJECT = 'metadata must be a JSON object, e.g. {"camera": "camera-7"}'
+
+
+def case_metadata_check(metadata: Any) -> dict[str, Any]:
+    """A case's metadata: a JSON object (none given: empty) of at most CASE_METADATA_MAX_BYTES,
+    measured as its compact UTF-8 JSON encoding."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ServiceError(METADATA_NOT_AN_OBJECT, field="metadata")
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > settings.CASE_METADATA_MAX_BYTES:
+        raise ServiceError(f"metadata is {size} bytes as JSON; the limit is "
+                           f"{settings.CASE_METADATA_MAX_BYTES}", field="metadata")
+    return metadata
 
 
 def case_gold_mark(*, case: Case, label: str, actor: User | None) -> GoldCase:

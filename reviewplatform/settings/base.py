@@ -19,6 +19,7 @@ from .envvars import (
     env_db_url,
     env_int,
     env_list,
+    env_list_of,
     env_rate,
     env_str,
     env_url,
@@ -46,6 +47,13 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 MIN_IMAGE_SIDE = env_int("MIN_IMAGE_SIDE", 8, minimum=1)
+# Image formats a case may be submitted in (Pillow's names); others are refused.
+ALLOWED_IMAGE_FORMATS = env_list_of("ALLOWED_IMAGE_FORMATS", ["JPEG", "PNG", "WEBP"],
+                                    ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+# A capture time later than now plus this is refused (a camera clock gone wrong).
+CAPTURED_AT_MAX_FUTURE_SECONDS = env_int("CAPTURED_AT_MAX_FUTURE_SECONDS", 300, minimum=0)
+# A case's metadata is refused above this size, measured as its compact UTF-8 JSON encoding.
+CASE_METADATA_MAX_BYTES = env_int("CASE_METADATA_MAX_BYTES", 16384, minimum=2)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
@@ -94,6 +102,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
     "reviewplatform",
     "inference",
     "rollout",

@@ -78,6 +78,17 @@ def env_rate(name: str, default: str) -> str:
                                    f"at least 1 per s, min, hour or day), got {value!r}")
     return f"{int(match.group(1))}/{match.group(2)}"
 
+def env_list_of(name: str, default: Iterable[str], choices: Iterable[str]) -> list[str]:
+    """A comma-separated list, each item one of `choices` (compared in upper case); never
+    empty."""
+    allowed = [choice.upper() for choice in choices]
+    items = [item.upper() for item in env_list(name, default)]
+    wrong = [item for item in items if item not in allowed]
+    if wrong or not items:
+        raise ImproperlyConfigured(f"{name} must be a comma-separated list of "
+                                   f"{', '.join(allowed)}, got {_raw(name)!r}")
+    return items
+
 
 def env_db_url(name: str, default: str) -> dict[str, Any]:
     """A PostgreSQL URL: the platform's queue, reports and exports are PostgreSQL statements."""
