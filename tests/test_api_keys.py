@@ -65,8 +65,9 @@ def test_it_refuses_a_submit_to_a_deployment_outside_the_keys_scope(
                                  deployment="bears")
 
     assert response.status_code == 403, response.content
-    assert response.json()["error"] == ("this API key may not submit to deployment 'bears'; "
-                                        "it may submit to: digits")
+    assert response.json()["code"] == "permission_denied"
+    assert response.json()["message"] == ("this API key may not submit to deployment 'bears'; "
+                                           "it may submit to: digits")
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert callbacks == []
@@ -82,7 +83,7 @@ def test_it_answers_an_unknown_deployment_as_bad_input(
                                  deployment="nowhere")
 
     assert response.status_code == 400
-    assert "'nowhere'" in response.json()["error"]
+    assert "'nowhere'" in response.json()["message"]
     assert Case.objects.count() == 0
     assert callbacks == []
 
@@ -131,7 +132,8 @@ def test_it_refuses_a_revoked_key_with_401(
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Api-Key"
-    assert response.json()["error"] == "invalid or revoked API key"
+    assert response.json()["code"] == "authentication_failed"
+    assert response.json()["message"] == "invalid or revoked API key"
     assert Case.objects.count() == 0
     assert callbacks == []
     assert client.get(f"{URL}999999/").status_code == 401
