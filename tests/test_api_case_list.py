@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
 from inference.models import Prediction
-from reviewplatform.models import Case, Decision, ReviewTask
+from reviewplatform.models import Case, Decision, Deployment, ReviewTask
 from reviewplatform.services import api_key_create
 from rollout.selectors import policy_current
 from rollout.services import deployment_create
@@ -30,8 +30,10 @@ def iso(minutes: float) -> str:
 
 
 def key_client(user: User) -> APIClient:
+    """A client with a key scoped to every deployment: what it sees is its own cases."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(user=user, name='k')[1]}")
+    _, key = api_key_create(user=user, name="k", deployments=list(Deployment.objects.all()))
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     return client
 
 
