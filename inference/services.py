@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import statistics
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from PIL import Image
@@ -24,8 +27,15 @@ from reviewplatform.errors import Conflict, ServiceError
 from reviewplatform.models import Case, Deployment
 
 from . import predictor
-from .models import DomainThresholds, InferenceClaim, ModelVersion, ModelVersionEvent, Prediction
-from .ood import Limits, ood_reasons
+from .models import (
+    DomainThresholds,
+    InferenceClaim,
+    ModelVersion,
+    ModelVersionEvent,
+    Prediction,
+    StoredPrediction,
+)
+from .ood import Limits, StoredReason, ood_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -245,9 +255,19 @@ def _remember_routed(case_ids: Iterable[int]) -> None:
         _recently_routed.popitem(last=False)
 
 
-def predictions_make(*, case_ids: Sequence[int]) -> list[int]:
+@dataclass
+class Predicted:
+    """What `predictions_make` did: the cases still waiting, and the predictions it wrote
+    (case id → model version id → prediction), so that routing need not read them back."""
+
+    waiting: list[int]
+    stored: dict[int, dict[int, StoredPrediction]] = field(default_factory=dict)
+
+
+def predictions_make(*, case_ids: Sequence[int]) -> Predicted:
     """Predict claimed cases with every active model version of their deployment, in one
-    batch per version; returns the ids of the cases still waiting (`received`).
+    batch per version; returns the cases still waiting (`received`) and the predictions
+    written.
 
     Models run outside any transaction. A failing model (load error, exception, time-out) is
     stored as a failed prediction with its reason and never blocks a case; so is a deployment
@@ -261,21 +281,22 @@ def predictions_make(*, case_ids: Sequence[int]) -> list[int]:
     by_deployment: dict[int, list[Case]] = defaultdict(list)
     for case in cases:
         by_deployment[case.deployment_id].append(case)
+    predicted = Predicted(waiting=[case.pk for case in cases])
     for deployment_id, group in by_deployment.items():
         versions = list(ModelVersion.objects.filter(deployment_id=deployment_id, is_active=True))
         try:
-            _group_predict(group, versions, limits=_limits(deployment_id))
+            _group_predict(group, versions, limits=_limits(deployment_id), predicted=predicted)
         except SoftTimeLimitExceeded:
             raise
         except Exception as exc:  # one deployment's failure must not hold up the others
             logger.exception("predictions of deployment %s failed", deployment_id)
-            Prediction.objects.bulk_create(
+            _predictions_store(
                 [_failed(c, v, f"{type(exc).__name__}: {exc}") for c in group for v in versions],
-                ignore_conflicts=True)
+                predicted=predicted)
     # A worker serves every deployment: keep each learner still active anywhere.
     predictor.learners_forget_except(
         ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True))
-    return [case.pk for case in cases]
+    return predicted
 
 
 def claims_release(*, case_ids: Sequence[int]) -> None:
@@ -284,7 +305,80 @@ def claims_release(*, case_ids: Sequence[int]) -> None:
     _remember_routed(case_ids)
 
 
-def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: Limits) -> None:
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A prediction to store, as the plain values of its columns."""
+
+    case_id: int
+    model_version_id: int
+    status: str
+    label: str = ""
+    confidence: float | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    entropy: float | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    pixels: int | None = None
+    out_of_domain: bool = False
+    ood_reasons: list[StoredReason] = field(default_factory=list)
+    error: str = ""
+    latency_ms: float | None = None
+
+
+# One statement, outside any transaction: the rows as column arrays; a row whose case and
+# version already have a prediction is skipped (ON CONFLICT), and the rows written come back.
+_PREDICTIONS_INSERT_SQL = """
+    INSERT INTO inference_prediction (case_id, model_version_id, status, label, confidence,
+                                      probabilities, entropy, brightness, contrast, pixels,
+                                      out_of_domain, ood_reasons, error, latency_ms,
+                                      created_at)
+    SELECT case_id, model_version_id, status, label, confidence, probabilities::jsonb, entropy,
+           brightness, contrast, pixels, out_of_domain, ood_reasons::jsonb, error, latency_ms,
+           %(now)s
+    FROM unnest(%(case_id)s::bigint[], %(model_version_id)s::bigint[], %(status)s::text[],
+                %(label)s::text[], %(confidence)s::float8[], %(probabilities)s::text[],
+                %(entropy)s::float8[], %(brightness)s::float8[], %(contrast)s::float8[],
+                %(pixels)s::integer[], %(out_of_domain)s::boolean[], %(ood_reasons)s::text[],
+                %(error)s::text[], %(latency_ms)s::float8[])
+         AS row (case_id, model_version_id, status, label, confidence, probabilities, entropy,
+                 brightness, contrast, pixels, out_of_domain, ood_reasons, error, latency_ms)
+    ON CONFLICT DO NOTHING
+    RETURNING id, case_id, model_version_id, status, label, confidence, out_of_domain"""
+
+
+def _predictions_store(rows: list[_Row], *, predicted: Predicted) -> None:
+    """Write the rows (skipping any case and version that has a prediction already) and
+    note those written in `predicted`."""
+    if not rows:
+        return
+    columns: dict[str, list[Any]] = {
+        "case_id": [r.case_id for r in rows],
+        "model_version_id": [r.model_version_id for r in rows],
+        "status": [r.status for r in rows],
+        "label": [r.label for r in rows],
+        "confidence": [r.confidence for r in rows],
+        "probabilities": [json.dumps(r.probabilities) for r in rows],
+        "entropy": [r.entropy for r in rows],
+        "brightness": [r.brightness for r in rows],
+        "contrast": [r.contrast for r in rows],
+        "pixels": [r.pixels for r in rows],
+        "out_of_domain": [r.out_of_domain for r in rows],
+        "ood_reasons": [json.dumps(r.ood_reasons) for r in rows],
+        "error": [r.error for r in rows],
+        "latency_ms": [r.latency_ms for r in rows],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_PREDICTIONS_INSERT_SQL, {**columns, "now": timezone.now()})
+        written = cursor.fetchall()
+    for pk, case_id, version_id, status, label, confidence, out_of_domain in written:
+        predicted.stored.setdefault(case_id, {})[version_id] = StoredPrediction(
+            id=pk, case_id=case_id, model_version_id=version_id,
+            ok=status == Prediction.Status.OK, label=label, confidence=confidence,
+            out_of_domain=out_of_domain)
+
+
+def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: Limits,
+                   predicted: Predicted) -> None:
     done = set(Prediction.objects.filter(case__in=cases, model_version__in=versions)
                .values_list("case_id", "model_version_id"))
     images: dict[int, bytes] = {}
@@ -307,16 +401,16 @@ def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: L
         todo = [c for c in todo if c.pk not in failed]
         if todo:
             rows += _version_predict(todo, version, images, stats, limits)
-        Prediction.objects.bulk_create(rows, ignore_conflicts=True)
+        _predictions_store(rows, predicted=predicted)
 
 
-def _failed(case: Case, version: ModelVersion, error: str) -> Prediction:
-    return Prediction(case=case, model_version=version, status=Prediction.Status.FAILED,
-                      error=error[:2000])
+def _failed(case: Case, version: ModelVersion, error: str) -> _Row:
+    return _Row(case_id=case.pk, model_version_id=version.pk, status=Prediction.Status.FAILED,
+                error=error[:2000])
 
 
 def _version_predict(cases: list[Case], version: ModelVersion, images: dict[int, bytes],
-                     stats: dict[int, predictor.InputStats], limits: Limits) -> list[Prediction]:
+                     stats: dict[int, predictor.InputStats], limits: Limits) -> list[_Row]:
     try:
         learn = predictor.learner_for(version_id=version.pk, sha256=version.sha256,
                                       open_artifact=lambda: version.artifact.open("rb"))
@@ -334,11 +428,10 @@ def _version_predict(cases: list[Case], version: ModelVersion, images: dict[int,
         reasons = ood_reasons(brightness=s.brightness, contrast=s.contrast, width=s.width,
                               height=s.height, confidence=output.confidence,
                               entropy=output.entropy, limits=limits)
-        rows.append(Prediction(
-            case=case, model_version=version, status=Prediction.Status.OK, label=output.label,
-            confidence=output.confidence, probabilities=output.probabilities,
-            entropy=output.entropy, latency_ms=output.latency_ms, brightness=s.brightness,
-            contrast=s.contrast, pixels=s.pixels, out_of_domain=bool(reasons),
-            ood_reasons=reasons))
+        rows.append(_Row(
+            case_id=case.pk, model_version_id=version.pk, status=Prediction.Status.OK,
+            label=output.label, confidence=output.confidence,
+            probabilities=output.probabilities, entropy=output.entropy,
+            latency_ms=output.latency_ms, brightness=s.brightness, contrast=s.contrast,
+            pixels=s.pixels, out_of_domain=bool(reasons), ood_reasons=reasons))
     return rows
-
