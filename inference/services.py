@@ -17,9 +17,10 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.files import File
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef
 from django.utils import timezone
 from PIL import Image
 
@@ -193,13 +194,27 @@ def domain_thresholds_fit(*, deployment: Deployment, images: Sequence[bytes],
     return thresholds
 
 
-def _limits(deployment_id: int) -> Limits:
-    found = DomainThresholds.objects.filter(deployment_id=deployment_id).first()
-    if found is None:
+def _limits(thresholds: DomainThresholds | None) -> Limits:
+    if thresholds is None:
         return Limits()
-    return Limits(min_confidence=found.min_confidence, max_entropy=found.max_entropy,
-                  min_brightness=found.min_brightness, max_brightness=found.max_brightness,
-                  min_contrast=found.min_contrast, min_pixels=found.min_pixels)
+    return Limits(min_confidence=thresholds.min_confidence, max_entropy=thresholds.max_entropy,
+                  min_brightness=thresholds.min_brightness,
+                  max_brightness=thresholds.max_brightness,
+                  min_contrast=thresholds.min_contrast, min_pixels=thresholds.min_pixels)
+
+
+def _active_versions() -> dict[int, tuple[list[ModelVersion], Limits]]:
+    """Every deployment's active model versions (champion first) and input limits, in one
+    statement: a worker serves every deployment, and keeps the learners of all of them."""
+    found: dict[int, tuple[list[ModelVersion], Limits]] = {}
+    for version in (ModelVersion.objects.filter(is_active=True)
+                    .select_related("deployment__domain_thresholds")
+                    .order_by("deployment_id", "-is_champion", "name")):
+        if version.deployment_id not in found:
+            thresholds = getattr(version.deployment, "domain_thresholds", None)
+            found[version.deployment_id] = ([], _limits(thresholds))
+        found[version.deployment_id][0].append(version)
+    return found
 
 
 def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
@@ -276,16 +291,21 @@ def predictions_make(*, case_ids: Sequence[int]) -> Predicted:
     After INFERENCE_MAX_ATTEMPTS claims of the same case (workers that died on it), the case
     gets failed predictions, so that humans decide it.
     """
+    # Each case with the versions that have predicted it already (`predicted_by`).
     cases = list(Case.objects.filter(pk__in=case_ids, status=Case.Status.RECEIVED)
-                 .select_related("inference_claim"))
+                 .select_related("inference_claim")
+                 .annotate(predicted_by=ArraySubquery(
+                     Prediction.objects.filter(case_id=OuterRef("pk")).order_by()
+                     .values("model_version_id"))))
     by_deployment: dict[int, list[Case]] = defaultdict(list)
     for case in cases:
         by_deployment[case.deployment_id].append(case)
     predicted = Predicted(waiting=[case.pk for case in cases])
+    active = _active_versions()
     for deployment_id, group in by_deployment.items():
-        versions = list(ModelVersion.objects.filter(deployment_id=deployment_id, is_active=True))
+        versions, limits = active.get(deployment_id, ([], Limits()))
         try:
-            _group_predict(group, versions, limits=_limits(deployment_id), predicted=predicted)
+            _group_predict(group, versions, limits=limits, predicted=predicted)
         except SoftTimeLimitExceeded:
             raise
         except Exception as exc:  # one deployment's failure must not hold up the others
@@ -295,7 +315,7 @@ def predictions_make(*, case_ids: Sequence[int]) -> Predicted:
                 predicted=predicted)
     # A worker serves every deployment: keep each learner still active anywhere.
     predictor.learners_forget_except(
-        ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True))
+        version.pk for versions, _ in active.values() for version in versions)
     return predicted
 
 
@@ -379,8 +399,8 @@ def _predictions_store(rows: list[_Row], *, predicted: Predicted) -> None:
 
 def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: Limits,
                    predicted: Predicted) -> None:
-    done = set(Prediction.objects.filter(case__in=cases, model_version__in=versions)
-               .values_list("case_id", "model_version_id"))
+    done = {(case.pk, version_id) for case in cases
+            for version_id in case.predicted_by}  # type: ignore[attr-defined]
     images: dict[int, bytes] = {}
     stats: dict[int, predictor.InputStats] = {}
     failed: dict[int, str] = {}
