@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.files import File
 from django.db import connection, transaction
-from django.db.models import F, OuterRef
+from django.db.models import OuterRef
 from django.utils import timezone
 from PIL import Image
 
@@ -30,7 +30,6 @@ from reviewplatform.models import Case, Deployment
 from . import predictor
 from .models import (
     DomainThresholds,
-    InferenceClaim,
     ModelVersion,
     ModelVersionEvent,
     Prediction,
@@ -217,6 +216,19 @@ def _active_versions() -> dict[int, tuple[list[ModelVersion], Limits]]:
     return found
 
 
+# Claims the locked cases in one statement: a case without a claim gets one, a stale claim is
+# taken over (counting the attempt), a live one is left alone; the cases claimed come back.
+# ON CONFLICT reads the newest committed claim, whenever the statement's snapshot was taken.
+_CLAIMS_TAKE_SQL = """
+    INSERT INTO inference_inferenceclaim (case_id, claimed_at, attempts)
+    SELECT case_id, %(now)s, 1 FROM unnest(%(ids)s::bigint[]) AS claim (case_id)
+    ON CONFLICT (case_id) DO UPDATE
+        SET claimed_at = EXCLUDED.claimed_at,
+            attempts = inference_inferenceclaim.attempts + 1
+        WHERE inference_inferenceclaim.claimed_at < %(stale)s
+    RETURNING case_id"""
+
+
 def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
                 now: datetime | None = None) -> list[int]:
     """Claim up to `limit` received cases for prediction, oldest first (or only `case_ids`).
@@ -234,23 +246,16 @@ def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
         if case_ids is not None:
             candidates = candidates.filter(pk__in=case_ids)
         ids = list(candidates.order_by("id").values_list("id", flat=True)[:limit])
-        if ids:
-            # The statement above sees the claims as they were when it began: a worker that
-            # claimed one of these cases and committed meanwhile has released its row lock
-            # without changing the case row, so the case looked free. Look again now that
-            # the rows are locked: a new statement sees every claim committed before it.
-            taken = set(InferenceClaim.objects.filter(case_id__in=ids, claimed_at__gte=stale)
-                        .values_list("case_id", flat=True))
-            ids = [case_id for case_id in ids if case_id not in taken]
         if not ids:
             return []
-        InferenceClaim.objects.filter(case_id__in=ids).update(claimed_at=now,
-                                                               attempts=F("attempts") + 1)
-        held = set(InferenceClaim.objects.filter(case_id__in=ids)
-                   .values_list("case_id", flat=True))
-        InferenceClaim.objects.bulk_create(
-            [InferenceClaim(case_id=i, claimed_at=now) for i in ids if i not in held])
-    return ids
+        # The statement above sees the claims as they were when it began: a worker that
+        # claimed one of these cases and committed meanwhile has released its row lock
+        # without changing the case row, so the case looked free. Claiming looks again:
+        # ON CONFLICT sees every claim committed before it.
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIMS_TAKE_SQL, {"ids": ids, "now": now, "stale": stale})
+            claimed = {case_id for (case_id,) in cursor.fetchall()}
+    return [case_id for case_id in ids if case_id in claimed]
 
 
 # Cases this process has routed lately: a job for one of them (every case has its own job,
@@ -321,7 +326,12 @@ def predictions_make(*, case_ids: Sequence[int]) -> Predicted:
 
 def claims_release(*, case_ids: Sequence[int]) -> None:
     """The cases are routed: drop their claims and remember them (see `recently_routed`)."""
-    InferenceClaim.objects.filter(case_id__in=case_ids).delete()
+    if case_ids:
+        # One statement: nothing refers to a claim, so Django's deletion (a transaction
+        # around it) has nothing to collect.
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM inference_inferenceclaim WHERE case_id = ANY(%s)",
+                           [list(case_ids)])
     _remember_routed(case_ids)
 
 
