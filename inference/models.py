@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -48,10 +50,31 @@ class ModelVersion(models.Model):
         return f"{self.deployment.slug}/{self.name} ({role})"
 
 
+@dataclass(frozen=True, slots=True)
+class StoredPrediction:
+    """What routing reads of a stored prediction, as plain values (`ok` False: it failed)."""
+
+    id: int
+    case_id: int
+    model_version_id: int
+    ok: bool
+    label: str
+    confidence: float | None
+    out_of_domain: bool
+
+
 class PredictionQuerySet(models.QuerySet["Prediction"]):
     def champion(self) -> PredictionQuerySet:
         """The champion's answers: what routing, urgency and the review chain go by."""
         return self.filter(model_version__is_champion=True, status=Prediction.Status.OK)
+
+    def champion_stored(self) -> list[StoredPrediction]:
+        """The champion's answers among these, as plain values."""
+        return [StoredPrediction(id=pk, case_id=case_id, model_version_id=version_id, ok=True,
+                                 label=label, confidence=confidence, out_of_domain=ood)
+                for pk, case_id, version_id, label, confidence, ood in self.champion()
+                .order_by().values_list("id", "case_id", "model_version_id", "label",
+                                        "confidence", "out_of_domain")]
 
 
 class Prediction(models.Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import operator
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
-from PIL import Image, ImageStat
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,22 @@ class InputStats:
         return self.width * self.height
 
 
+_GREY_LEVELS = range(256)
+_GREY_SQUARES = [level * level for level in _GREY_LEVELS]
+
+
 def input_stats(image: bytes) -> InputStats:
+    """The grey levels' mean and standard deviation: PIL.ImageStat's formulas on the same
+    integer sums of the histogram, taken in C rather than in a Python loop per bin (they ran
+    for every case: about a tenth of the worker's time per image)."""
     with Image.open(io.BytesIO(image)) as opened:
-        grey = opened.convert("L")
-        stat = ImageStat.Stat(grey)
-        return InputStats(brightness=float(stat.mean[0]), contrast=float(stat.stddev[0]),
+        histogram = opened.convert("L").histogram()
+        count = sum(histogram)
+        total = sum(map(operator.mul, _GREY_LEVELS, histogram))
+        squares = sum(map(operator.mul, _GREY_SQUARES, histogram))
+        mean = total / count if count else 0
+        variance = (squares - total ** 2 / count) / count if count else 0
+        return InputStats(brightness=float(mean), contrast=float(math.sqrt(variance)),
                           width=opened.width, height=opened.height)
 
 

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import statistics
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.files import File
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import OuterRef
 from django.utils import timezone
 from PIL import Image
 
@@ -24,8 +28,14 @@ from reviewplatform.errors import Conflict, ServiceError
 from reviewplatform.models import Case, Deployment
 
 from . import predictor
-from .models import DomainThresholds, InferenceClaim, ModelVersion, ModelVersionEvent, Prediction
-from .ood import Limits, ood_reasons
+from .models import (
+    DomainThresholds,
+    ModelVersion,
+    ModelVersionEvent,
+    Prediction,
+    StoredPrediction,
+)
+from .ood import Limits, StoredReason, ood_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -183,13 +193,40 @@ def domain_thresholds_fit(*, deployment: Deployment, images: Sequence[bytes],
     return thresholds
 
 
-def _limits(deployment_id: int) -> Limits:
-    found = DomainThresholds.objects.filter(deployment_id=deployment_id).first()
-    if found is None:
+def _limits(thresholds: DomainThresholds | None) -> Limits:
+    if thresholds is None:
         return Limits()
-    return Limits(min_confidence=found.min_confidence, max_entropy=found.max_entropy,
-                  min_brightness=found.min_brightness, max_brightness=found.max_brightness,
-                  min_contrast=found.min_contrast, min_pixels=found.min_pixels)
+    return Limits(min_confidence=thresholds.min_confidence, max_entropy=thresholds.max_entropy,
+                  min_brightness=thresholds.min_brightness,
+                  max_brightness=thresholds.max_brightness,
+                  min_contrast=thresholds.min_contrast, min_pixels=thresholds.min_pixels)
+
+
+def _active_versions() -> dict[int, tuple[list[ModelVersion], Limits]]:
+    """Every deployment's active model versions (champion first) and input limits, in one
+    statement: a worker serves every deployment, and keeps the learners of all of them."""
+    found: dict[int, tuple[list[ModelVersion], Limits]] = {}
+    for version in (ModelVersion.objects.filter(is_active=True)
+                    .select_related("deployment__domain_thresholds")
+                    .order_by("deployment_id", "-is_champion", "name")):
+        if version.deployment_id not in found:
+            thresholds = getattr(version.deployment, "domain_thresholds", None)
+            found[version.deployment_id] = ([], _limits(thresholds))
+        found[version.deployment_id][0].append(version)
+    return found
+
+
+# Claims the locked cases in one statement: a case without a claim gets one, a stale claim is
+# taken over (counting the attempt), a live one is left alone; the cases claimed come back.
+# ON CONFLICT reads the newest committed claim, whenever the statement's snapshot was taken.
+_CLAIMS_TAKE_SQL = """
+    INSERT INTO inference_inferenceclaim (case_id, claimed_at, attempts)
+    SELECT case_id, %(now)s, 1 FROM unnest(%(ids)s::bigint[]) AS claim (case_id)
+    ON CONFLICT (case_id) DO UPDATE
+        SET claimed_at = EXCLUDED.claimed_at,
+            attempts = inference_inferenceclaim.attempts + 1
+        WHERE inference_inferenceclaim.claimed_at < %(stale)s
+    RETURNING case_id"""
 
 
 def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
@@ -209,23 +246,16 @@ def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
         if case_ids is not None:
             candidates = candidates.filter(pk__in=case_ids)
         ids = list(candidates.order_by("id").values_list("id", flat=True)[:limit])
-        if ids:
-            # The statement above sees the claims as they were when it began: a worker that
-            # claimed one of these cases and committed meanwhile has released its row lock
-            # without changing the case row, so the case looked free. Look again now that
-            # the rows are locked: a new statement sees every claim committed before it.
-            taken = set(InferenceClaim.objects.filter(case_id__in=ids, claimed_at__gte=stale)
-                        .values_list("case_id", flat=True))
-            ids = [case_id for case_id in ids if case_id not in taken]
         if not ids:
             return []
-        InferenceClaim.objects.filter(case_id__in=ids).update(claimed_at=now,
-                                                               attempts=F("attempts") + 1)
-        held = set(InferenceClaim.objects.filter(case_id__in=ids)
-                   .values_list("case_id", flat=True))
-        InferenceClaim.objects.bulk_create(
-            [InferenceClaim(case_id=i, claimed_at=now) for i in ids if i not in held])
-    return ids
+        # The statement above sees the claims as they were when it began: a worker that
+        # claimed one of these cases and committed meanwhile has released its row lock
+        # without changing the case row, so the case looked free. Claiming looks again:
+        # ON CONFLICT sees every claim committed before it.
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIMS_TAKE_SQL, {"ids": ids, "now": now, "stale": stale})
+            claimed = {case_id for (case_id,) in cursor.fetchall()}
+    return [case_id for case_id in ids if case_id in claimed]
 
 
 # Cases this process has routed lately: a job for one of them (every case has its own job,
@@ -245,9 +275,19 @@ def _remember_routed(case_ids: Iterable[int]) -> None:
         _recently_routed.popitem(last=False)
 
 
-def predictions_make(*, case_ids: Sequence[int]) -> list[int]:
+@dataclass
+class Predicted:
+    """What `predictions_make` did: the cases still waiting, and the predictions it wrote
+    (case id → model version id → prediction), so that routing need not read them back."""
+
+    waiting: list[int]
+    stored: dict[int, dict[int, StoredPrediction]] = field(default_factory=dict)
+
+
+def predictions_make(*, case_ids: Sequence[int]) -> Predicted:
     """Predict claimed cases with every active model version of their deployment, in one
-    batch per version; returns the ids of the cases still waiting (`received`).
+    batch per version; returns the cases still waiting (`received`) and the predictions
+    written.
 
     Models run outside any transaction. A failing model (load error, exception, time-out) is
     stored as a failed prediction with its reason and never blocks a case; so is a deployment
@@ -256,37 +296,121 @@ def predictions_make(*, case_ids: Sequence[int]) -> list[int]:
     After INFERENCE_MAX_ATTEMPTS claims of the same case (workers that died on it), the case
     gets failed predictions, so that humans decide it.
     """
+    # Each case with the versions that have predicted it already (`predicted_by`).
     cases = list(Case.objects.filter(pk__in=case_ids, status=Case.Status.RECEIVED)
-                 .select_related("inference_claim"))
+                 .select_related("inference_claim")
+                 .annotate(predicted_by=ArraySubquery(
+                     Prediction.objects.filter(case_id=OuterRef("pk")).order_by()
+                     .values("model_version_id"))))
     by_deployment: dict[int, list[Case]] = defaultdict(list)
     for case in cases:
         by_deployment[case.deployment_id].append(case)
+    predicted = Predicted(waiting=[case.pk for case in cases])
+    active = _active_versions()
     for deployment_id, group in by_deployment.items():
-        versions = list(ModelVersion.objects.filter(deployment_id=deployment_id, is_active=True))
+        versions, limits = active.get(deployment_id, ([], Limits()))
         try:
-            _group_predict(group, versions, limits=_limits(deployment_id))
+            _group_predict(group, versions, limits=limits, predicted=predicted)
         except SoftTimeLimitExceeded:
             raise
         except Exception as exc:  # one deployment's failure must not hold up the others
             logger.exception("predictions of deployment %s failed", deployment_id)
-            Prediction.objects.bulk_create(
+            _predictions_store(
                 [_failed(c, v, f"{type(exc).__name__}: {exc}") for c in group for v in versions],
-                ignore_conflicts=True)
+                predicted=predicted)
     # A worker serves every deployment: keep each learner still active anywhere.
     predictor.learners_forget_except(
-        ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True))
-    return [case.pk for case in cases]
+        version.pk for versions, _ in active.values() for version in versions)
+    return predicted
 
 
 def claims_release(*, case_ids: Sequence[int]) -> None:
     """The cases are routed: drop their claims and remember them (see `recently_routed`)."""
-    InferenceClaim.objects.filter(case_id__in=case_ids).delete()
+    if case_ids:
+        # One statement: nothing refers to a claim, so Django's deletion (a transaction
+        # around it) has nothing to collect.
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM inference_inferenceclaim WHERE case_id = ANY(%s)",
+                           [list(case_ids)])
     _remember_routed(case_ids)
 
 
-def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: Limits) -> None:
-    done = set(Prediction.objects.filter(case__in=cases, model_version__in=versions)
-               .values_list("case_id", "model_version_id"))
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A prediction to store, as the plain values of its columns."""
+
+    case_id: int
+    model_version_id: int
+    status: str
+    label: str = ""
+    confidence: float | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    entropy: float | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    pixels: int | None = None
+    out_of_domain: bool = False
+    ood_reasons: list[StoredReason] = field(default_factory=list)
+    error: str = ""
+    latency_ms: float | None = None
+
+
+# One statement, outside any transaction: the rows as column arrays; a row whose case and
+# version already have a prediction is skipped (ON CONFLICT), and the rows written come back.
+_PREDICTIONS_INSERT_SQL = """
+    INSERT INTO inference_prediction (case_id, model_version_id, status, label, confidence,
+                                      probabilities, entropy, brightness, contrast, pixels,
+                                      out_of_domain, ood_reasons, error, latency_ms,
+                                      created_at)
+    SELECT case_id, model_version_id, status, label, confidence, probabilities::jsonb, entropy,
+           brightness, contrast, pixels, out_of_domain, ood_reasons::jsonb, error, latency_ms,
+           %(now)s
+    FROM unnest(%(case_id)s::bigint[], %(model_version_id)s::bigint[], %(status)s::text[],
+                %(label)s::text[], %(confidence)s::float8[], %(probabilities)s::text[],
+                %(entropy)s::float8[], %(brightness)s::float8[], %(contrast)s::float8[],
+                %(pixels)s::integer[], %(out_of_domain)s::boolean[], %(ood_reasons)s::text[],
+                %(error)s::text[], %(latency_ms)s::float8[])
+         AS row (case_id, model_version_id, status, label, confidence, probabilities, entropy,
+                 brightness, contrast, pixels, out_of_domain, ood_reasons, error, latency_ms)
+    ON CONFLICT DO NOTHING
+    RETURNING id, case_id, model_version_id, status, label, confidence, out_of_domain"""
+
+
+def _predictions_store(rows: list[_Row], *, predicted: Predicted) -> None:
+    """Write the rows (skipping any case and version that has a prediction already) and
+    note those written in `predicted`."""
+    if not rows:
+        return
+    columns: dict[str, list[Any]] = {
+        "case_id": [r.case_id for r in rows],
+        "model_version_id": [r.model_version_id for r in rows],
+        "status": [r.status for r in rows],
+        "label": [r.label for r in rows],
+        "confidence": [r.confidence for r in rows],
+        "probabilities": [json.dumps(r.probabilities) for r in rows],
+        "entropy": [r.entropy for r in rows],
+        "brightness": [r.brightness for r in rows],
+        "contrast": [r.contrast for r in rows],
+        "pixels": [r.pixels for r in rows],
+        "out_of_domain": [r.out_of_domain for r in rows],
+        "ood_reasons": [json.dumps(r.ood_reasons) for r in rows],
+        "error": [r.error for r in rows],
+        "latency_ms": [r.latency_ms for r in rows],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_PREDICTIONS_INSERT_SQL, {**columns, "now": timezone.now()})
+        written = cursor.fetchall()
+    for pk, case_id, version_id, status, label, confidence, out_of_domain in written:
+        predicted.stored.setdefault(case_id, {})[version_id] = StoredPrediction(
+            id=pk, case_id=case_id, model_version_id=version_id,
+            ok=status == Prediction.Status.OK, label=label, confidence=confidence,
+            out_of_domain=out_of_domain)
+
+
+def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: Limits,
+                   predicted: Predicted) -> None:
+    done = {(case.pk, version_id) for case in cases
+            for version_id in case.predicted_by}  # type: ignore[attr-defined]
     images: dict[int, bytes] = {}
     stats: dict[int, predictor.InputStats] = {}
     failed: dict[int, str] = {}
@@ -307,16 +431,16 @@ def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: L
         todo = [c for c in todo if c.pk not in failed]
         if todo:
             rows += _version_predict(todo, version, images, stats, limits)
-        Prediction.objects.bulk_create(rows, ignore_conflicts=True)
+        _predictions_store(rows, predicted=predicted)
 
 
-def _failed(case: Case, version: ModelVersion, error: str) -> Prediction:
-    return Prediction(case=case, model_version=version, status=Prediction.Status.FAILED,
-                      error=error[:2000])
+def _failed(case: Case, version: ModelVersion, error: str) -> _Row:
+    return _Row(case_id=case.pk, model_version_id=version.pk, status=Prediction.Status.FAILED,
+                error=error[:2000])
 
 
 def _version_predict(cases: list[Case], version: ModelVersion, images: dict[int, bytes],
-                     stats: dict[int, predictor.InputStats], limits: Limits) -> list[Prediction]:
+                     stats: dict[int, predictor.InputStats], limits: Limits) -> list[_Row]:
     try:
         learn = predictor.learner_for(version_id=version.pk, sha256=version.sha256,
                                       open_artifact=lambda: version.artifact.open("rb"))
@@ -334,11 +458,10 @@ def _version_predict(cases: list[Case], version: ModelVersion, images: dict[int,
         reasons = ood_reasons(brightness=s.brightness, contrast=s.contrast, width=s.width,
                               height=s.height, confidence=output.confidence,
                               entropy=output.entropy, limits=limits)
-        rows.append(Prediction(
-            case=case, model_version=version, status=Prediction.Status.OK, label=output.label,
-            confidence=output.confidence, probabilities=output.probabilities,
-            entropy=output.entropy, latency_ms=output.latency_ms, brightness=s.brightness,
-            contrast=s.contrast, pixels=s.pixels, out_of_domain=bool(reasons),
-            ood_reasons=reasons))
+        rows.append(_Row(
+            case_id=case.pk, model_version_id=version.pk, status=Prediction.Status.OK,
+            label=output.label, confidence=output.confidence,
+            probabilities=output.probabilities, entropy=output.entropy,
+            latency_ms=output.latency_ms, brightness=s.brightness, contrast=s.contrast,
+            pixels=s.pixels, out_of_domain=bool(reasons), ood_reasons=reasons))
     return rows
-

@@ -21,8 +21,10 @@ from . import lifecycle
 def cases_predict(*, case_ids: Sequence[int]) -> None:
     """Predict claimed cases, route them, and release the claims of those routed (a case left
     waiting keeps its claim until it goes stale, so it is not retried at once)."""
-    waiting = inference.predictions_make(case_ids=case_ids)
-    routed = lifecycle.cases_route(case_ids=waiting, router=cases_routes)
+    predicted = inference.predictions_make(case_ids=case_ids)
+    routed = lifecycle.cases_route(
+        case_ids=predicted.waiting,
+        router=lambda cases: cases_routes(cases, predicted=predicted.stored))
     inference.claims_release(case_ids=routed)
 
 

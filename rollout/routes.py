@@ -10,8 +10,11 @@ such a deployment; one restored without its policies raises the stuck-case alert
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
-from inference.models import Prediction
+from django.db.models import OuterRef, Subquery
+
+from inference.models import ModelVersion, Prediction, StoredPrediction
 from reviewplatform import lifecycle
 from reviewplatform.models import Case, ReviewTask
 
@@ -23,19 +26,51 @@ logger = logging.getLogger(__name__)
 
 
 def _policies(deployment_ids: set[int]) -> dict[int, PolicyVersion]:
-    """The policy in force of each deployment that has one."""
+    """The policy in force of each deployment that has one, with the id of the deployment's
+    champion model version as `champion_id` (None without a champion)."""
+    champion = (ModelVersion.objects.filter(deployment_id=OuterRef("deployment_id"),
+                                            is_champion=True).order_by().values("pk")[:1])
     newest: dict[int, PolicyVersion] = {}
     for version in (PolicyVersion.objects.filter(deployment_id__in=deployment_ids)
+                    .annotate(champion_id=Subquery(champion))
                     .order_by("deployment_id", "-version").distinct("deployment_id")):
         newest[version.deployment_id] = version
     return newest
 
 
-def cases_routes(cases: list[Case]) -> list[lifecycle.CaseRoute]:
+def _champions(cases: list[Case], policies: Mapping[int, PolicyVersion],
+               predicted: Mapping[int, Mapping[int, StoredPrediction]]
+               ) -> dict[int, StoredPrediction]:
+    """The champion's answer of each case that has one: taken from the predictions just
+    written (`predicted`) where the champion's is among them, read otherwise."""
+    champions: dict[int, StoredPrediction] = {}
+    unknown = []
+    for case in cases:
+        champion_id = getattr(policies.get(case.deployment_id), "champion_id", None)
+        if champion_id is None:
+            continue
+        made = predicted.get(case.pk, {}).get(champion_id)
+        if made is None:
+            unknown.append(case.pk)
+        elif made.ok:
+            champions[case.pk] = made
+    if unknown:
+        champions.update((p.case_id, p)
+                         for p in Prediction.objects.filter(case_id__in=unknown)
+                         .champion_stored())
+    return champions
+
+
+def cases_routes(cases: list[Case], *,
+                 predicted: Mapping[int, Mapping[int, StoredPrediction]] | None = None
+                 ) -> list[lifecycle.CaseRoute]:
     """The route of each case: the model's decision stands (an audit sample also goes to a
-    reviewer), or humans decide, for a reason."""
+    reviewer), or humans decide, for a reason.
+
+    `predicted` (case id → model version id → prediction) holds predictions the caller has
+    just written, so that they need not be read back."""
     policies = _policies({case.deployment_id for case in cases})
-    champions = {p.case_id: p for p in Prediction.objects.champion().filter(case__in=cases)}
+    champions = _champions(cases, policies, predicted or {})
     compiled: dict[int, routing.Policy | Exception] = {}
     routes: list[lifecycle.CaseRoute] = []
     for case in cases:
@@ -74,7 +109,7 @@ def cases_routes(cases: list[Case]) -> list[lifecycle.CaseRoute]:
         if outcome.model_decides and champion is not None:
             routes.append(lifecycle.CaseRoute(
                 case_id=case.pk, policy_version_id=version.pk, rule=outcome.rule,
-                model_label=champion.label, prediction_id=champion.pk, urgent=urgent,
+                model_label=champion.label, prediction_id=champion.id, urgent=urgent,
                 review_reason=ReviewTask.Reason.AUDIT if outcome.audit else None))
         else:
             routes.append(lifecycle.CaseRoute(

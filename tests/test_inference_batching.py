@@ -679,3 +679,33 @@ def test_it_predicts_on_the_cpu_by_default(caplog):
     with caplog.at_level(logging.WARNING, logger="inference.predictor"):
         assert predictor.device_name() == "cpu"
     assert not caplog.records
+
+
+# --- statements per batch -------------------------------------------------------------------
+# Every statement is a round trip, made for every batch: claim (a locking read and one upsert),
+# predict (the cases, the active versions, one insert per version), route (lock the cases, the
+# policies, the review tasks, the statuses) and release. Pinned so that they do not creep back.
+
+
+def test_it_predicts_and_routes_a_batch_in_fourteen_statements(champion, submit, held_out,
+                                                               django_assert_num_queries):
+    cases = [submit(path) for path in held_out[:8]]
+
+    with django_assert_num_queries(14):
+        assert predict_waiting(batch_size=32, wait_ms=0) == 8
+
+    assert Prediction.objects.filter(status=Prediction.Status.OK).count() == 8
+    assert set(Case.objects.values_list("status", flat=True)) == {Case.Status.IN_REVIEW}
+    assert ReviewTask.objects.filter(case__in=cases).count() == 8
+    assert not InferenceClaim.objects.exists()
+
+
+def test_it_adds_one_statement_per_other_active_version(champion, challenger, submit,
+                                                        held_out, django_assert_num_queries):
+    for path in held_out[:8]:
+        submit(path)
+
+    with django_assert_num_queries(15):
+        assert predict_waiting(batch_size=32, wait_ms=0) == 8
+
+    assert Prediction.objects.filter(status=Prediction.Status.OK).count() == 16
