@@ -10,7 +10,6 @@ from django import forms
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, permissions, serializers, status
@@ -20,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .api_fields import OffsetDateTimeField
+from .api_fields import OffsetDateTimeField, offset_datetime_parse
 from .authentication import ApiKeyScopedToDeployment
 from .case_follow import cases_followed
 from .errors import NotFound, ServiceError
@@ -122,14 +121,9 @@ class OffsetDateTimeFormField(forms.Field):
         if value in self.empty_values:
             return None
         try:
-            parsed = parse_datetime(str(value))
-        except ValueError:
-            parsed = None
-        if parsed is None:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-        if parsed.tzinfo is None:
-            raise forms.ValidationError(self.error_messages["naive"], code="naive")
-        return parsed
+            return offset_datetime_parse(value)
+        except ValueError as exc:
+            raise forms.ValidationError(self.error_messages[str(exc)], code=str(exc)) from None
 
 
 class OffsetDateTimeFilter(django_filters.Filter):
