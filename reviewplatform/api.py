@@ -227,11 +227,22 @@ class CasesApi(generics.ListAPIView):
         return cases_followed(user=cast(User, self.request.user))
 
     @extend_schema(tags=["cases"], summary="Your cases, newest first, a page at a time",
+                   description=(
+                       "The cases of your key's deployments, newest first. Follow `next` and "
+                       "`previous` as they are; `*_after` includes its instant, `*_before` "
+                       "excludes it; date-times need their UTC offset. A bad filter, "
+                       "`page_size` or cursor is a 400 naming it."),
                    responses={200: CaseOutputSerializer(many=True), **errors(400, 401, 429)})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(tags=["cases"], summary="Submit a case",
+                   description=(
+                       "A multipart form with the image file. `metadata` is a JSON object "
+                       "(as text). Refused with a 400, storing nothing: an unknown deployment "
+                       "or region, a capture time in the future, an image that is not one of "
+                       "the accepted formats or sizes; a 403 for a deployment the key is not "
+                       "scoped to; a 409 for an `external_id` already used."),
                    request={"multipart/form-data": InputSerializer},
                    responses={201: CaseOutputSerializer,
                               **errors(400, 401, 403, 409, 415, 429)})
@@ -255,6 +266,7 @@ class CasesApi(generics.ListAPIView):
 
 class CaseDetailApi(APIView):
     @extend_schema(tags=["cases"], summary="One of your cases",
+                   description="Another client's case is a 404, as one that does not exist.",
                    responses={200: CaseOutputSerializer, **errors(401, 404, 429)})
     def get(self, request: Request, case_id: int) -> Response:
         case = cases_followed(user=cast(User, request.user)).filter(pk=case_id).first()
