@@ -10,8 +10,8 @@ from django import forms
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, permissions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -19,12 +19,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .api_fields import OffsetDateTimeField
+from .api_fields import OffsetDateTimeField, offset_datetime_parse
 from .authentication import ApiKeyScopedToDeployment
 from .case_follow import cases_followed
 from .errors import NotFound, ServiceError
 from .intake import case_intake
 from .models import Case, Decision, Deployment, ReviewTask
+from .openapi import errors
 from .services.cases import METADATA_NOT_AN_OBJECT
 
 # How the model's route reads beside the review reasons (ReviewTask.Reason).
@@ -33,6 +34,36 @@ MODEL_ROUTE = ("in_scope", "inside the model's scope and confident enough: the m
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+class DecisionOut(serializers.Serializer):
+    # Declared fields leave the class's attributes (DRF's metaclass): no clash with
+    # Field.label and Field.source but for mypy.
+    label = serializers.CharField()  # type: ignore[assignment]
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=Decision.Source.choices)
+    model_version = serializers.CharField(allow_null=True,
+                                          help_text="The model's version, if it predicted.")
+    policy_version = serializers.IntegerField()
+    decided_at = serializers.DateTimeField()
+
+
+class RoutedOut(serializers.Serializer):
+    at = serializers.DateTimeField()
+    to = serializers.ChoiceField(choices=["model", "review"])
+    reason = serializers.CharField(help_text="in_scope for the model, else the review reason.")
+    why = serializers.CharField()
+    rule = serializers.CharField(allow_null=True, allow_blank=True)
+
+
+class TimelineOut(serializers.Serializer):
+    """Each step's time, null until it happens."""
+
+    received = serializers.DateTimeField()
+    predicted = serializers.DateTimeField(allow_null=True)
+    routed = RoutedOut(allow_null=True)
+    claimed = serializers.DateTimeField(allow_null=True)
+    decided = serializers.DateTimeField(allow_null=True)
 
 
 class CaseOutputSerializer(serializers.ModelSerializer):
@@ -50,6 +81,7 @@ class CaseOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "external_id", "deployment", "region", "captured_at", "status",
                   "width", "height", "created_at", "decision", "timeline"]
 
+    @extend_schema_field(DecisionOut(allow_null=True))
     def get_decision(self, case: Case) -> dict[str, Any] | None:
         decision = getattr(case, "decision", None)
         if decision is None:
@@ -60,6 +92,7 @@ class CaseOutputSerializer(serializers.ModelSerializer):
                 "policy_version": decision.policy_version.version,
                 "decided_at": decision.decided_at.isoformat()}
 
+    @extend_schema_field(TimelineOut)
     def get_timeline(self, case: Case) -> dict[str, Any]:
         decision = getattr(case, "decision", None)
         routed: dict[str, Any] | None = None
@@ -88,14 +121,9 @@ class OffsetDateTimeFormField(forms.Field):
         if value in self.empty_values:
             return None
         try:
-            parsed = parse_datetime(str(value))
-        except ValueError:
-            parsed = None
-        if parsed is None:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-        if parsed.tzinfo is None:
-            raise forms.ValidationError(self.error_messages["naive"], code="naive")
-        return parsed
+            return offset_datetime_parse(value)
+        except ValueError as exc:
+            raise forms.ValidationError(self.error_messages[str(exc)], code=str(exc)) from None
 
 
 class OffsetDateTimeFilter(django_filters.Filter):
@@ -180,6 +208,9 @@ class CasesApi(generics.ListAPIView):
         image = serializers.FileField(allow_empty_file=True)
         metadata = serializers.JSONField(required=False, default=dict)
 
+        class Meta:
+            ref_name = "CaseSubmit"
+
         def validate_metadata(self, value: Any) -> Any:
             if value is None:  # an explicit null; left out, it is {}
                 raise serializers.ValidationError(METADATA_NOT_AN_OBJECT)
@@ -191,8 +222,30 @@ class CasesApi(generics.ListAPIView):
         return [permissions.IsAuthenticated()]
 
     def get_queryset(self) -> QuerySet[Case]:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator, no user
+            return Case.objects.none()
         return cases_followed(user=cast(User, self.request.user))
 
+    @extend_schema(tags=["cases"], summary="Your cases, newest first, a page at a time",
+                   description=(
+                       "The cases of your key's deployments, newest first. Follow `next` and "
+                       "`previous` as they are; `*_after` includes its instant, `*_before` "
+                       "excludes it; date-times need their UTC offset. A bad filter, "
+                       "`page_size` or cursor is a 400 naming it."),
+                   responses={200: CaseOutputSerializer(many=True), **errors(400, 401, 429)})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(tags=["cases"], summary="Submit a case",
+                   description=(
+                       "A multipart form with the image file. `metadata` is a JSON object "
+                       "(as text). Refused with a 400, storing nothing: an unknown deployment "
+                       "or region, a capture time in the future, an image that is not one of "
+                       "the accepted formats or sizes; a 403 for a deployment the key is not "
+                       "scoped to; a 409 for an `external_id` already used."),
+                   request={"multipart/form-data": InputSerializer},
+                   responses={201: CaseOutputSerializer,
+                              **errors(400, 401, 403, 409, 415, 429)})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -212,6 +265,9 @@ class CasesApi(generics.ListAPIView):
 
 
 class CaseDetailApi(APIView):
+    @extend_schema(tags=["cases"], summary="One of your cases",
+                   description="Another client's case is a 404, as one that does not exist.",
+                   responses={200: CaseOutputSerializer, **errors(401, 404, 429)})
     def get(self, request: Request, case_id: int) -> Response:
         case = cases_followed(user=cast(User, request.user)).filter(pk=case_id).first()
         if case is None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
 class OffsetDateTimeField(serializers.Field):
     """An ISO 8601 date-time that must carry its UTC offset: local time alone is ambiguous."""
 
@@ -19,14 +22,30 @@ class OffsetDateTimeField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> datetime:
         try:
-            value = parse_datetime(str(data))
-        except ValueError:
-            value = None
-        if value is None:
-            self.fail("invalid")
-        if value.tzinfo is None:
-            self.fail("naive")
-        return value
+            return offset_datetime_parse(data)
+        except ValueError as exc:
+            self.fail(str(exc))
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
+
+
+def offset_datetime_parse(raw: Any) -> datetime:
+    """`raw` as an aware date-time in UTC; ValueError("invalid") when it is not an ISO 8601
+    date-time, ValueError("naive") when it has no UTC offset.
+
+    In UTC because PostgreSQL refuses offsets beyond ±15:59 that Python accepts (up to
+    ±23:59), and a date-time near year 1 or 9999 may not exist in UTC at all.
+    """
+    try:
+        value = parse_datetime(str(raw))
+    except ValueError:
+        value = None
+    if value is None:
+        raise ValueError("invalid")
+    if value.tzinfo is None:
+        raise ValueError("naive")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("invalid") from None

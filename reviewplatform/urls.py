@@ -1,6 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from rollout import views as rollout_views
 
@@ -25,6 +30,11 @@ urlpatterns = [
     path("", include("rollout.urls")),
     path("api/v1/cases/", api.CasesApi.as_view(), name="api-cases"),
     path("api/v1/cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema",
+                                                    template_name="api/redoc.html"),
+         name="api-redoc"),
     path("", include("inference.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.contrib.auth.models import User
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,9 +18,24 @@ from rest_framework.views import APIView
 from reviewplatform.api_fields import OffsetDateTimeField
 from reviewplatform.errors import NotFound
 from reviewplatform.models import Deployment
+from reviewplatform.openapi import errors
 
 from . import guardrails, scope, selectors, services
+from .api_shapes import (
+    GuardrailsOut,
+    PolicyEvidenceOut,
+    PolicyHistoryOut,
+    PolicyVersionOut,
+    ScheduledChangeOut,
+    ScheduledChangesOut,
+)
 from .models import PolicyVersion, ScheduledChange
+
+TAGS = ["rollout (staff)"]
+# What any staff endpoint may answer besides its own errors: no key, not staff, no such
+# deployment, too many requests.
+READ_ERRORS = errors(401, 403, 404, 429)
+WRITE_ERRORS = errors(400, 401, 403, 404, 415, 429)
 
 
 class StaffApi(APIView):
@@ -65,10 +81,17 @@ class PolicyApi(StaffApi):
         reason = serializers.CharField()
         override_reason = serializers.CharField(required=False, default="", allow_blank=True)
 
+        class Meta:
+            ref_name = "PolicyChange"
+
+    @extend_schema(tags=TAGS, summary="The current policy",
+                   responses={200: PolicyVersionOut, **READ_ERRORS})
     def get(self, request: Request, slug: str) -> Response:
         deployment = self.deployment(slug)
         return Response(version_with_diff(selectors.policy_current(deployment_id=deployment.pk)))
 
+    @extend_schema(tags=TAGS, summary="Publish a policy change, through the evidence gate",
+                   request=InputSerializer, responses={201: PolicyVersionOut, **WRITE_ERRORS})
     def post(self, request: Request, slug: str) -> Response:
         deployment = self.deployment(slug)
         data = self.InputSerializer(data=request.data)
@@ -82,6 +105,12 @@ class PolicyPauseApi(StaffApi):
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField()
 
+        class Meta:
+            ref_name = "PolicyPause"
+
+    @extend_schema(tags=TAGS, summary="Pause automation: every case goes to review",
+                   request=InputSerializer,
+                   responses={201: PolicyVersionOut, **WRITE_ERRORS, **errors(409)})
     def post(self, request: Request, slug: str) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -96,6 +125,11 @@ class PolicyRollbackApi(StaffApi):
         reason = serializers.CharField()
         override_reason = serializers.CharField(required=False, default="", allow_blank=True)
 
+        class Meta:
+            ref_name = "PolicyRollback"
+
+    @extend_schema(tags=TAGS, summary="Publish a copy of an earlier version",
+                   request=InputSerializer, responses={201: PolicyVersionOut, **WRITE_ERRORS})
     def post(self, request: Request, slug: str) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -106,6 +140,8 @@ class PolicyRollbackApi(StaffApi):
 
 
 class PolicyHistoryApi(StaffApi):
+    @extend_schema(tags=TAGS, summary="Every version, each with its diff",
+                   responses={200: PolicyHistoryOut, **READ_ERRORS})
     def get(self, request: Request, slug: str) -> Response:
         deployment = self.deployment(slug)
         return Response({"versions": [
@@ -116,6 +152,8 @@ class PolicyHistoryApi(StaffApi):
 class PolicyEvidenceApi(StaffApi):
     """POST a proposed policy: its evidence and the replay of recent cases under it."""
 
+    @extend_schema(tags=TAGS, summary="Evidence for a proposed policy (changes nothing)",
+                   request=PolicyInput, responses={200: PolicyEvidenceOut, **WRITE_ERRORS})
     def post(self, request: Request, slug: str) -> Response:
         deployment = self.deployment(slug)
         data = PolicyInput(data=request.data)
@@ -137,6 +175,8 @@ class PolicyEvidenceApi(StaffApi):
 
 
 class PolicyGuardrailsApi(StaffApi):
+    @extend_schema(tags=TAGS, summary="The guardrails' figures, per cell of rule and region",
+                   responses={200: GuardrailsOut, **READ_ERRORS})
     def get(self, request: Request, slug: str) -> Response:
         reports = guardrails.guardrails_check(deployment=self.deployment(slug))
         return Response({"cells": [
@@ -165,11 +205,18 @@ class PolicyScheduleApi(StaffApi):
         effective_at = OffsetDateTimeField()
         reason = serializers.CharField()
 
+        class Meta:
+            ref_name = "PolicySchedule"
+
+    @extend_schema(tags=TAGS, summary="Scheduled changes",
+                   responses={200: ScheduledChangesOut, **READ_ERRORS})
     def get(self, request: Request, slug: str) -> Response:
         changes = (self.deployment(slug).scheduled_changes.select_related("published_version")
                    .order_by("-effective_at"))
         return Response({"scheduled": [scheduled_out(c) for c in changes]})
 
+    @extend_schema(tags=TAGS, summary="Schedule a policy change for a later time",
+                   request=InputSerializer, responses={201: ScheduledChangeOut, **WRITE_ERRORS})
     def post(self, request: Request, slug: str) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -181,6 +228,8 @@ class PolicyScheduleApi(StaffApi):
 
 
 class PolicyScheduleCancelApi(StaffApi):
+    @extend_schema(tags=TAGS, summary="Cancel a pending scheduled change", request=None,
+                   responses={200: ScheduledChangeOut, **READ_ERRORS})
     def post(self, request: Request, slug: str, change_id: int) -> Response:
         change = services.policy_schedule_cancel(change_id=change_id,
                                                  deployment=self.deployment(slug),
