@@ -56,6 +56,8 @@ CAPTURED_AT_MAX_FUTURE_SECONDS = env_int("CAPTURED_AT_MAX_FUTURE_SECONDS", 300, 
 CASE_METADATA_MAX_BYTES = env_int("CASE_METADATA_MAX_BYTES", 16384, minimum=2)
 # How long an Idempotency-Key and its first answer are kept (a beat task deletes older ones).
 IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
+# The most cases one POST /api/v1/cases/batch/ may hold.
+CASE_BATCH_MAX = env_int("CASE_BATCH_MAX", 100, minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
