@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from django.contrib.auth.models import User
@@ -145,3 +146,41 @@ def test_it_documents_the_batch(client):
     assert "application/json" in post_op["requestBody"]["content"]
     result = schema["components"]["schemas"]["CaseBatchResult"]["properties"]
     assert set(result) == {"index", "status", "case", "error"}
+
+
+def test_it_takes_a_multipart_batch_with_image_files(api, deployment, make_upload,
+                                                     django_capture_on_commit_callbacks):
+    cases = [item("m0"), item("m1"), item("m2")]
+    for case in cases:
+        del case["image_base64"]
+    image = png_bytes((40, 30), "black")
+    form = {"cases": json.dumps(cases), "image_0": make_upload(content=image),
+            "image_2": make_upload(content=b"not an image", name="notes.png")}
+
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, form, format="multipart")
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 400, 400]
+    assert "image_base64" in results[1]["error"]["fields"]
+    assert "image_base64" in results[2]["error"]["fields"]
+    case = Case.objects.get()
+    assert case.external_id == "m0"
+    with case.image.open("rb") as file:
+        assert file.read() == image
+    assert len(stored_files()) == 1
+    assert len(jobs) == 1
+
+
+def test_it_refuses_a_multipart_batch_whose_cases_is_not_json(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, {"cases": "[{", "image_0": make_upload()},
+                            format="multipart")
+
+    assert response.status_code == 400, response.content
+    assert "cases" in response.json()["fields"]
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
