@@ -9,7 +9,11 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from reviewplatform.models import Case, IdempotencyKey
-from reviewplatform.services.idempotency import idempotency_key_answer, idempotency_key_claim
+from reviewplatform.services.idempotency import (
+    CLAIM_ABANDONED_SECONDS,
+    idempotency_key_answer,
+    idempotency_key_claim,
+)
 from reviewplatform.tasks import idempotency_keys_expire
 from tests.conftest import png_bytes
 from tests.test_api_cases import api_client_for, form, media_root, stored_files  # noqa: F401
@@ -231,3 +235,34 @@ def test_it_lets_the_key_go_when_the_submit_crashes(api, deployment, make_upload
     assert IdempotencyKey.objects.count() == 0
     assert Case.objects.count() == 0
     assert jobs == []
+
+
+def test_it_takes_over_a_claim_left_by_a_request_that_died(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    post(api, form(make_upload), django_capture_on_commit_callbacks, key="other")
+    # A request with "retry-1" claimed the key, then its worker was killed before it stored.
+    IdempotencyKey.objects.update(
+        key="retry-1", status_code=None, body=None,
+        created_at=timezone.now() - timedelta(seconds=CLAIM_ABANDONED_SECONDS + 1))
+    Case.objects.all().delete()
+
+    response, jobs = post(api, form(make_upload), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201, response.content
+    assert len(jobs) == 1
+    assert IdempotencyKey.objects.get().status_code == 201
+
+
+def test_it_keeps_a_young_claim_in_progress(api, deployment, make_upload,
+                                            django_capture_on_commit_callbacks):
+    post(api, form(make_upload), django_capture_on_commit_callbacks, key="other")
+    claim = IdempotencyKey.objects.get()
+    IdempotencyKey.objects.filter(pk=claim.pk).update(
+        key="retry-1", status_code=None,
+        created_at=timezone.now() - timedelta(seconds=CLAIM_ABANDONED_SECONDS - 30))
+    Case.objects.all().delete()
+
+    response, _ = post(api, form(make_upload), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_key_in_progress"

@@ -28,6 +28,10 @@ from ..models import IdempotencyKey
 
 KEY_MAX_LENGTH = 255
 HEADER = "Idempotency-Key"
+# A claim without an answer this old was left by a request that died (a killed worker): far
+# longer than any request may run. A retry takes it over; should the first request's case have
+# been stored, the retry is refused as a repeated external_id rather than stored twice.
+CLAIM_ABANDONED_SECONDS = 300
 
 
 class KeyReused(Conflict):
@@ -68,7 +72,8 @@ def idempotency_key_claim(*, user: User, key: str, request_hash: str
 
     Refused: a key that is empty or over 255 characters (400), a key used with another request
     (409 `idempotency_key_reused`), a key whose first request is still being processed
-    (409 `idempotency_key_in_progress`). A key older than IDEMPOTENCY_KEY_HOURS is forgotten.
+    (409 `idempotency_key_in_progress`; after CLAIM_ABANDONED_SECONDS the claim is taken over).
+    A key older than IDEMPOTENCY_KEY_HOURS is forgotten.
     """
     if not 1 <= len(key) <= KEY_MAX_LENGTH:
         raise ServiceError(f"the {HEADER} header must be 1 to {KEY_MAX_LENGTH} characters long "
@@ -87,6 +92,12 @@ def idempotency_key_claim(*, user: User, key: str, request_hash: str
         raise KeyReused(f"this {HEADER} was used with another request; use a new key for a "
                         "new request", field=HEADER)
     if existing.status_code is None:
+        abandoned = timezone.now() - timedelta(seconds=CLAIM_ABANDONED_SECONDS)
+        if IdempotencyKey.objects.filter(pk=existing.pk, status_code__isnull=True,
+                                         created_at__lt=abandoned
+                                         ).update(created_at=timezone.now()) == 1:
+            existing.refresh_from_db()
+            return existing
         raise KeyInProgress(f"the first request with this {HEADER} is still being processed; "
                             "retry in a moment", field=HEADER)
     return Answer(existing.status_code, existing.body, existing.headers)
