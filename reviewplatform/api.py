@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api_fields import OffsetDateTimeField, offset_datetime_parse
+from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from .authentication import ApiKeyScopedToDeployment
 from .case_follow import cases_followed
 from .errors import NotFound, ServiceError
@@ -244,9 +245,20 @@ class CasesApi(generics.ListAPIView):
                        "the accepted formats or sizes; a 403 for a deployment the key is not "
                        "scoped to; a 409 for an `external_id` already used."),
                    request={"multipart/form-data": InputSerializer},
+                   parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={201: CaseOutputSerializer,
                               **errors(400, 401, 403, 409, 415, 429)})
     def post(self, request: Request) -> Response:
+        return idempotent(request, lambda: self._answer(request))
+
+    def _answer(self, request: Request) -> Response:
+        """The answer, a refusal included, as a response (to be stored with its key)."""
+        try:
+            return self._submit(request)
+        except Exception as exc:
+            return self.handle_exception(exc)
+
+    def _submit(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data

@@ -4,8 +4,9 @@
 
 `code` is one of `invalid`, `not_found`, `conflict`, `not_authenticated`,
 `authentication_failed`, `permission_denied`, `throttled`, `method_not_allowed`,
-`not_acceptable`, `unsupported_media_type` and `parse_error`; clients branch on it, never on the
-message. `fields` names the inputs at fault (empty when the error is not about one input).
+`not_acceptable`, `unsupported_media_type`, `parse_error`, `idempotency_key_reused` and
+`idempotency_key_in_progress`; clients branch on it, never on the message. `fields` names the
+inputs at fault (empty when the error is not about one input).
 """
 
 from __future__ import annotations

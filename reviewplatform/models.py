@@ -294,3 +294,24 @@ class GoldCase(models.Model):
 
     def __str__(self) -> str:
         return f"gold: case {self.case_id} is {self.label}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` and the first answer given to it, kept
+    IDEMPOTENCY_KEY_HOURS. `status_code` is null while the first request is being processed."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="idempotency_keys")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    body = models.JSONField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"],
+                                               name="idempotency_key_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code or 'in progress'})"

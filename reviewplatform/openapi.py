@@ -34,7 +34,8 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text=(
         "Stable machine code to branch on: invalid, not_found, conflict, not_authenticated, "
         "authentication_failed, permission_denied, throttled, method_not_allowed, "
-        "not_acceptable, unsupported_media_type or parse_error."))
+        "not_acceptable, unsupported_media_type, parse_error, idempotency_key_reused or "
+        "idempotency_key_in_progress."))
     message = serializers.CharField(help_text="What went wrong, in words for a person.")
     # Declared fields leave the class's attributes (DRF's metaclass): no clash with
     # Serializer.fields but for mypy.

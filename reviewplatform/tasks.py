@@ -19,6 +19,7 @@ from rollout.alerts import admins_alert
 from . import pipeline
 from .models import Case
 from .selectors import cases_stuck
+from .services.idempotency import idempotency_keys_expire as keys_expire
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +87,9 @@ def cases_stuck_check() -> int:
             payload={"event": "cases_stuck", "count": stuck.count,
                      "by_deployment": stuck.by_deployment})
     return stuck.count
+
+
+@shared_task
+def idempotency_keys_expire() -> int:
+    """Forget the Idempotency-Keys older than IDEMPOTENCY_KEY_HOURS."""
+    return keys_expire()

@@ -9,7 +9,7 @@ from drf_spectacular.views import (
 
 from rollout import views as rollout_views
 
-from . import api, views
+from . import api, api_batch, views
 
 handler404 = "reviewplatform.api_errors.page_not_found"
 
@@ -29,6 +29,7 @@ urlpatterns = [
     path("deployments/<slug:slug>/report/", rollout_views.report_page, name="report"),
     path("", include("rollout.urls")),
     path("api/v1/cases/", api.CasesApi.as_view(), name="api-cases"),
+    path("api/v1/cases/batch/", api_batch.CaseBatchApi.as_view(), name="api-cases-batch"),
     path("api/v1/cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -18,6 +18,7 @@ READ_BY_SETTINGS = {
     "PREDICTION_STALE_SECONDS", "INFERENCE_DEVICE", "LOG_LEVEL", "DB_CONN_MAX_AGE",
     "API_THROTTLE_RATE",
     "ALLOWED_IMAGE_FORMATS", "CAPTURED_AT_MAX_FUTURE_SECONDS", "CASE_METADATA_MAX_BYTES",
+    "IDEMPOTENCY_KEY_HOURS", "CASE_BATCH_MAX",
 }
 VALID = {"SECRET_KEY": "a-test-secret", "REDIS_URL": "redis://127.0.0.1:6390/0"}
 
@@ -64,6 +65,9 @@ def test_it_starts_in_debug_without_a_secret_key():
     ("CAPTURED_AT_MAX_FUTURE_SECONDS", "five minutes"),
     ("CASE_METADATA_MAX_BYTES", "16 KB"),
     ("CASE_METADATA_MAX_BYTES", "1"),
+    ("IDEMPOTENCY_KEY_HOURS", "0"),
+    ("IDEMPOTENCY_KEY_HOURS", "a day"),
+    ("CASE_BATCH_MAX", "0"),
 ])
 def test_it_refuses_a_wrong_value(variable, value):
     result = django_setup(**{**VALID, variable: value})

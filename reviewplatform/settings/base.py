@@ -54,6 +54,10 @@ ALLOWED_IMAGE_FORMATS = env_list_of("ALLOWED_IMAGE_FORMATS", ["JPEG", "PNG", "WE
 CAPTURED_AT_MAX_FUTURE_SECONDS = env_int("CAPTURED_AT_MAX_FUTURE_SECONDS", 300, minimum=0)
 # A case's metadata is refused above this size, measured as its compact UTF-8 JSON encoding.
 CASE_METADATA_MAX_BYTES = env_int("CASE_METADATA_MAX_BYTES", 16384, minimum=2)
+# How long an Idempotency-Key and its first answer are kept (a beat task deletes older ones).
+IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
+# The most cases one POST /api/v1/cases/batch/ may hold.
+CASE_BATCH_MAX = env_int("CASE_BATCH_MAX", 100, minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
@@ -214,6 +218,10 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-cases": {
         "task": "reviewplatform.tasks.cases_requeue_stale",
         "schedule": 60.0,
+    },
+    "idempotency-keys-expire": {
+        "task": "reviewplatform.tasks.idempotency_keys_expire",
+        "schedule": 3600.0,
     },
     "stuck-cases": {
         "task": "reviewplatform.tasks.cases_stuck_check",

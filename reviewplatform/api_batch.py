@@ -1,0 +1,192 @@
+"""POST /api/v1/cases/batch/: many cases in one request, each stored or refused on its own."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .api import CanSubmitCases, CaseOutputSerializer
+from .api_errors import envelope, field_errors, validation_message
+from .api_fields import OffsetDateTimeField
+from .case_follow import cases_followed
+from .errors import ServiceError
+from .intake import case_intake
+from .models import ApiKey, Deployment
+from .openapi import ErrorSerializer, errors
+from .services.cases import METADATA_NOT_AN_OBJECT
+
+
+class CaseItemSerializer(serializers.Serializer):
+    deployment = serializers.SlugField()
+    region = serializers.SlugField()
+    captured_at = OffsetDateTimeField()
+    external_id = serializers.CharField()
+    metadata = serializers.JSONField(required=False, default=dict)
+    image_base64 = serializers.CharField(
+        required=False,
+        help_text="The image file's bytes, base64-encoded (in a multipart batch, the file "
+                  "`image_<index>` instead).")
+
+    class Meta:
+        ref_name = "CaseBatchItem"
+
+    def validate_metadata(self, value: Any) -> Any:
+        if value is None:
+            raise serializers.ValidationError(METADATA_NOT_AN_OBJECT)
+        return value
+
+    def validate_image_base64(self, value: str) -> bytes:
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("image_base64 is not valid base64") from None
+
+
+class BatchInputSerializer(serializers.Serializer):
+    # Each item is validated on its own (CaseItemSerializer), so that one bad item refuses
+    # only itself; here only that there is a list of at most CASE_BATCH_MAX.
+    cases = serializers.ListField(child=serializers.JSONField())
+
+    def validate_cases(self, value: list[Any]) -> list[Any]:
+        limit = settings.CASE_BATCH_MAX
+        if not 1 <= len(value) <= limit:
+            raise serializers.ValidationError(
+                f"a batch holds 1 to {limit} cases (this one: {len(value)})")
+        return value
+
+
+class BatchDocSerializer(serializers.Serializer):
+    cases = CaseItemSerializer(many=True, help_text="1 to CASE_BATCH_MAX (100) cases.")
+
+    class Meta:
+        ref_name = "CaseBatch"
+
+
+class BatchMultipartDocSerializer(serializers.Serializer):
+    cases = serializers.CharField(help_text=(
+        "The cases as JSON text, a list of objects as in a JSON batch, each without "
+        "`image_base64`: the image of the case at index i is the file field `image_<i>`."))
+
+    class Meta:
+        ref_name = "CaseBatchMultipart"
+
+
+class BatchResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The item's place in `cases`, from 0.")
+    status = serializers.IntegerField(help_text="201 stored, else the refusal's 4xx.")
+    case = CaseOutputSerializer(required=False, help_text="The stored case (201 only).")
+    error = ErrorSerializer(required=False, help_text="Why the item was refused (4xx only).")
+
+    class Meta:
+        ref_name = "CaseBatchResult"
+
+
+class BatchOutputSerializer(serializers.Serializer):
+    results = BatchResultSerializer(many=True)
+
+    class Meta:
+        ref_name = "CaseBatchResults"
+
+
+class CaseBatchApi(APIView):
+    parser_classes = [JSONParser, MultiPartParser]
+    permission_classes = [permissions.IsAuthenticated, CanSubmitCases]
+
+    @extend_schema(
+        tags=["cases"], summary="Submit up to 100 cases at once",
+        description=(
+            "A JSON object `{\"cases\": [...]}` of 1 to 100 cases (setting `CASE_BATCH_MAX`), "
+            "each as the single submit's fields with the image as `image_base64`; or a "
+            "multipart form with those cases as the JSON text `cases` and each image as the "
+            "file `image_<index>` (from 0). Each item is "
+            "stored or refused on its own, all or nothing: a refused item stores nothing, the "
+            "others are stored. The answer is a 200 with one result per item, in order: "
+            "`status` 201 and the `case`, or the refusal's 4xx and its `error` envelope (403 "
+            "for a deployment the key is not scoped to, 409 for an `external_id` already "
+            "used). More than the limit, or no list, is a 400 for the whole request, storing "
+            "nothing."),
+        request={"application/json": BatchDocSerializer,
+                 "multipart/form-data": BatchMultipartDocSerializer},
+        responses={200: BatchOutputSerializer, **errors(400, 401, 403, 415, 429)})
+    def post(self, request: Request) -> Response:
+        files = request.FILES
+        multipart = request.content_type.startswith("multipart/")
+        data = BatchInputSerializer(data=self._json_cases(request) if multipart
+                                    else request.data)
+        data.is_valid(raise_exception=True)
+        user = cast(User, request.user)
+        scope = (set(request.auth.deployments.values_list("slug", flat=True))
+                 if isinstance(request.auth, ApiKey) else None)
+        results: list[dict[str, Any]] = []
+        with transaction.atomic():
+            for index, item in enumerate(data.validated_data["cases"]):
+                upload = files.get(f"image_{index}")
+                results.append({"index": index, **self._item(item, upload=upload, user=user,
+                                                             scope=scope)})
+        stored = {r["case"]: r for r in results if "case" in r}
+        for case in cases_followed(user=user).filter(pk__in=stored):
+            stored[case.pk]["case"] = CaseOutputSerializer(case).data
+        return Response({"results": results})
+
+    @staticmethod
+    def _json_cases(request: Request) -> dict[str, Any]:
+        """A multipart batch's `cases`, read from its JSON text."""
+        data: Any = request.data
+        text = data.get("cases")
+        try:
+            return {"cases": json.loads(text) if isinstance(text, str) else text}
+        except ValueError:
+            raise ServiceError("cases must be JSON text: a list of cases",
+                               field="cases") from None
+
+    @staticmethod
+    def _item(item: Any, *, upload: UploadedFile | None, user: User,
+              scope: set[str] | None) -> dict[str, Any]:
+        """One item stored (status 201 and the case's id) or refused, storing nothing."""
+        values = CaseItemSerializer(data=item)
+        if not values.is_valid():
+            fields = field_errors(values.errors)
+            return {"status": 400,
+                    "error": envelope("invalid", validation_message(fields), fields)}
+        slug = values.validated_data["deployment"]
+        deployment = Deployment.objects.filter(slug=slug).first()
+        if deployment is None:
+            message = f"unknown deployment {slug!r}"
+            return {"status": 400,
+                    "error": envelope("invalid", message, {"deployment": [message]})}
+        if scope is not None and slug not in scope:
+            return {"status": 403, "error": envelope(
+                "permission_denied",
+                f"this API key may not submit to deployment {slug!r}; it may submit to: "
+                f"{', '.join(sorted(scope)) or 'no deployment'}")}
+        image = values.validated_data.get("image_base64")
+        if upload is None and image is None:
+            message = "the image is missing: image_base64, or the file image_<index> in a " \
+                      "multipart batch"
+            return {"status": 400,
+                    "error": envelope("invalid", message, {"image_base64": [message]})}
+        try:
+            case = case_intake(
+                deployment=deployment, region_code=values.validated_data["region"],
+                image=upload or SimpleUploadedFile("image", image or b""),
+                captured_at=values.validated_data["captured_at"],
+                external_id=values.validated_data["external_id"],
+                metadata=values.validated_data["metadata"], submitted_by=user)
+        except ServiceError as exc:
+            field = "image_base64" if exc.field == "image" else exc.field
+            fields = {field: [exc.message]} if field else {}
+            return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
+        return {"status": 201, "case": case.pk}

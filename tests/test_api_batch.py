@@ -1,0 +1,186 @@
+"""POST /api/v1/cases/batch/: each case stored or refused on its own, a result per case."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from django.contrib.auth.models import User
+
+from reviewplatform.models import Case
+from rollout.services import deployment_create
+from tests.conftest import png_bytes
+from tests.test_api_cases import api_client_for, media_root, stored_files  # noqa: F401
+
+URL = "/api/v1/cases/batch/"
+
+
+def item(external_id: str, **overrides):
+    values = {"deployment": "digits", "region": "north",
+              "captured_at": "2026-05-01T21:30:00+02:00", "external_id": external_id,
+              "metadata": {"camera": "camera-7"},
+              "image_base64": base64.b64encode(png_bytes((40, 30), "black")).decode()}
+    values.update(overrides)
+    return values
+
+
+def post(api, cases, capture):
+    with capture(execute=False) as callbacks:
+        response = api.post(URL, {"cases": cases}, format="json")
+    return response, callbacks
+
+
+def test_it_stores_each_case_and_answers_a_result_per_case(
+        api, client_user, deployment, django_capture_on_commit_callbacks):
+    response, jobs = post(api, [item("a"), item("b")], django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [(r["index"], r["status"]) for r in results] == [(0, 201), (1, 201)]
+    assert [r["case"]["external_id"] for r in results] == ["a", "b"]
+    assert all("error" not in r for r in results)
+    cases = Case.objects.order_by("external_id")
+    assert [c.pk for c in cases] == [r["case"]["id"] for r in results]
+    assert all(c.submitted_by == client_user and (c.width, c.height) == (40, 30)
+               for c in cases)
+    assert cases[0].metadata == {"camera": "camera-7"}
+    assert len(stored_files()) == 2
+    assert len(jobs) == 2
+
+
+def test_it_refuses_only_the_items_at_fault(api, deployment,
+                                            django_capture_on_commit_callbacks):
+    cases = [
+        item("good-1"),
+        item("bad-region", region="atlantis"),
+        item("bad-image", image_base64=base64.b64encode(b"not an image").decode()),
+        item("bad-base64", image_base64="%%%"),
+        item("good-1"),  # the external_id of the first item: a conflict
+        "not an object",
+        item("future", captured_at="2999-01-01T00:00:00+00:00"),
+        item("good-2"),
+    ]
+
+    response, jobs = post(api, cases, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 400, 400, 400, 409, 400, 400, 201]
+    fields = [next(iter(r["error"]["fields"]), None) for r in results if "error" in r]
+    assert fields == ["region", "image_base64", "image_base64", "external_id", "non_field_errors",
+                      "captured_at"]
+    assert [r["error"]["code"] for r in results if "error" in r] == [
+        "invalid", "invalid", "invalid", "conflict", "invalid", "invalid"]
+    assert all(set(r["error"]) == {"code", "message", "fields"}
+               for r in results if "error" in r)
+    assert sorted(Case.objects.values_list("external_id", flat=True)) == ["good-1", "good-2"]
+    assert len(stored_files()) == 2
+    assert len(jobs) == 2
+
+
+def test_it_refuses_an_item_for_a_deployment_outside_the_key(
+        api, deployment, admin_user, django_capture_on_commit_callbacks):
+    deployment_create(slug="letters", name="Letters", labels=["a", "b"],
+                      regions=[("north", "North", "UTC")], actor=admin_user)
+
+    response, jobs = post(api, [item("x", deployment="letters"), item("y"),
+                                item("z", deployment="nowhere")],
+                          django_capture_on_commit_callbacks)
+
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [403, 201, 400]
+    assert results[0]["error"]["code"] == "permission_denied"
+    assert "letters" in results[0]["error"]["message"]
+    assert "deployment" in results[2]["error"]["fields"]
+    assert list(Case.objects.values_list("external_id", flat=True)) == ["y"]
+    assert len(jobs) == 1
+
+
+@pytest.mark.parametrize("size", [0, 4])
+def test_it_refuses_a_batch_over_the_limit_storing_nothing(
+        api, deployment, settings, size, django_capture_on_commit_callbacks):
+    settings.CASE_BATCH_MAX = 3
+
+    response, jobs = post(api, [item(f"c{i}") for i in range(size)],
+                          django_capture_on_commit_callbacks)
+
+    assert response.status_code == 400, response.content
+    assert "cases" in response.json()["fields"]
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
+
+
+def test_it_takes_100_cases_by_default(api, deployment, django_capture_on_commit_callbacks):
+    response, jobs = post(api, [item(f"c{i}") for i in range(100)],
+                          django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200, response.content
+    assert {r["status"] for r in response.json()["results"]} == {201}
+    assert Case.objects.count() == 100
+    assert len(jobs) == 100
+    too_many, _ = post(api, [item(f"d{i}") for i in range(101)],
+                       django_capture_on_commit_callbacks)
+    assert too_many.status_code == 400
+    assert Case.objects.count() == 100
+
+
+def test_it_refuses_a_user_who_may_not_submit(deployment, django_capture_on_commit_callbacks):
+    nobody = User.objects.create_user("nobody")
+
+    response, jobs = post(api_client_for(nobody), [item("a")],
+                          django_capture_on_commit_callbacks)
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    assert Case.objects.count() == 0
+    assert jobs == []
+
+
+def test_it_documents_the_batch(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    post_op = schema["paths"]["/api/v1/cases/batch/"]["post"]
+    assert set(post_op["responses"]) >= {"200", "400", "401", "403"}
+    assert "application/json" in post_op["requestBody"]["content"]
+    result = schema["components"]["schemas"]["CaseBatchResult"]["properties"]
+    assert set(result) == {"index", "status", "case", "error"}
+
+
+def test_it_takes_a_multipart_batch_with_image_files(api, deployment, make_upload,
+                                                     django_capture_on_commit_callbacks):
+    cases = [item("m0"), item("m1"), item("m2")]
+    for case in cases:
+        del case["image_base64"]
+    image = png_bytes((40, 30), "black")
+    form = {"cases": json.dumps(cases), "image_0": make_upload(content=image),
+            "image_2": make_upload(content=b"not an image", name="notes.png")}
+
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, form, format="multipart")
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 400, 400]
+    assert "image_base64" in results[1]["error"]["fields"]
+    assert "image_base64" in results[2]["error"]["fields"]
+    case = Case.objects.get()
+    assert case.external_id == "m0"
+    with case.image.open("rb") as file:
+        assert file.read() == image
+    assert len(stored_files()) == 1
+    assert len(jobs) == 1
+
+
+def test_it_refuses_a_multipart_batch_whose_cases_is_not_json(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, {"cases": "[{", "image_0": make_upload()},
+                            format="multipart")
+
+    assert response.status_code == 400, response.content
+    assert "cases" in response.json()["fields"]
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
