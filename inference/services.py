@@ -9,7 +9,7 @@ import logging
 import statistics
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -355,6 +355,9 @@ class _Row:
     latency_ms: float | None = None
 
 
+_ROW_COLUMNS = [f.name for f in fields(_Row)]
+_JSON_COLUMNS = {"probabilities", "ood_reasons"}
+
 # One statement, outside any transaction: the rows as column arrays; a row whose case and
 # version already have a prediction is skipped (ON CONFLICT), and the rows written come back.
 _PREDICTIONS_INSERT_SQL = """
@@ -381,22 +384,11 @@ def _predictions_store(rows: list[_Row], *, predicted: Predicted) -> None:
     note those written in `predicted`."""
     if not rows:
         return
+    # One array per column, named as the statement's parameters; JSON columns as text.
     columns: dict[str, list[Any]] = {
-        "case_id": [r.case_id for r in rows],
-        "model_version_id": [r.model_version_id for r in rows],
-        "status": [r.status for r in rows],
-        "label": [r.label for r in rows],
-        "confidence": [r.confidence for r in rows],
-        "probabilities": [json.dumps(r.probabilities) for r in rows],
-        "entropy": [r.entropy for r in rows],
-        "brightness": [r.brightness for r in rows],
-        "contrast": [r.contrast for r in rows],
-        "pixels": [r.pixels for r in rows],
-        "out_of_domain": [r.out_of_domain for r in rows],
-        "ood_reasons": [json.dumps(r.ood_reasons) for r in rows],
-        "error": [r.error for r in rows],
-        "latency_ms": [r.latency_ms for r in rows],
-    }
+        name: [json.dumps(getattr(r, name)) if name in _JSON_COLUMNS else getattr(r, name)
+               for r in rows]
+        for name in _ROW_COLUMNS}
     with connection.cursor() as cursor:
         cursor.execute(_PREDICTIONS_INSERT_SQL, {**columns, "now": timezone.now()})
         written = cursor.fetchall()
