@@ -21,10 +21,11 @@ from rest_framework.views import APIView
 from .api import CanSubmitCases, CaseOutputSerializer
 from .api_errors import envelope, field_errors, validation_message
 from .api_fields import OffsetDateTimeField
+from .authentication import deployment_for_submit, request_api_key
 from .case_follow import cases_followed
 from .errors import ServiceError
 from .intake import case_intake
-from .models import ApiKey, Deployment
+from .models import ApiKey
 from .openapi import ErrorSerializer, errors
 from .services.cases import METADATA_NOT_AN_OBJECT
 
@@ -115,9 +116,9 @@ class CaseBatchApi(APIView):
             "stored or refused on its own, all or nothing: a refused item stores nothing, the "
             "others are stored. The answer is a 200 with one result per item, in order: "
             "`status` 201 and the `case`, or the refusal's 4xx and its `error` envelope (403 "
-            "for a deployment the key is not scoped to, 409 for an `external_id` already "
-            "used). More than the limit, or no list, is a 400 for the whole request, storing "
-            "nothing."),
+            "for a deployment the key is not scoped to, or one that does not exist: answered "
+            "alike; 409 for an `external_id` already used). More than the limit, or no list, "
+            "is a 400 for the whole request, storing nothing."),
         request={"application/json": BatchDocSerializer,
                  "multipart/form-data": BatchMultipartDocSerializer},
         responses={200: BatchOutputSerializer, **errors(400, 401, 403, 415, 429)})
@@ -128,14 +129,13 @@ class CaseBatchApi(APIView):
                                     else request.data)
         data.is_valid(raise_exception=True)
         user = cast(User, request.user)
-        scope = (set(request.auth.deployments.values_list("slug", flat=True))
-                 if isinstance(request.auth, ApiKey) else None)
+        api_key = request_api_key(request)
         results: list[dict[str, Any]] = []
         with transaction.atomic():
             for index, item in enumerate(data.validated_data["cases"]):
                 upload = files.get(f"image_{index}")
                 results.append({"index": index, **self._item(item, upload=upload, user=user,
-                                                             scope=scope)})
+                                                             api_key=api_key)})
         stored = {r["case"]: r for r in results if "case" in r}
         for case in cases_followed(user=user).filter(pk__in=stored):
             stored[case.pk]["case"] = CaseOutputSerializer(case).data
@@ -154,34 +154,19 @@ class CaseBatchApi(APIView):
 
     @staticmethod
     def _item(item: Any, *, upload: UploadedFile | None, user: User,
-              scope: set[str] | None) -> dict[str, Any]:
+              api_key: ApiKey | None) -> dict[str, Any]:
         """One item stored (status 201 and the case's id) or refused, storing nothing."""
         values = CaseItemSerializer(data=item)
         if not values.is_valid():
             fields = field_errors(values.errors)
             return {"status": 400,
                     "error": envelope("invalid", validation_message(fields), fields)}
-        slug = values.validated_data["deployment"]
-        deployment = Deployment.objects.filter(slug=slug).first()
-        if deployment is None:
-            message = f"unknown deployment {slug!r}"
-            return {"status": 400,
-                    "error": envelope("invalid", message, {"deployment": [message]})}
-        if scope is not None and slug not in scope:
-            return {"status": 403, "error": envelope(
-                "permission_denied",
-                f"this API key may not submit to deployment {slug!r}; it may submit to: "
-                f"{', '.join(sorted(scope)) or 'no deployment'}")}
-        image = values.validated_data.get("image_base64")
-        if upload is None and image is None:
-            message = "the image is missing: image_base64, or the file image_<index> in a " \
-                      "multipart batch"
-            return {"status": 400,
-                    "error": envelope("invalid", message, {"image_base64": [message]})}
         try:
+            deployment = deployment_for_submit(slug=values.validated_data["deployment"],
+                                               api_key=api_key)
             case = case_intake(
                 deployment=deployment, region_code=values.validated_data["region"],
-                image=upload or SimpleUploadedFile("image", image or b""),
+                image=_item_image(upload, values.validated_data.get("image_base64")),
                 captured_at=values.validated_data["captured_at"],
                 external_id=values.validated_data["external_id"],
                 metadata=values.validated_data["metadata"], submitted_by=user)
@@ -190,3 +175,13 @@ class CaseBatchApi(APIView):
             fields = {field: [exc.message]} if field else {}
             return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
         return {"status": 201, "case": case.pk}
+
+
+def _item_image(upload: UploadedFile | None, encoded: bytes | None) -> UploadedFile:
+    """An item's image: its multipart file, else its decoded `image_base64`."""
+    if upload is not None:
+        return upload
+    if encoded is None:
+        raise ServiceError("the image is missing: image_base64, or the file image_<index> in a "
+                           "multipart batch", field="image")
+    return SimpleUploadedFile("image", encoded)

@@ -32,8 +32,10 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
         "the same key with the same request answers the first answer again (same status, same "
         f"case, with the header `{REPLAYED}: true`) and stores nothing more; with another "
         "request it is a 409 `idempotency_key_reused`; while the first request is still being "
-        "processed, a 409 `idempotency_key_in_progress`. Refusals are kept as answers too, "
-        "except 429 and 5xx. Keys are kept 24 hours."))
+        "processed, a 409 `idempotency_key_in_progress`. Refusals are kept as answers too (a 403 "
+        "for a deployment outside the key's scope included), except 429 and 5xx and those "
+        "given before the request is read: a missing or refused API key, a key that may not "
+        "submit at all. Keys are kept 24 hours."))
 
 
 def idempotent(request: Request, answer: Callable[[], Response]) -> Response:

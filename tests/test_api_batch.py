@@ -89,11 +89,19 @@ def test_it_refuses_an_item_for_a_deployment_outside_the_key(
                           django_capture_on_commit_callbacks)
 
     results = response.json()["results"]
-    assert [r["status"] for r in results] == [403, 201, 400]
-    assert results[0]["error"]["code"] == "permission_denied"
-    assert "letters" in results[0]["error"]["message"]
-    assert "deployment" in results[2]["error"]["fields"]
+    assert [r["status"] for r in results] == [403, 201, 403]
+    foreign, unknown = results[0]["error"], results[2]["error"]
+    assert foreign == {"code": "permission_denied", "message": (
+        "this API key may not submit to deployment 'letters'; it may submit to: digits"),
+        "fields": {"deployment": [foreign["message"]]}}
+    # A deployment that does not exist is answered alike: the answer tells no client which
+    # deployments exist.
+    assert unknown["code"] == "permission_denied"
+    assert unknown["message"].replace("nowhere", "?") == foreign["message"].replace("letters",
+                                                                                   "?")
+    assert list(unknown["fields"]) == ["deployment"]
     assert list(Case.objects.values_list("external_id", flat=True)) == ["y"]
+    assert len(stored_files()) == 1
     assert len(jobs) == 1
 
 

@@ -195,7 +195,6 @@ def test_it_refuses_an_image_too_small_to_judge(api, deployment, make_upload, se
     ("captured_at", {"captured_at": "yesterday evening"}),
     ("captured_at", {"captured_at": "2026-13-45T21:30:00+02:00"}),
     ("region", {"region": "south"}),
-    ("deployment", {"deployment": "bears"}),
     ("metadata", {"metadata": "[1, 2, 3]"}),
     ("metadata", {"metadata": '"a string"'}),
     ("metadata", {"metadata": "{not json"}),

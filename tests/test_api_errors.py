@@ -101,8 +101,21 @@ def test_it_names_every_field_of_a_form_with_several_errors(api, deployment):
     assert_nothing_stored()
 
 
-def test_it_answers_an_unknown_deployment_naming_the_field(api, deployment):
+def test_it_answers_a_key_naming_an_unknown_deployment_with_the_keys_deployments(
+        api, deployment):
     response = api.post(URL, case_form(png_bytes(), deployment="bears"), format="multipart")
+
+    body = assert_envelope(response, 403, "permission_denied")
+    assert body["fields"] == {"deployment": [
+        "this API key may not submit to deployment 'bears'; it may submit to: digits"]}
+    assert_nothing_stored()
+
+
+def test_it_answers_a_staff_session_naming_an_unknown_deployment_as_bad_input(
+        staff_api, deployment):
+    # No key, nothing scoped: staff may see every deployment anyway.
+    response = staff_api.post(URL, case_form(png_bytes(), deployment="bears"),
+                              format="multipart")
 
     body = assert_envelope(response, 400, "invalid")
     assert body["fields"] == {"deployment": ["unknown deployment 'bears'"]}
