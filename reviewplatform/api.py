@@ -250,14 +250,7 @@ class CasesApi(generics.ListAPIView):
                    responses={201: CaseOutputSerializer,
                               **errors(400, 401, 403, 409, 415, 429)})
     def post(self, request: Request) -> Response:
-        return idempotent(request, lambda: self._answer(request))
-
-    def _answer(self, request: Request) -> Response:
-        """The answer, a refusal included, as a response (to be stored with its key)."""
-        try:
-            return self._submit(request)
-        except Exception as exc:
-            return self.handle_exception(exc)
+        return idempotent(self, request, lambda: self._submit(request))
 
     def _submit(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from .api import CanSubmitCases, CaseOutputSerializer
 from .api_errors import envelope, field_errors, validation_message
 from .api_fields import OffsetDateTimeField
+from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from .authentication import deployment_for_submit, request_api_key
 from .case_follow import cases_followed
 from .errors import ServiceError
@@ -121,8 +122,12 @@ class CaseBatchApi(APIView):
             "is a 400 for the whole request, storing nothing."),
         request={"application/json": BatchDocSerializer,
                  "multipart/form-data": BatchMultipartDocSerializer},
-        responses={200: BatchOutputSerializer, **errors(400, 401, 403, 415, 429)})
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: BatchOutputSerializer, **errors(400, 401, 403, 409, 415, 429)})
     def post(self, request: Request) -> Response:
+        return idempotent(self, request, lambda: self._submit(request))
+
+    def _submit(self, request: Request) -> Response:
         files = request.FILES
         multipart = request.content_type.startswith("multipart/")
         data = BatchInputSerializer(data=self._json_cases(request) if multipart

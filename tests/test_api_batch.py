@@ -8,7 +8,7 @@ import json
 import pytest
 from django.contrib.auth.models import User
 
-from reviewplatform.models import Case
+from reviewplatform.models import Case, IdempotencyKey
 from rollout.services import deployment_create
 from tests.conftest import png_bytes
 from tests.test_api_cases import api_client_for, media_root, stored_files  # noqa: F401
@@ -25,9 +25,10 @@ def item(external_id: str, **overrides):
     return values
 
 
-def post(api, cases, capture):
+def post(api, cases, capture, key: str | None = None):
+    headers = {"Idempotency-Key": key} if key is not None else {}
     with capture(execute=False) as callbacks:
-        response = api.post(URL, {"cases": cases}, format="json")
+        response = api.post(URL, {"cases": cases}, format="json", headers=headers)
     return response, callbacks
 
 
@@ -192,3 +193,81 @@ def test_it_refuses_a_multipart_batch_whose_cases_is_not_json(
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert jobs == []
+
+
+def test_it_answers_a_retry_with_the_same_key_with_the_first_answer(
+        api, deployment, django_capture_on_commit_callbacks):
+    cases = [item("a"), item("b", region="atlantis")]
+    first, first_jobs = post(api, cases, django_capture_on_commit_callbacks, key="batch-1")
+    again, again_jobs = post(api, cases, django_capture_on_commit_callbacks, key="batch-1")
+
+    assert first.status_code == 200, first.content
+    assert [r["status"] for r in first.json()["results"]] == [201, 400]
+    assert again.status_code == 200, again.content
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert first.get("Idempotent-Replayed") is None
+    assert list(Case.objects.values_list("external_id", flat=True)) == ["a"]
+    assert len(stored_files()) == 1
+    assert len(first_jobs) == 1
+    assert again_jobs == []
+    assert IdempotencyKey.objects.get().status_code == 200
+
+
+def test_it_refuses_the_same_key_with_another_batch(api, deployment,
+                                                   django_capture_on_commit_callbacks):
+    post(api, [item("a")], django_capture_on_commit_callbacks, key="batch-1")
+
+    response, jobs = post(api, [item("a"), item("b")], django_capture_on_commit_callbacks,
+                          key="batch-1")
+
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert "Idempotency-Key" in response.json()["fields"]
+    assert list(Case.objects.values_list("external_id", flat=True)) == ["a"]
+    assert len(stored_files()) == 1
+    assert jobs == []
+
+
+def test_it_refuses_the_same_key_with_another_image_in_a_multipart_batch(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    cases = json.dumps([{k: v for k, v in item("m0").items() if k != "image_base64"}])
+    headers = {"Idempotency-Key": "batch-1"}
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        first = api.post(URL, {"cases": cases, "image_0": make_upload(
+            content=png_bytes((40, 30), "black"))}, format="multipart", headers=headers)
+        again = api.post(URL, {"cases": cases, "image_0": make_upload(
+            content=png_bytes((40, 30), "white"))}, format="multipart", headers=headers)
+
+    assert first.status_code == 200, first.content
+    assert again.status_code == 409, again.content
+    assert again.json()["code"] == "idempotency_key_reused"
+    assert Case.objects.count() == 1
+    assert len(stored_files()) == 1
+    assert len(jobs) == 1
+
+
+def test_it_keeps_a_refusal_of_the_whole_batch_with_its_key(
+        api, deployment, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        first = api.post(URL, [item("a")], format="json", headers={"Idempotency-Key": "b-1"})
+        again = api.post(URL, [item("a")], format="json", headers={"Idempotency-Key": "b-1"})
+
+    assert first.status_code == 400, first.content
+    assert first.json()["code"] == "invalid"
+    assert again.status_code == 400
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
+
+
+def test_it_documents_the_idempotency_key_on_the_batch(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    post_op = schema["paths"]["/api/v1/cases/batch/"]["post"]
+    header = next(p for p in post_op["parameters"] if p["name"] == "Idempotency-Key")
+    assert header["in"] == "header"
+    assert header.get("required", False) is False
+    assert "409" in post_op["responses"]
