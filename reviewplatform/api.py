@@ -244,11 +244,12 @@ class CasesApi(generics.ListAPIView):
                        "capture time in the future, an image that is not one of the accepted "
                        "formats or sizes; a 403 for a deployment the key is not scoped to, "
                        "naming the key's deployments (a deployment that does not exist is "
-                       "answered the same); a 409 for an `external_id` already used."),
+                       "answered the same); a 409 for an `external_id` already used; a 413 for "
+                       "form fields (the image apart) over the upload limit."),
                    request={"multipart/form-data": InputSerializer},
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={201: CaseOutputSerializer,
-                              **errors(400, 401, 403, 409, 415, 429)})
+                              **errors(400, 401, 403, 409, 413, 415, 429)})
     def post(self, request: Request) -> Response:
         return idempotent(self, request, lambda: self._submit(request))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django.conf import settings
@@ -13,13 +14,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api import CanSubmitCases, CaseOutputSerializer
-from .api_errors import envelope, field_errors, validation_message
+from .api_errors import RequestTooLarge, envelope, field_errors, validation_message
 from .api_fields import OffsetDateTimeField
 from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from .authentication import deployment_for_submit, request_api_key
@@ -103,8 +104,20 @@ class BatchOutputSerializer(serializers.Serializer):
         ref_name = "CaseBatchResults"
 
 
+class BatchJSONParser(BaseParser):
+    """JSON read from the request's stream rather than from `request.body` (as DRF's
+    JSONParser reads it), so that the batch's own limit applies, CASE_BATCH_MAX_BYTES, checked
+    before the body is read, instead of DATA_UPLOAD_MAX_MEMORY_SIZE, sized for one case."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None,
+              parser_context: Mapping[str, Any] | None = None) -> Any:
+        return JSONParser().parse(stream, media_type, parser_context)
+
+
 class CaseBatchApi(APIView):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [BatchJSONParser, MultiPartParser]
     permission_classes = [permissions.IsAuthenticated, CanSubmitCases]
 
     @extend_schema(
@@ -119,12 +132,15 @@ class CaseBatchApi(APIView):
             "`status` 201 and the `case`, or the refusal's 4xx and its `error` envelope (403 "
             "for a deployment the key is not scoped to, or one that does not exist: answered "
             "alike; 409 for an `external_id` already used). More than the limit, or no list, "
-            "is a 400 for the whole request, storing nothing."),
+            "is a 400 for the whole request, storing nothing; a body over "
+            "`CASE_BATCH_MAX_BYTES` a 413, refused before it is read."),
         request={"application/json": BatchDocSerializer,
                  "multipart/form-data": BatchMultipartDocSerializer},
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses={200: BatchOutputSerializer, **errors(400, 401, 403, 409, 415, 429)})
+        responses={200: BatchOutputSerializer,
+                   **errors(400, 401, 403, 409, 413, 415, 429)})
     def post(self, request: Request) -> Response:
+        _length_check(request)
         return idempotent(self, request, lambda: self._submit(request))
 
     def _submit(self, request: Request) -> Response:
@@ -180,6 +196,16 @@ class CaseBatchApi(APIView):
             fields = {field: [exc.message]} if field else {}
             return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
         return {"status": 201, "case": case.pk}
+
+
+def _length_check(request: Request) -> None:
+    """Refuse a body over CASE_BATCH_MAX_BYTES before reading it (a body sent without its
+    length is not read at all)."""
+    limit = settings.CASE_BATCH_MAX_BYTES
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > limit:
+        raise RequestTooLarge(f"the request is {length} bytes; a batch may send at most "
+                              f"{limit}: send its cases in smaller batches")
 
 
 def _item_image(upload: UploadedFile | None, encoded: bytes | None) -> UploadedFile:

@@ -34,8 +34,8 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text=(
         "Stable machine code to branch on: invalid, not_found, conflict, not_authenticated, "
         "authentication_failed, permission_denied, throttled, method_not_allowed, "
-        "not_acceptable, unsupported_media_type, parse_error, idempotency_key_reused or "
-        "idempotency_key_in_progress."))
+        "not_acceptable, unsupported_media_type, parse_error, request_too_large, "
+        "idempotency_key_reused or idempotency_key_in_progress."))
     message = serializers.CharField(help_text="What went wrong, in words for a person.")
     # Declared fields leave the class's attributes (DRF's metaclass): no clash with
     # Serializer.fields but for mypy.
@@ -54,6 +54,7 @@ WHEN = {
     403: "The key's user may not do this.",
     404: "Not found, or not yours.",
     409: "Conflicts with the current state; nothing changed.",
+    413: "The request body is over a size limit; nothing was read or stored.",
     415: "The request body is not in a media type this endpoint reads.",
     429: "Too many requests for this key; wait the `Retry-After` seconds.",
 }

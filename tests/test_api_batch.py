@@ -271,3 +271,78 @@ def test_it_documents_the_idempotency_key_on_the_batch(client):
     assert header["in"] == "header"
     assert header.get("required", False) is False
     assert "409" in post_op["responses"]
+
+
+def test_it_refuses_a_batch_over_its_byte_limit_before_reading_it(
+        api, deployment, settings, django_capture_on_commit_callbacks):
+    settings.CASE_BATCH_MAX_BYTES = 500
+
+    response, jobs = post(api, [item("a"), item("b"), item("c")],
+                          django_capture_on_commit_callbacks, key="big-1")
+
+    assert response.status_code == 413, response.content
+    body = response.json()
+    assert body["code"] == "request_too_large"
+    assert body["fields"] == {}
+    assert "at most 500" in body["message"]
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert IdempotencyKey.objects.count() == 0  # not read, so not an answer to keep
+    assert jobs == []
+
+
+def test_it_reads_a_json_batch_over_the_limit_of_one_cases_form(
+        api, deployment, settings, django_capture_on_commit_callbacks):
+    # DATA_UPLOAD_MAX_MEMORY_SIZE is sized for one case; a batch has CASE_BATCH_MAX_BYTES.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    cases = [item(f"c{i}") for i in range(5)]
+    assert len(json.dumps({"cases": cases})) > 1000
+
+    response, jobs = post(api, cases, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200, response.content
+    assert {r["status"] for r in response.json()["results"]} == {201}
+    assert len(jobs) == 5
+
+
+def test_it_has_room_by_default_for_a_full_batch_of_the_largest_images(settings):
+    image = len(base64.b64encode(b"\0" * settings.MAX_IMAGE_BYTES))
+    full_batch = settings.CASE_BATCH_MAX * (image + settings.CASE_METADATA_MAX_BYTES)
+
+    assert full_batch < settings.CASE_BATCH_MAX_BYTES
+
+
+def test_it_answers_a_multipart_batch_with_too_many_files_in_the_envelope(
+        api, deployment, settings, make_upload, django_capture_on_commit_callbacks):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    cases = [{k: v for k, v in item(f"m{i}").items() if k != "image_base64"} for i in range(3)]
+    form = {"cases": json.dumps(cases), **{f"image_{i}": make_upload() for i in range(3)}}
+
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, form, format="multipart")
+
+    assert response.status_code == 413, response.content
+    assert response.json() == {"code": "request_too_large", "fields": {},
+                               "message": "the request holds more than 2 files"}
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
+
+
+def test_it_answers_multipart_cases_over_the_field_limit_in_the_envelope(
+        api, deployment, settings, make_upload, django_capture_on_commit_callbacks):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    cases = [{**item("m0", metadata={"note": "x" * 2000})}]
+    del cases[0]["image_base64"]
+
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, {"cases": json.dumps(cases), "image_0": make_upload()},
+                            format="multipart")
+
+    assert response.status_code == 413, response.content
+    assert response.json()["code"] == "request_too_large"
+    assert response.json()["message"] == ("the request's fields, its files apart, are over "
+                                          "1000 bytes")
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []

@@ -143,6 +143,20 @@ def test_it_answers_a_method_the_endpoint_does_not_have(api, deployment):
     assert_nothing_stored()
 
 
+def test_it_answers_fields_over_the_upload_limit_as_too_large(api, deployment, settings):
+    # Django itself refuses these (its own 400 page): the API answers in its envelope.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    metadata = '{"note": "%s"}' % ("x" * 2000)
+
+    response = api.post(URL, case_form(png_bytes(), metadata=metadata), format="multipart",
+                        headers={"Idempotency-Key": "big-1"})
+
+    body = assert_envelope(response, 413, "request_too_large")
+    assert body["message"] == "the request's fields, its files apart, are over 1000 bytes"
+    assert body["fields"] == {}
+    assert_nothing_stored()
+
+
 def test_it_answers_an_unreadable_multipart_body_as_a_parse_error(api, deployment):
     response = api.generic("POST", URL, b"--nope\r\nnot multipart at all",
                            content_type="multipart/form-data; boundary=")
