@@ -157,6 +157,31 @@ def test_it_answers_fields_over_the_upload_limit_as_too_large(api, deployment, s
     assert_nothing_stored()
 
 
+def test_it_answers_a_method_the_batch_does_not_have(api, deployment):
+    response = api.get("/api/v1/cases/batch/")
+
+    body = assert_envelope(response, 405, "method_not_allowed")
+    assert body["message"] == "GET is not allowed here (allowed: POST, OPTIONS)"
+    assert response["Allow"] == "POST, OPTIONS"
+    assert body["fields"] == {}
+
+
+def test_it_answers_a_client_that_does_not_accept_json(api, deployment):
+    response = api.get(URL, HTTP_ACCEPT="text/html")
+
+    body = assert_envelope(response, 406, "not_acceptable")
+    assert body["message"] == "this API answers only application/json"
+    assert response["Content-Type"] == "application/json"
+
+
+def test_it_refuses_a_submit_that_does_not_accept_json_storing_nothing(api, deployment):
+    response = api.post(URL, case_form(png_bytes()), format="multipart",
+                        HTTP_ACCEPT="application/xml")
+
+    assert_envelope(response, 406, "not_acceptable")
+    assert_nothing_stored()
+
+
 def test_it_answers_an_unreadable_multipart_body_as_a_parse_error(api, deployment):
     response = api.generic("POST", URL, b"--nope\r\nnot multipart at all",
                            content_type="multipart/form-data; boundary=")
