@@ -29,7 +29,7 @@ from .errors import ServiceError
 from .intake import case_intake
 from .models import ApiKey
 from .openapi import ErrorSerializer, errors
-from .services.cases import METADATA_NOT_AN_OBJECT
+from .services.cases import METADATA_NOT_AN_OBJECT, case_images_deleted_on_error
 
 
 class CaseItemSerializer(serializers.Serializer):
@@ -152,14 +152,17 @@ class CaseBatchApi(APIView):
         user = cast(User, request.user)
         api_key = request_api_key(request)
         results: list[dict[str, Any]] = []
-        with transaction.atomic():
+        # A crash (not a refusal) rolls back every item: their images go with them.
+        with case_images_deleted_on_error([]) as stored, transaction.atomic():
             for index, item in enumerate(data.validated_data["cases"]):
-                upload = files.get(f"image_{index}")
-                results.append({"index": index, **self._item(item, upload=upload, user=user,
-                                                             api_key=api_key)})
-        stored = {r["case"]: r for r in results if "case" in r}
-        for case in cases_followed(user=user).filter(pk__in=stored):
-            stored[case.pk]["case"] = CaseOutputSerializer(case).data
+                result = self._item(item, upload=files.get(f"image_{index}"), user=user,
+                                    api_key=api_key)
+                if "case" in result:
+                    stored.append(result["case"])
+                results.append({"index": index, **result})
+        by_id = {r["case"].pk: r for r in results if "case" in r}
+        for case in cases_followed(user=user).filter(pk__in=by_id):
+            by_id[case.pk]["case"] = CaseOutputSerializer(case).data
         return Response({"results": results})
 
     @staticmethod
@@ -176,7 +179,7 @@ class CaseBatchApi(APIView):
     @staticmethod
     def _item(item: Any, *, upload: UploadedFile | None, user: User,
               api_key: ApiKey | None) -> dict[str, Any]:
-        """One item stored (status 201 and the case's id) or refused, storing nothing."""
+        """One item stored (status 201 and the case) or refused, storing nothing."""
         values = CaseItemSerializer(data=item)
         if not values.is_valid():
             fields = field_errors(values.errors)
@@ -195,7 +198,7 @@ class CaseBatchApi(APIView):
             field = "image_base64" if exc.field == "image" else exc.field
             fields = {field: [exc.message]} if field else {}
             return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
-        return {"status": 201, "case": case.pk}
+        return {"status": 201, "case": case}
 
 
 def _length_check(request: Request) -> None:

@@ -8,6 +8,7 @@ import json
 import pytest
 from django.contrib.auth.models import User
 
+from reviewplatform import api_batch, intake
 from reviewplatform.models import Case, IdempotencyKey
 from rollout.services import deployment_create
 from tests.conftest import png_bytes
@@ -345,4 +346,41 @@ def test_it_answers_multipart_cases_over_the_field_limit_in_the_envelope(
                                           "1000 bytes")
     assert Case.objects.count() == 0
     assert stored_files() == []
+    assert jobs == []
+
+
+def crashing_on_call(number: int, real, *, after: bool):
+    """`real`, but the call `number` (from 1) raises, before or after `real` has run."""
+    calls = []
+
+    def call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == number and not after:
+            raise RuntimeError("the disk is full")
+        result = real(*args, **kwargs)
+        if len(calls) == number:
+            raise RuntimeError("the connection dropped")
+        return result
+    return call
+
+
+@pytest.mark.parametrize(("owner", "name", "after"), [
+    (api_batch, "case_intake", False),  # before the third item's image is written
+    (Case, "save", False),  # its image written, its row not
+    (Case, "save", True),  # its row written in its savepoint
+    (intake.transaction, "on_commit", False),  # stored, its prediction not yet queued
+])
+def test_it_leaves_no_image_behind_when_an_item_crashes(
+        api, deployment, monkeypatch, owner, name, after, django_capture_on_commit_callbacks):
+    # The first two items are stored, then the third crashes: all roll back, images too.
+    monkeypatch.setattr(owner, name, crashing_on_call(3, getattr(owner, name), after=after))
+    api.raise_request_exception = False
+
+    response, jobs = post(api, [item("a"), item("b"), item("c"), item("d")],
+                          django_capture_on_commit_callbacks, key="crash-1")
+
+    assert response.status_code == 500
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert IdempotencyKey.objects.count() == 0  # let go: the retry runs afresh
     assert jobs == []
