@@ -229,10 +229,11 @@ class CasesApi(generics.ListAPIView):
 
     @extend_schema(tags=["cases"], summary="Your cases, newest first, a page at a time",
                    description=(
-                       "The cases of your key's deployments, newest first. Follow `next` and "
-                       "`previous` as they are; `*_after` includes its instant, `*_before` "
-                       "excludes it; date-times need their UTC offset. A bad filter, "
-                       "`page_size` or cursor is a 400 naming it."),
+                       "The cases your user submitted (with any of its keys), newest first. "
+                       "Follow `next` and `previous` as they are; `*_after` includes its "
+                       "instant, `*_before` excludes it; date-times need their UTC offset. A "
+                       "bad filter, `page_size` or cursor is a 400 naming it; a `deployment` "
+                       "with none of your cases, an empty page, whether it exists or not."),
                    responses={200: CaseOutputSerializer(many=True), **errors(400, 401, 429)})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
