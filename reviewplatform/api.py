@@ -21,11 +21,11 @@ from rest_framework.views import APIView
 
 from .api_fields import OffsetDateTimeField, offset_datetime_parse
 from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
-from .authentication import ApiKeyScopedToDeployment
+from .authentication import deployment_for_submit, request_api_key
 from .case_follow import cases_followed
-from .errors import NotFound, ServiceError
+from .errors import NotFound
 from .intake import case_intake
-from .models import Case, Decision, Deployment, ReviewTask
+from .models import Case, Decision, ReviewTask
 from .openapi import errors
 from .services.cases import METADATA_NOT_AN_OBJECT
 
@@ -219,7 +219,7 @@ class CasesApi(generics.ListAPIView):
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         if self.request.method == "POST":
-            return [permissions.IsAuthenticated(), CanSubmitCases(), ApiKeyScopedToDeployment()]
+            return [permissions.IsAuthenticated(), CanSubmitCases()]
         return [permissions.IsAuthenticated()]
 
     def get_queryset(self) -> QuerySet[Case]:
@@ -229,10 +229,11 @@ class CasesApi(generics.ListAPIView):
 
     @extend_schema(tags=["cases"], summary="Your cases, newest first, a page at a time",
                    description=(
-                       "The cases of your key's deployments, newest first. Follow `next` and "
-                       "`previous` as they are; `*_after` includes its instant, `*_before` "
-                       "excludes it; date-times need their UTC offset. A bad filter, "
-                       "`page_size` or cursor is a 400 naming it."),
+                       "The cases your user submitted (with any of its keys), newest first. "
+                       "Follow `next` and `previous` as they are; `*_after` includes its "
+                       "instant, `*_before` excludes it; date-times need their UTC offset. A "
+                       "bad filter, `page_size` or cursor is a 400 naming it; a `deployment` "
+                       "with none of your cases, an empty page, whether it exists or not."),
                    responses={200: CaseOutputSerializer(many=True), **errors(400, 401, 429)})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -240,32 +241,25 @@ class CasesApi(generics.ListAPIView):
     @extend_schema(tags=["cases"], summary="Submit a case",
                    description=(
                        "A multipart form with the image file. `metadata` is a JSON object "
-                       "(as text). Refused with a 400, storing nothing: an unknown deployment "
-                       "or region, a capture time in the future, an image that is not one of "
-                       "the accepted formats or sizes; a 403 for a deployment the key is not "
-                       "scoped to; a 409 for an `external_id` already used."),
+                       "(as text). Refused with a 400, storing nothing: an unknown region, a "
+                       "capture time in the future, an image that is not one of the accepted "
+                       "formats or sizes; a 403 for a deployment the key is not scoped to, "
+                       "naming the key's deployments (a deployment that does not exist is "
+                       "answered the same); a 409 for an `external_id` already used; a 413 for "
+                       "form fields (the image apart) over the upload limit."),
                    request={"multipart/form-data": InputSerializer},
                    parameters=[IDEMPOTENCY_KEY_PARAMETER],
                    responses={201: CaseOutputSerializer,
-                              **errors(400, 401, 403, 409, 415, 429)})
+                              **errors(400, 401, 403, 409, 413, 415, 429)})
     def post(self, request: Request) -> Response:
-        return idempotent(request, lambda: self._answer(request))
-
-    def _answer(self, request: Request) -> Response:
-        """The answer, a refusal included, as a response (to be stored with its key)."""
-        try:
-            return self._submit(request)
-        except Exception as exc:
-            return self.handle_exception(exc)
+        return idempotent(self, request, lambda: self._submit(request))
 
     def _submit(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        deployment = Deployment.objects.filter(slug=values["deployment"]).first()
-        if deployment is None:
-            raise ServiceError(f"unknown deployment {values['deployment']!r}",
-                               field="deployment")
+        deployment = deployment_for_submit(slug=values["deployment"],
+                                           api_key=request_api_key(request))
         case = case_intake(
             deployment=deployment, region_code=values["region"], image=values["image"],
             captured_at=values["captured_at"], external_id=values["external_id"],

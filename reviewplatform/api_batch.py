@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django.conf import settings
@@ -13,20 +14,22 @@ from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api import CanSubmitCases, CaseOutputSerializer
-from .api_errors import envelope, field_errors, validation_message
+from .api_errors import RequestTooLarge, envelope, field_errors, validation_message
 from .api_fields import OffsetDateTimeField
+from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from .authentication import deployment_for_submit, request_api_key
 from .case_follow import cases_followed
 from .errors import ServiceError
 from .intake import case_intake
-from .models import ApiKey, Deployment
+from .models import ApiKey
 from .openapi import ErrorSerializer, errors
-from .services.cases import METADATA_NOT_AN_OBJECT
+from .services.cases import METADATA_NOT_AN_OBJECT, case_images_deleted_on_error
 
 
 class CaseItemSerializer(serializers.Serializer):
@@ -101,8 +104,20 @@ class BatchOutputSerializer(serializers.Serializer):
         ref_name = "CaseBatchResults"
 
 
+class BatchJSONParser(BaseParser):
+    """JSON read from the request's stream rather than from `request.body` (as DRF's
+    JSONParser reads it), so that the batch's own limit applies, CASE_BATCH_MAX_BYTES, checked
+    before the body is read, instead of DATA_UPLOAD_MAX_MEMORY_SIZE, sized for one case."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None,
+              parser_context: Mapping[str, Any] | None = None) -> Any:
+        return JSONParser().parse(stream, media_type, parser_context)
+
+
 class CaseBatchApi(APIView):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [BatchJSONParser, MultiPartParser]
     permission_classes = [permissions.IsAuthenticated, CanSubmitCases]
 
     @extend_schema(
@@ -115,30 +130,39 @@ class CaseBatchApi(APIView):
             "stored or refused on its own, all or nothing: a refused item stores nothing, the "
             "others are stored. The answer is a 200 with one result per item, in order: "
             "`status` 201 and the `case`, or the refusal's 4xx and its `error` envelope (403 "
-            "for a deployment the key is not scoped to, 409 for an `external_id` already "
-            "used). More than the limit, or no list, is a 400 for the whole request, storing "
-            "nothing."),
+            "for a deployment the key is not scoped to, or one that does not exist: answered "
+            "alike; 409 for an `external_id` already used). More than the limit, or no list, "
+            "is a 400 for the whole request, storing nothing; a body over "
+            "`CASE_BATCH_MAX_BYTES` a 413, refused before it is read."),
         request={"application/json": BatchDocSerializer,
                  "multipart/form-data": BatchMultipartDocSerializer},
-        responses={200: BatchOutputSerializer, **errors(400, 401, 403, 415, 429)})
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: BatchOutputSerializer,
+                   **errors(400, 401, 403, 409, 413, 415, 429)})
     def post(self, request: Request) -> Response:
+        _length_check(request)
+        return idempotent(self, request, lambda: self._submit(request))
+
+    def _submit(self, request: Request) -> Response:
         files = request.FILES
         multipart = request.content_type.startswith("multipart/")
         data = BatchInputSerializer(data=self._json_cases(request) if multipart
                                     else request.data)
         data.is_valid(raise_exception=True)
         user = cast(User, request.user)
-        scope = (set(request.auth.deployments.values_list("slug", flat=True))
-                 if isinstance(request.auth, ApiKey) else None)
+        api_key = request_api_key(request)
         results: list[dict[str, Any]] = []
-        with transaction.atomic():
+        # A crash (not a refusal) rolls back every item: their images go with them.
+        with case_images_deleted_on_error([]) as stored, transaction.atomic():
             for index, item in enumerate(data.validated_data["cases"]):
-                upload = files.get(f"image_{index}")
-                results.append({"index": index, **self._item(item, upload=upload, user=user,
-                                                             scope=scope)})
-        stored = {r["case"]: r for r in results if "case" in r}
-        for case in cases_followed(user=user).filter(pk__in=stored):
-            stored[case.pk]["case"] = CaseOutputSerializer(case).data
+                result = self._item(item, upload=files.get(f"image_{index}"), user=user,
+                                    api_key=api_key)
+                if "case" in result:
+                    stored.append(result["case"])
+                results.append({"index": index, **result})
+        by_id = {r["case"].pk: r for r in results if "case" in r}
+        for case in cases_followed(user=user).filter(pk__in=by_id):
+            by_id[case.pk]["case"] = CaseOutputSerializer(case).data
         return Response({"results": results})
 
     @staticmethod
@@ -154,34 +178,19 @@ class CaseBatchApi(APIView):
 
     @staticmethod
     def _item(item: Any, *, upload: UploadedFile | None, user: User,
-              scope: set[str] | None) -> dict[str, Any]:
-        """One item stored (status 201 and the case's id) or refused, storing nothing."""
+              api_key: ApiKey | None) -> dict[str, Any]:
+        """One item stored (status 201 and the case) or refused, storing nothing."""
         values = CaseItemSerializer(data=item)
         if not values.is_valid():
             fields = field_errors(values.errors)
             return {"status": 400,
                     "error": envelope("invalid", validation_message(fields), fields)}
-        slug = values.validated_data["deployment"]
-        deployment = Deployment.objects.filter(slug=slug).first()
-        if deployment is None:
-            message = f"unknown deployment {slug!r}"
-            return {"status": 400,
-                    "error": envelope("invalid", message, {"deployment": [message]})}
-        if scope is not None and slug not in scope:
-            return {"status": 403, "error": envelope(
-                "permission_denied",
-                f"this API key may not submit to deployment {slug!r}; it may submit to: "
-                f"{', '.join(sorted(scope)) or 'no deployment'}")}
-        image = values.validated_data.get("image_base64")
-        if upload is None and image is None:
-            message = "the image is missing: image_base64, or the file image_<index> in a " \
-                      "multipart batch"
-            return {"status": 400,
-                    "error": envelope("invalid", message, {"image_base64": [message]})}
         try:
+            deployment = deployment_for_submit(slug=values.validated_data["deployment"],
+                                               api_key=api_key)
             case = case_intake(
                 deployment=deployment, region_code=values.validated_data["region"],
-                image=upload or SimpleUploadedFile("image", image or b""),
+                image=_item_image(upload, values.validated_data.get("image_base64")),
                 captured_at=values.validated_data["captured_at"],
                 external_id=values.validated_data["external_id"],
                 metadata=values.validated_data["metadata"], submitted_by=user)
@@ -189,4 +198,24 @@ class CaseBatchApi(APIView):
             field = "image_base64" if exc.field == "image" else exc.field
             fields = {field: [exc.message]} if field else {}
             return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
-        return {"status": 201, "case": case.pk}
+        return {"status": 201, "case": case}
+
+
+def _length_check(request: Request) -> None:
+    """Refuse a body over CASE_BATCH_MAX_BYTES before reading it (a body sent without its
+    length is not read at all)."""
+    limit = settings.CASE_BATCH_MAX_BYTES
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > limit:
+        raise RequestTooLarge(f"the request is {length} bytes; a batch may send at most "
+                              f"{limit}: send its cases in smaller batches")
+
+
+def _item_image(upload: UploadedFile | None, encoded: bytes | None) -> UploadedFile:
+    """An item's image: its multipart file, else its decoded `image_base64`."""
+    if upload is not None:
+        return upload
+    if encoded is None:
+        raise ServiceError("the image is missing: image_base64, or the file image_<index> in a "
+                           "multipart batch", field="image")
+    return SimpleUploadedFile("image", encoded)

@@ -4,8 +4,9 @@
 
 `code` is one of `invalid`, `not_found`, `conflict`, `not_authenticated`,
 `authentication_failed`, `permission_denied`, `throttled`, `method_not_allowed`,
-`not_acceptable`, `unsupported_media_type`, `parse_error`, `idempotency_key_reused` and
-`idempotency_key_in_progress`; clients branch on it, never on the message. `fields` names the
+`not_acceptable`, `unsupported_media_type`, `parse_error`, `request_too_large`,
+`idempotency_key_reused` and `idempotency_key_in_progress`; clients branch on it, never on the
+message. `fields` names the
 inputs at fault (empty when the error is not about one input).
 """
 
@@ -15,7 +16,9 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -23,6 +26,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import ServiceError
+
+
+class RequestTooLarge(exceptions.APIException):
+    """A request body over a limit, refused before it is read."""
+
+    status_code = 413
+    default_code = "request_too_large"
+
 
 # DRF's own codes, kept as they are stable; the words are the platform's.
 CODES: dict[type[exceptions.APIException], str] = {
@@ -36,6 +47,7 @@ CODES: dict[type[exceptions.APIException], str] = {
     exceptions.NotAcceptable: "not_acceptable",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.Throttled: "throttled",
+    RequestTooLarge: "request_too_large",
 }
 
 
@@ -52,6 +64,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
+        exc = too_large(exc)
     response = drf_exception_handler(exc, context)  # status and headers (Allow, Retry-After)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
@@ -63,6 +77,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         response.data = envelope(code, message_for(exc, context))
     return response
+
+
+def too_large(exc: RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent
+              ) -> RequestTooLarge:
+    """Django's refusals of a request over its upload limits, as a 413 in the platform's words
+    (Django would answer its own 400 page)."""
+    if isinstance(exc, TooManyFilesSent):
+        return RequestTooLarge(f"the request holds more than "
+                               f"{settings.DATA_UPLOAD_MAX_NUMBER_FILES} files")
+    if isinstance(exc, TooManyFieldsSent):
+        return RequestTooLarge(f"the request holds more than "
+                               f"{settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields")
+    return RequestTooLarge(f"the request's fields, its files apart, are over "
+                           f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
 
 
 def field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:

@@ -1,15 +1,16 @@
-"""`Idempotency-Key` for the API's POSTs: the first answer to a key is stored and given again
-to a retry of the same request (see `services.idempotency`)."""
+"""`Idempotency-Key` for the API's POSTs (the submit and the batch): the first answer to a key
+is stored and given again to a retry of the same request (see `services.idempotency`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from django.contrib.auth.models import User
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from .services.idempotency import (
     HEADER,
@@ -30,31 +31,34 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     description=(
         f"Up to {KEY_MAX_LENGTH} characters of your choice (a UUID) that make a retry safe: "
         "the same key with the same request answers the first answer again (same status, same "
-        f"case, with the header `{REPLAYED}: true`) and stores nothing more; with another "
+        f"body, with the header `{REPLAYED}: true`) and stores nothing more; with another "
         "request it is a 409 `idempotency_key_reused`; while the first request is still being "
-        "processed, a 409 `idempotency_key_in_progress`. Refusals are kept as answers too, "
-        "except 429 and 5xx. Keys are kept 24 hours."))
+        "processed, a 409 `idempotency_key_in_progress`. Refusals are kept as answers too (a 403 "
+        "for a deployment outside the key's scope included), except 429 and 5xx and those "
+        "given before the request is read: a missing or refused API key, a key that may not "
+        "submit at all. Keys are kept 24 hours."))
 
 
-def idempotent(request: Request, answer: Callable[[], Response]) -> Response:
-    """`answer()` once per key; `answer` turns refusals into responses itself, so that they are
-    stored too. Without the header, simply `answer()`."""
+def idempotent(view: APIView, request: Request, submit: Callable[[], Response]) -> Response:
+    """`submit()` once per `Idempotency-Key`: its answer is stored and given again to a retry.
+
+    A refusal that `submit` raises is turned into its response here, by the view's exception
+    handler, so that it is stored too; a crash lets the key go. Without the header, simply
+    `submit()`.
+    """
     key = request.headers.get(HEADER)
     if key is None:
-        return answer()
+        return submit()
     files = request.FILES
-    data: Any = request.data  # a QueryDict of the form
-    fields = [(name, data.getlist(name) if hasattr(data, "getlist") else [data[name]])
-              for name in data if name not in files]
     request_hash = idempotency_request_hash(method=request.method or "", path=request.path,
-                                            fields=fields, files=files)
+                                            fields=_fields(request.data, files), files=files)
     claim = idempotency_key_claim(user=cast(User, request.user), key=key,
                                   request_hash=request_hash)
     if isinstance(claim, Answer):
         return Response(claim.body, status=claim.status_code,
                         headers={**claim.headers, REPLAYED: "true"})
     try:
-        response = answer()
+        response = _answer(view, submit)
     except BaseException:
         idempotency_key_release(claim=claim)
         raise
@@ -62,3 +66,21 @@ def idempotent(request: Request, answer: Callable[[], Response]) -> Response:
                            headers={name: response[name] for name in KEPT_HEADERS
                                     if response.has_header(name)})
     return response
+
+
+def _answer(view: APIView, submit: Callable[[], Response]) -> Response:
+    """`submit()`'s response, or the response to the refusal it raised; a crash is raised."""
+    try:
+        return submit()
+    except Exception as exc:
+        return view.handle_exception(exc)
+
+
+def _fields(data: Any, files: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
+    """The request's fields, each name with its values: those of a form (its files apart) or
+    of a JSON object; any other JSON body is one field without a name."""
+    if hasattr(data, "getlist"):
+        return [(name, data.getlist(name)) for name in data if name not in files]
+    if isinstance(data, dict):
+        return [(name, [value]) for name, value in data.items()]
+    return [("", [data])]

@@ -1,4 +1,5 @@
-"""API keys for API clients: `Authorization: Api-Key <prefix>.<secret>`.
+"""API keys for API clients: `Authorization: Api-Key <prefix>.<secret>`, each scoped to the
+deployments it may submit to.
 
 Only the key's hash is stored (see `services.api_keys`); lookup is by the public prefix.
 """
@@ -8,15 +9,17 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from .errors import Forbidden, ServiceError
 from .models import ApiKey, Deployment
 from .services.api_keys import api_key_hash, api_key_mark_used
 
 KEYWORD = "Api-Key"
 
-__all__ = ["KEYWORD", "ApiKeyAuthentication", "ApiKeyScopedToDeployment", "api_key_hash"]
+__all__ = ["KEYWORD", "ApiKeyAuthentication", "api_key_hash", "deployment_for_submit",
+           "request_api_key"]
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -42,28 +45,27 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return KEYWORD
 
 
-class ApiKeyScopedToDeployment(permissions.BasePermission):
-    """A request made with an API key may name only a deployment the key is scoped to.
+def request_api_key(request: Request) -> ApiKey | None:
+    """The API key a request was authenticated with; None for a staff session."""
+    return request.auth if isinstance(request.auth, ApiKey) else None
 
-    Reads the `deployment` slug of the request's body; a slug that names no deployment is left
-    to the view's validation. Requests authenticated otherwise (a staff session) are not scoped
-    by a key.
+
+def deployment_for_submit(*, slug: str, api_key: ApiKey | None) -> Deployment:
+    """The deployment named `slug`, if the request may submit a case to it.
+
+    With an API key, a slug outside the key's deployments is refused with a 403 naming them,
+    whether or not a deployment of that name exists: the answer does not tell a client which
+    deployments exist. Without a key (a staff session) nothing is scoped, and an unknown slug is
+    a 400.
     """
-
-    message = "this API key may not submit to that deployment"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        api_key = request.auth
-        if not isinstance(api_key, ApiKey):
-            return True
-        slug = request.data.get("deployment") if hasattr(request.data, "get") else None
-        if not isinstance(slug, str) or not slug:
-            return True  # the view's validation names the missing field
-        if api_key.deployments.filter(slug=slug).exists():
-            return True
-        if not Deployment.objects.filter(slug=slug).exists():
-            return True  # the view answers 400, naming the unknown deployment
+    if api_key is None:
+        deployment = Deployment.objects.filter(slug=slug).first()
+        if deployment is None:
+            raise ServiceError(f"unknown deployment {slug!r}", field="deployment")
+        return deployment
+    deployment = api_key.deployments.filter(slug=slug).first()
+    if deployment is None:
         allowed = sorted(api_key.deployments.values_list("slug", flat=True))
-        self.message = (f"this API key may not submit to deployment {slug!r}; it may submit "
-                        f"to: {', '.join(allowed) or 'no deployment'}")
-        return False
+        raise Forbidden(f"this API key may not submit to deployment {slug!r}; it may submit "
+                        f"to: {', '.join(allowed) or 'no deployment'}", field="deployment")
+    return deployment

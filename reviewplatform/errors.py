@@ -14,6 +14,11 @@ class ServiceError(Exception):
         self.field = field
 
 
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "permission_denied"
+
+
 class NotFound(ServiceError):
     status_code = 404
     code = "not_found"

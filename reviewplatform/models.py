@@ -142,7 +142,13 @@ class Case(models.Model):
             models.UniqueConstraint(fields=["deployment", "external_id"],
                                     name="case_external_id_unique"),
         ]
-        indexes = [models.Index(fields=["status", "updated_at"])]
+        indexes = [
+            models.Index(fields=["status", "updated_at"]),
+            # A client's list (GET /api/v1/cases/): its cases, newest first, a cursor page at a
+            # time, read backwards along this index.
+            models.Index(fields=["submitted_by", "created_at", "id"],
+                         name="case_submitted_by_created"),
+        ]
 
     def __str__(self) -> str:
         return f"case {self.pk} ({self.external_id})"

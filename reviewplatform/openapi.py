@@ -1,6 +1,8 @@
 """How the API describes itself in its OpenAPI schema (drf-spectacular): the API key security
 scheme, and the error envelope every 4xx answers, as one reusable component.
 
+A 405 is not documented: an operation is a method the path has, and OpenAPI lists no others.
+
 The API modules import `errors` from here, which also registers the authentication extension
 before any schema is generated.
 """
@@ -15,7 +17,7 @@ from rest_framework import serializers
 
 from .authentication import KEYWORD
 
-__all__ = ["ApiKeyScheme", "ErrorSerializer", "errors"]
+__all__ = ["ApiKeyScheme", "ErrorSerializer", "errors", "not_acceptable_documented"]
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -34,8 +36,8 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text=(
         "Stable machine code to branch on: invalid, not_found, conflict, not_authenticated, "
         "authentication_failed, permission_denied, throttled, method_not_allowed, "
-        "not_acceptable, unsupported_media_type, parse_error, idempotency_key_reused or "
-        "idempotency_key_in_progress."))
+        "not_acceptable, unsupported_media_type, parse_error, request_too_large, "
+        "idempotency_key_reused or idempotency_key_in_progress."))
     message = serializers.CharField(help_text="What went wrong, in words for a person.")
     # Declared fields leave the class's attributes (DRF's metaclass): no clash with
     # Serializer.fields but for mypy.
@@ -53,7 +55,9 @@ WHEN = {
     401: "No API key, or a key that is malformed, unknown or revoked.",
     403: "The key's user may not do this.",
     404: "Not found, or not yours.",
+    406: "The request's `Accept` header excludes application/json, the only answer there is.",
     409: "Conflicts with the current state; nothing changed.",
+    413: "The request body is over a size limit; nothing was read or stored.",
     415: "The request body is not in a media type this endpoint reads.",
     429: "Too many requests for this key; wait the `Retry-After` seconds.",
 }
@@ -63,3 +67,18 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """The error envelope as the answer for each of `statuses`."""
     return {status: OpenApiResponse(ErrorSerializer, description=WHEN[status])
             for status in statuses}
+
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def not_acceptable_documented(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """A postprocessing hook: every operation may answer 406 (the API answers only JSON), so
+    each documents it, with the envelope."""
+    answer = {"description": WHEN[406], "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+    for path in result.get("paths", {}).values():
+        for method, operation in path.items():
+            if method in METHODS:
+                operation.setdefault("responses", {}).setdefault("406", answer)
+    return result

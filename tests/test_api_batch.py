@@ -8,7 +8,8 @@ import json
 import pytest
 from django.contrib.auth.models import User
 
-from reviewplatform.models import Case
+from reviewplatform import api_batch, intake
+from reviewplatform.models import Case, IdempotencyKey
 from rollout.services import deployment_create
 from tests.conftest import png_bytes
 from tests.test_api_cases import api_client_for, media_root, stored_files  # noqa: F401
@@ -25,9 +26,10 @@ def item(external_id: str, **overrides):
     return values
 
 
-def post(api, cases, capture):
+def post(api, cases, capture, key: str | None = None):
+    headers = {"Idempotency-Key": key} if key is not None else {}
     with capture(execute=False) as callbacks:
-        response = api.post(URL, {"cases": cases}, format="json")
+        response = api.post(URL, {"cases": cases}, format="json", headers=headers)
     return response, callbacks
 
 
@@ -89,11 +91,19 @@ def test_it_refuses_an_item_for_a_deployment_outside_the_key(
                           django_capture_on_commit_callbacks)
 
     results = response.json()["results"]
-    assert [r["status"] for r in results] == [403, 201, 400]
-    assert results[0]["error"]["code"] == "permission_denied"
-    assert "letters" in results[0]["error"]["message"]
-    assert "deployment" in results[2]["error"]["fields"]
+    assert [r["status"] for r in results] == [403, 201, 403]
+    foreign, unknown = results[0]["error"], results[2]["error"]
+    assert foreign == {"code": "permission_denied", "message": (
+        "this API key may not submit to deployment 'letters'; it may submit to: digits"),
+        "fields": {"deployment": [foreign["message"]]}}
+    # A deployment that does not exist is answered alike: the answer tells no client which
+    # deployments exist.
+    assert unknown["code"] == "permission_denied"
+    assert unknown["message"].replace("nowhere", "?") == foreign["message"].replace("letters",
+                                                                                   "?")
+    assert list(unknown["fields"]) == ["deployment"]
     assert list(Case.objects.values_list("external_id", flat=True)) == ["y"]
+    assert len(stored_files()) == 1
     assert len(jobs) == 1
 
 
@@ -183,4 +193,194 @@ def test_it_refuses_a_multipart_batch_whose_cases_is_not_json(
     assert "cases" in response.json()["fields"]
     assert Case.objects.count() == 0
     assert stored_files() == []
+    assert jobs == []
+
+
+def test_it_answers_a_retry_with_the_same_key_with_the_first_answer(
+        api, deployment, django_capture_on_commit_callbacks):
+    cases = [item("a"), item("b", region="atlantis")]
+    first, first_jobs = post(api, cases, django_capture_on_commit_callbacks, key="batch-1")
+    again, again_jobs = post(api, cases, django_capture_on_commit_callbacks, key="batch-1")
+
+    assert first.status_code == 200, first.content
+    assert [r["status"] for r in first.json()["results"]] == [201, 400]
+    assert again.status_code == 200, again.content
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert first.get("Idempotent-Replayed") is None
+    assert list(Case.objects.values_list("external_id", flat=True)) == ["a"]
+    assert len(stored_files()) == 1
+    assert len(first_jobs) == 1
+    assert again_jobs == []
+    assert IdempotencyKey.objects.get().status_code == 200
+
+
+def test_it_refuses_the_same_key_with_another_batch(api, deployment,
+                                                   django_capture_on_commit_callbacks):
+    post(api, [item("a")], django_capture_on_commit_callbacks, key="batch-1")
+
+    response, jobs = post(api, [item("a"), item("b")], django_capture_on_commit_callbacks,
+                          key="batch-1")
+
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert "Idempotency-Key" in response.json()["fields"]
+    assert list(Case.objects.values_list("external_id", flat=True)) == ["a"]
+    assert len(stored_files()) == 1
+    assert jobs == []
+
+
+def test_it_refuses_the_same_key_with_another_image_in_a_multipart_batch(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    cases = json.dumps([{k: v for k, v in item("m0").items() if k != "image_base64"}])
+    headers = {"Idempotency-Key": "batch-1"}
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        first = api.post(URL, {"cases": cases, "image_0": make_upload(
+            content=png_bytes((40, 30), "black"))}, format="multipart", headers=headers)
+        again = api.post(URL, {"cases": cases, "image_0": make_upload(
+            content=png_bytes((40, 30), "white"))}, format="multipart", headers=headers)
+
+    assert first.status_code == 200, first.content
+    assert again.status_code == 409, again.content
+    assert again.json()["code"] == "idempotency_key_reused"
+    assert Case.objects.count() == 1
+    assert len(stored_files()) == 1
+    assert len(jobs) == 1
+
+
+def test_it_keeps_a_refusal_of_the_whole_batch_with_its_key(
+        api, deployment, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        first = api.post(URL, [item("a")], format="json", headers={"Idempotency-Key": "b-1"})
+        again = api.post(URL, [item("a")], format="json", headers={"Idempotency-Key": "b-1"})
+
+    assert first.status_code == 400, first.content
+    assert first.json()["code"] == "invalid"
+    assert again.status_code == 400
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
+
+
+def test_it_documents_the_idempotency_key_on_the_batch(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    post_op = schema["paths"]["/api/v1/cases/batch/"]["post"]
+    header = next(p for p in post_op["parameters"] if p["name"] == "Idempotency-Key")
+    assert header["in"] == "header"
+    assert header.get("required", False) is False
+    assert "409" in post_op["responses"]
+
+
+def test_it_refuses_a_batch_over_its_byte_limit_before_reading_it(
+        api, deployment, settings, django_capture_on_commit_callbacks):
+    settings.CASE_BATCH_MAX_BYTES = 500
+
+    response, jobs = post(api, [item("a"), item("b"), item("c")],
+                          django_capture_on_commit_callbacks, key="big-1")
+
+    assert response.status_code == 413, response.content
+    body = response.json()
+    assert body["code"] == "request_too_large"
+    assert body["fields"] == {}
+    assert "at most 500" in body["message"]
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert IdempotencyKey.objects.count() == 0  # not read, so not an answer to keep
+    assert jobs == []
+
+
+def test_it_reads_a_json_batch_over_the_limit_of_one_cases_form(
+        api, deployment, settings, django_capture_on_commit_callbacks):
+    # DATA_UPLOAD_MAX_MEMORY_SIZE is sized for one case; a batch has CASE_BATCH_MAX_BYTES.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    cases = [item(f"c{i}") for i in range(5)]
+    assert len(json.dumps({"cases": cases})) > 1000
+
+    response, jobs = post(api, cases, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200, response.content
+    assert {r["status"] for r in response.json()["results"]} == {201}
+    assert len(jobs) == 5
+
+
+def test_it_has_room_by_default_for_a_full_batch_of_the_largest_images(settings):
+    image = len(base64.b64encode(b"\0" * settings.MAX_IMAGE_BYTES))
+    full_batch = settings.CASE_BATCH_MAX * (image + settings.CASE_METADATA_MAX_BYTES)
+
+    assert full_batch < settings.CASE_BATCH_MAX_BYTES
+
+
+def test_it_answers_a_multipart_batch_with_too_many_files_in_the_envelope(
+        api, deployment, settings, make_upload, django_capture_on_commit_callbacks):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    cases = [{k: v for k, v in item(f"m{i}").items() if k != "image_base64"} for i in range(3)]
+    form = {"cases": json.dumps(cases), **{f"image_{i}": make_upload() for i in range(3)}}
+
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, form, format="multipart")
+
+    assert response.status_code == 413, response.content
+    assert response.json() == {"code": "request_too_large", "fields": {},
+                               "message": "the request holds more than 2 files"}
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
+
+
+def test_it_answers_multipart_cases_over_the_field_limit_in_the_envelope(
+        api, deployment, settings, make_upload, django_capture_on_commit_callbacks):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    cases = [{**item("m0", metadata={"note": "x" * 2000})}]
+    del cases[0]["image_base64"]
+
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, {"cases": json.dumps(cases), "image_0": make_upload()},
+                            format="multipart")
+
+    assert response.status_code == 413, response.content
+    assert response.json()["code"] == "request_too_large"
+    assert response.json()["message"] == ("the request's fields, its files apart, are over "
+                                          "1000 bytes")
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
+
+
+def crashing_on_call(number: int, real, *, after: bool):
+    """`real`, but the call `number` (from 1) raises, before or after `real` has run."""
+    calls = []
+
+    def call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == number and not after:
+            raise RuntimeError("the disk is full")
+        result = real(*args, **kwargs)
+        if len(calls) == number:
+            raise RuntimeError("the connection dropped")
+        return result
+    return call
+
+
+@pytest.mark.parametrize(("owner", "name", "after"), [
+    (api_batch, "case_intake", False),  # before the third item's image is written
+    (Case, "save", False),  # its image written, its row not
+    (Case, "save", True),  # its row written in its savepoint
+    (intake.transaction, "on_commit", False),  # stored, its prediction not yet queued
+])
+def test_it_leaves_no_image_behind_when_an_item_crashes(
+        api, deployment, monkeypatch, owner, name, after, django_capture_on_commit_callbacks):
+    # The first two items are stored, then the third crashes: all roll back, images too.
+    monkeypatch.setattr(owner, name, crashing_on_call(3, getattr(owner, name), after=after))
+    api.raise_request_exception = False
+
+    response, jobs = post(api, [item("a"), item("b"), item("c"), item("d")],
+                          django_capture_on_commit_callbacks, key="crash-1")
+
+    assert response.status_code == 500
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert IdempotencyKey.objects.count() == 0  # let go: the retry runs afresh
     assert jobs == []

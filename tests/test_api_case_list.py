@@ -223,6 +223,21 @@ def test_it_filters_the_list(api, cases, bears_case, query, expected):
     assert listed(api, query.replace("+", "%2B")) == expected
 
 
+def test_it_answers_a_deployment_filter_alike_whether_the_deployment_exists_or_not(
+        api, cases, admin_user):
+    # Neither a 400 for the unknown one nor a 403 for the other: the answer tells no client
+    # which deployments exist.
+    deployment_create(slug="letters", name="Letters", labels=["a", "b"],
+                      regions=[("north", "North", "UTC")], actor=admin_user)
+
+    unknown = api.get(f"{URL}?deployment=nowhere")
+    not_the_callers = api.get(f"{URL}?deployment=letters")
+
+    assert unknown.status_code == not_the_callers.status_code == 200
+    assert unknown.json() == not_the_callers.json() == {"next": None, "previous": None,
+                                                         "results": []}
+
+
 @pytest.mark.parametrize(("query", "field", "message"), [
     ("?captured_after=yesterday", "captured_after",
      "expected an ISO 8601 date-time, e.g. 2026-05-01T21:30:00+02:00"),

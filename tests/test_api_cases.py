@@ -16,6 +16,7 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from review.services import review_claim_next, review_submit
+from reviewplatform import intake
 from reviewplatform.models import Case, Deployment
 from reviewplatform.pipeline import case_route
 from reviewplatform.services import api_key_create
@@ -195,7 +196,6 @@ def test_it_refuses_an_image_too_small_to_judge(api, deployment, make_upload, se
     ("captured_at", {"captured_at": "yesterday evening"}),
     ("captured_at", {"captured_at": "2026-13-45T21:30:00+02:00"}),
     ("region", {"region": "south"}),
-    ("deployment", {"deployment": "bears"}),
     ("metadata", {"metadata": "[1, 2, 3]"}),
     ("metadata", {"metadata": '"a string"'}),
     ("metadata", {"metadata": "{not json"}),
@@ -531,3 +531,35 @@ def test_it_reads_the_allowed_image_formats_from_the_settings(
 
     assert_refused(response, callbacks, "image")
     assert response.json()["message"].endswith("(accepted: PNG)")
+
+
+def crash_after(real):
+    def call(*args, **kwargs):
+        real(*args, **kwargs)
+        raise RuntimeError("the connection dropped")
+    return call
+
+
+def crash_before(real):
+    def call(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+    return call
+
+
+@pytest.mark.parametrize(("owner", "name", "crash"), [
+    (Case, "save", crash_before),  # the image written, the row not
+    (Case, "save", crash_after),  # the row written in its savepoint
+    (intake.transaction, "on_commit", crash_before),  # stored, its prediction not yet queued
+])
+def test_it_leaves_no_image_behind_when_storing_the_case_crashes(
+        api, deployment, make_upload, monkeypatch, owner, name, crash,
+        django_capture_on_commit_callbacks):
+    monkeypatch.setattr(owner, name, crash(getattr(owner, name)))
+    api.raise_request_exception = False
+
+    response, callbacks = submit(api, form(make_upload), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 500
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert callbacks == []

@@ -101,8 +101,21 @@ def test_it_names_every_field_of_a_form_with_several_errors(api, deployment):
     assert_nothing_stored()
 
 
-def test_it_answers_an_unknown_deployment_naming_the_field(api, deployment):
+def test_it_answers_a_key_naming_an_unknown_deployment_with_the_keys_deployments(
+        api, deployment):
     response = api.post(URL, case_form(png_bytes(), deployment="bears"), format="multipart")
+
+    body = assert_envelope(response, 403, "permission_denied")
+    assert body["fields"] == {"deployment": [
+        "this API key may not submit to deployment 'bears'; it may submit to: digits"]}
+    assert_nothing_stored()
+
+
+def test_it_answers_a_staff_session_naming_an_unknown_deployment_as_bad_input(
+        staff_api, deployment):
+    # No key, nothing scoped: staff may see every deployment anyway.
+    response = staff_api.post(URL, case_form(png_bytes(), deployment="bears"),
+                              format="multipart")
 
     body = assert_envelope(response, 400, "invalid")
     assert body["fields"] == {"deployment": ["unknown deployment 'bears'"]}
@@ -127,6 +140,45 @@ def test_it_answers_a_method_the_endpoint_does_not_have(api, deployment):
     assert body["message"].startswith("PUT is not allowed here (allowed: ")
     assert "POST" in body["message"]
     assert "POST" in response["Allow"] and "PUT" not in response["Allow"]
+    assert_nothing_stored()
+
+
+def test_it_answers_fields_over_the_upload_limit_as_too_large(api, deployment, settings):
+    # Django itself refuses these (its own 400 page): the API answers in its envelope.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    metadata = '{"note": "%s"}' % ("x" * 2000)
+
+    response = api.post(URL, case_form(png_bytes(), metadata=metadata), format="multipart",
+                        headers={"Idempotency-Key": "big-1"})
+
+    body = assert_envelope(response, 413, "request_too_large")
+    assert body["message"] == "the request's fields, its files apart, are over 1000 bytes"
+    assert body["fields"] == {}
+    assert_nothing_stored()
+
+
+def test_it_answers_a_method_the_batch_does_not_have(api, deployment):
+    response = api.get("/api/v1/cases/batch/")
+
+    body = assert_envelope(response, 405, "method_not_allowed")
+    assert body["message"] == "GET is not allowed here (allowed: POST, OPTIONS)"
+    assert response["Allow"] == "POST, OPTIONS"
+    assert body["fields"] == {}
+
+
+def test_it_answers_a_client_that_does_not_accept_json(api, deployment):
+    response = api.get(URL, HTTP_ACCEPT="text/html")
+
+    body = assert_envelope(response, 406, "not_acceptable")
+    assert body["message"] == "this API answers only application/json"
+    assert response["Content-Type"] == "application/json"
+
+
+def test_it_refuses_a_submit_that_does_not_accept_json_storing_nothing(api, deployment):
+    response = api.post(URL, case_form(png_bytes()), format="multipart",
+                        HTTP_ACCEPT="application/xml")
+
+    assert_envelope(response, 406, "not_acceptable")
     assert_nothing_stored()
 
 

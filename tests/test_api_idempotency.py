@@ -15,6 +15,7 @@ from reviewplatform.services.idempotency import (
     idempotency_key_claim,
 )
 from reviewplatform.tasks import idempotency_keys_expire
+from rollout.services import deployment_create
 from tests.conftest import png_bytes
 from tests.test_api_cases import api_client_for, form, media_root, stored_files  # noqa: F401
 
@@ -111,6 +112,43 @@ def test_it_stores_a_refusal_as_the_answer(api, deployment, make_upload,
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert jobs == []
+
+
+@pytest.mark.parametrize("slug", ["bears", "nowhere"])
+def test_it_stores_a_refusal_of_the_deployment_as_the_answer(
+        api, deployment, admin_user, make_upload, slug, django_capture_on_commit_callbacks):
+    deployment_create(slug="bears", name="Bears", labels=["grizzly", "black"],
+                      regions=[("north", "North", "Europe/Oslo")], actor=admin_user)
+    first, _ = post(api, form(make_upload, deployment=slug), django_capture_on_commit_callbacks)
+    again, jobs = post(api, form(make_upload, deployment=slug),
+                       django_capture_on_commit_callbacks)
+
+    assert first.status_code == 403, first.content
+    assert first.json()["code"] == "permission_denied"
+    assert again.status_code == 403
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert IdempotencyKey.objects.get().status_code == 403
+    assert Case.objects.count() == 0
+    assert stored_files() == []
+    assert jobs == []
+
+
+def test_it_keeps_no_answer_for_a_caller_who_may_not_submit(
+        outsider, deployment, make_upload, django_capture_on_commit_callbacks):
+    # Refused before the request is read: the answer is about the caller, not this request,
+    # and a retry after the permission is granted is processed.
+    client = api_client_for(outsider)
+    refused, _ = post(client, form(make_upload), django_capture_on_commit_callbacks)
+    outsider.user_permissions.add(Permission.objects.get(codename="add_case"))
+    allowed, jobs = post(client, form(make_upload), django_capture_on_commit_callbacks)
+
+    assert refused.status_code == 403, refused.content
+    assert refused.json()["code"] == "permission_denied"
+    assert allowed.status_code == 201, allowed.content
+    assert allowed.get("Idempotent-Replayed") is None
+    assert IdempotencyKey.objects.get().status_code == 201
+    assert len(jobs) == 1
 
 
 def test_it_refuses_a_key_over_255_characters(api, deployment, make_upload,

@@ -65,9 +65,9 @@ def test_it_refuses_a_submit_to_a_deployment_outside_the_keys_scope(
                                  deployment="bears")
 
     assert response.status_code == 403, response.content
-    assert response.json()["code"] == "permission_denied"
-    assert response.json()["message"] == ("this API key may not submit to deployment 'bears'; "
-                                           "it may submit to: digits")
+    message = "this API key may not submit to deployment 'bears'; it may submit to: digits"
+    assert response.json() == {"code": "permission_denied", "message": message,
+                               "fields": {"deployment": [message]}}
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert callbacks == []
@@ -77,15 +77,24 @@ def test_it_refuses_a_submit_to_a_deployment_outside_the_keys_scope(
     assert list(Case.objects.values_list("deployment__slug", flat=True)) == ["digits"]
 
 
-def test_it_answers_an_unknown_deployment_as_bad_input(
-        api, deployment, make_upload, django_capture_on_commit_callbacks):
-    response, callbacks = submit(api, make_upload, django_capture_on_commit_callbacks,
-                                 deployment="nowhere")
+def test_it_answers_an_unknown_deployment_as_one_outside_the_keys_scope(
+        api, deployment, bears, make_upload, django_capture_on_commit_callbacks):
+    # The answer must not tell a client which deployments exist.
+    unknown, unknown_jobs = submit(api, make_upload, django_capture_on_commit_callbacks,
+                                   deployment="nowhere")
+    foreign, _ = submit(api, make_upload, django_capture_on_commit_callbacks,
+                        deployment="bears")
 
-    assert response.status_code == 400
-    assert "'nowhere'" in response.json()["message"]
+    assert unknown.status_code == foreign.status_code == 403, unknown.content
+    assert unknown.json()["code"] == foreign.json()["code"] == "permission_denied"
+    assert unknown.json()["message"] == ("this API key may not submit to deployment "
+                                         "'nowhere'; it may submit to: digits")
+    assert (unknown.json()["message"].replace("nowhere", "?")
+            == foreign.json()["message"].replace("bears", "?"))
+    assert list(unknown.json()["fields"]) == list(foreign.json()["fields"]) == ["deployment"]
     assert Case.objects.count() == 0
-    assert callbacks == []
+    assert stored_files() == []
+    assert unknown_jobs == []
 
 
 def test_a_key_scoped_to_two_deployments_submits_to_both(

@@ -78,7 +78,7 @@ def test_it_documents_every_operation_with_the_api_key_and_the_error_envelope(cl
         "code", "message", "fields"}
     for name, operation in operations(schema):
         assert {"ApiKey": []} in operation["security"], name
-        assert {"401", "429"} <= set(operation["responses"]), name
+        assert {"401", "406", "429"} <= set(operation["responses"]), name
         errors = {status: response for status, response in operation["responses"].items()
                   if status.startswith("4")}
         for status, response in errors.items():

@@ -5,6 +5,7 @@ from .api_keys import api_key_create, api_key_mark_used, api_key_revoke
 from .cases import (
     case_gold_mark,
     case_gold_unmark,
+    case_images_deleted_on_error,
     case_submit,
     deployment_store,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "api_key_revoke",
     "case_gold_mark",
     "case_gold_unmark",
+    "case_images_deleted_on_error",
     "case_submit",
     "deployment_store",
 ]

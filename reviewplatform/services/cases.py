@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +56,7 @@ def case_submit(
 ) -> Case:
     """Validate and store a case (`reviewplatform.intake.case_intake` queues its prediction
     once the row is committed). Every check runs before the image is written: a refused case
-    leaves neither a row nor a file."""
+    leaves neither a row nor a file, and neither does a crash once it is written."""
     if timezone.is_naive(captured_at):
         raise ServiceError("captured_at needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
                            field="captured_at")
@@ -86,15 +87,31 @@ def case_submit(
                 captured_at=captured_at, metadata=metadata, submitted_by=submitted_by,
                 image_sha256=facts.sha256, width=facts.width, height=facts.height)
     case.image.save(f"{facts.sha256[:32]}.{facts.format.lower()}", image, save=False)
-    try:
-        with transaction.atomic():
-            case.save()
-    except IntegrityError as exc:
-        case.image.delete(save=False)
-        raise Conflict(f"a case with external_id {external_id!r} already exists",
-                       field="external_id") from exc
-    logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, region.code)
+    with case_images_deleted_on_error([case]):
+        try:
+            with transaction.atomic():
+                case.save()
+        except IntegrityError as exc:
+            raise Conflict(f"a case with external_id {external_id!r} already exists",
+                           field="external_id") from exc
+        logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, region.code)
     return case
+
+
+@contextmanager
+def case_images_deleted_on_error(cases: list[Case]) -> Iterator[list[Case]]:
+    """Delete the images of `cases`, as the list stands then, should the block raise: their
+    rows roll back with the transaction, files on disk would stay behind.
+
+    Django has no hook on rollback: wrap the whole transaction, its commit included, and
+    append each case to the list once its image is written.
+    """
+    try:
+        yield cases
+    except BaseException:
+        for case in cases:
+            case.image.delete(save=False)
+        raise
 
 
 METADATA_NOT_AN_OBJECT = 'metadata must be a JSON object, e.g. {"camera": "camera-7"}'

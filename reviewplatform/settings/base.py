@@ -58,6 +58,14 @@ CASE_METADATA_MAX_BYTES = env_int("CASE_METADATA_MAX_BYTES", 16384, minimum=2)
 IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 # The most cases one POST /api/v1/cases/batch/ may hold.
 CASE_BATCH_MAX = env_int("CASE_BATCH_MAX", 100, minimum=1)
+# The most bytes one batch request may send, refused with a 413 before it is read. By default
+# room for a full batch of the largest images as base64 (4 bytes for every 3), each with the
+# largest metadata and 1 KiB for its other fields. A JSON batch is held in memory while it is
+# read: lower this to bound a web process's memory (a multipart batch streams its files).
+CASE_BATCH_MAX_BYTES = env_int(
+    "CASE_BATCH_MAX_BYTES",
+    CASE_BATCH_MAX * (4 * -(-MAX_IMAGE_BYTES // 3) + CASE_METADATA_MAX_BYTES + 1024),
+    minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
@@ -164,8 +172,11 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "review-home"
 LOGOUT_REDIRECT_URL = "login"
 
+# A request's fields, its files apart (a whole JSON body, but for the batch's own limit above).
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_IMAGE_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Django's default, or one file per case of a full multipart batch.
+DATA_UPLOAD_MAX_NUMBER_FILES = max(100, CASE_BATCH_MAX)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -196,6 +207,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # Request bodies apart from answers: an upload is a binary file in, a URL out.
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "reviewplatform.openapi.not_acceptable_documented"],
     # No validator badge: Swagger UI would send the schema to validator.swagger.io.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SWAGGER_UI_DIST": "SIDECAR",
