@@ -11,44 +11,15 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from reviewplatform import lifecycle
-from reviewplatform.lifecycle import CaseRoute
-from reviewplatform.models import Case, CaseEvent, ReviewTask
+from reviewplatform.models import CaseEvent
 from reviewplatform.tasks import webhooks_drain
-from rollout.selectors import policy_current
 from tests.conftest import _user
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
-from tests.webhook_receiver import Receiver, Reply
+from tests.webhook_receiver import *  # noqa: F403 - the receiver and its fixtures
+from tests.webhook_receiver import Reply
 from webhooks.delivery import backoff_seconds, deliveries_claim, drain, events_fan_out
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookDelivery
 from webhooks.services import endpoint_create
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
-
-
-@pytest.fixture
-def endpoint(client_user, receiver) -> WebhookEndpoint:
-    return endpoint_create(owner=client_user, url=receiver.url("/hook"),
-                           event_types=["case.decided"])
-
-
-@pytest.fixture
-def route(make_case, deployment):
-    """Route a new case: decided by the model as `label`, or queued for humans."""
-    policy = policy_current(deployment_id=deployment.pk)
-
-    def routed(label: str | None = "7", **case_kwargs) -> Case:
-        case = make_case(**case_kwargs)
-        Case.objects.filter(pk=case.pk).update(status=Case.Status.RECEIVED)
-        lifecycle.cases_route(case_ids=[case.pk], router=lambda cases: [CaseRoute(
-            case_id=case.pk, policy_version_id=policy.pk, model_label=label,
-            review_reason=None if label else ReviewTask.Reason.SHADOW)])
-        return case
-    return routed
 
 
 def later(seconds: float):

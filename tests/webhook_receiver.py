@@ -1,5 +1,6 @@
 """A webhook receiver on 127.0.0.1 for the tests: records every request, answers as told
-(a status, headers, a delay), and can hold a request until released."""
+(a status, headers, a delay), and can hold a request until released. With its fixtures: a
+running receiver, the client's endpoint on it, and cases routed through the lifecycle."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from standardwebhooks.webhooks import Webhook
+
+from reviewplatform import lifecycle
+from reviewplatform.lifecycle import CaseRoute
+from reviewplatform.models import Case, ReviewTask
+from rollout.selectors import policy_current
+from webhooks.models import WebhookEndpoint
+from webhooks.services import endpoint_create
+
+__all__ = ["Receiver", "Reply", "endpoint", "receiver", "route"]
 
 
 @dataclass
@@ -99,3 +110,30 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def endpoint(client_user, receiver) -> WebhookEndpoint:
+    return endpoint_create(owner=client_user, url=receiver.url("/hook"),
+                           event_types=["case.decided"])
+
+
+@pytest.fixture
+def route(make_case, deployment):
+    """Route a new case: decided by the model as `label`, or queued for humans."""
+    policy = policy_current(deployment_id=deployment.pk)
+
+    def routed(label: str | None = "7", **case_kwargs) -> Case:
+        case = make_case(**case_kwargs)
+        Case.objects.filter(pk=case.pk).update(status=Case.Status.RECEIVED)
+        lifecycle.cases_route(case_ids=[case.pk], router=lambda cases: [CaseRoute(
+            case_id=case.pk, policy_version_id=policy.pk, model_label=label,
+            review_reason=None if label else ReviewTask.Reason.SHADOW)])
+        return case
+    return routed
