@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	SECRET_KEY=lint $(BIN)/mypy reviewplatform inference rollout review
+	SECRET_KEY=lint $(BIN)/mypy reviewplatform inference rollout review webhooks
 	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP)

@@ -98,7 +98,11 @@ def field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     if isinstance(detail, dict):
         fields: dict[str, list[str]] = {}
         for name, inner in detail.items():
-            fields.update(field_errors(inner, f"{prefix}.{name}" if prefix else str(name)))
+            if isinstance(name, int):  # a list field's item: "event_types[0]"
+                key = f"{prefix}[{name}]"
+            else:
+                key = f"{prefix}.{name}" if prefix else str(name)
+            fields.update(field_errors(inner, key))
         return fields
     if isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
         fields = {}

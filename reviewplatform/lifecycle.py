@@ -1,10 +1,12 @@
 """The case lifecycle: the one module that writes a case's status, its Decision and new review
-tasks.
+tasks, and the outbox event (`CaseEvent`) that tells the case's client of each change, in the
+same transaction as the change.
 
 Every app that moves a case on calls these functions with plain values: routing hands over its
 routes (`cases_route`), the review queue its answers (`answer_store`) and follow-ups
-(`review_task_open`), gold claims their tasks. Nothing else writes `Case.status`, a `Decision`
-or a new `ReviewTask`.
+(`review_task_open`), gold claims their tasks. Nothing else writes `Case.status`, a `Decision`,
+a new `ReviewTask` or a `CaseEvent`: a case routed to humans gets `case.queued`, a decided
+case `case.decided`.
 
 States: `received` (waiting for predictions) → `in_review` (a review task is open) or
 `decided` (the model's decision stands) → `decided` (a reviewer's answer concluded the review
@@ -27,7 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .errors import ServiceError
-from .models import Case, Decision, ReviewTask
+from .models import Case, CaseEvent, Decision, ReviewTask
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +120,22 @@ def cases_route(*, case_ids: Sequence[int], router: Router) -> list[int]:
         ReviewTask.objects.bulk_create(tasks)
         decided = [r.case_id for r in routes if r.model_label is not None]
         in_review = [r.case_id for r in routes if r.model_label is None]
+        CaseEvent.objects.bulk_create(
+            [_decided_event(decision) for decision in decisions]
+            + [CaseEvent(case_id=r.case_id, type=CaseEvent.Type.QUEUED,
+                         data={"queued": {"reason": r.review_reason,
+                                           "queued_at": now.isoformat()}})
+               for r in routes if r.model_label is None])
         Case.objects.filter(pk__in=decided).update(status=Case.Status.DECIDED, updated_at=now)
         Case.objects.filter(pk__in=in_review).update(status=Case.Status.IN_REVIEW,
                                                      updated_at=now)
     return [route.case_id for route in routes]
+
+
+def _decided_event(decision: Decision) -> CaseEvent:
+    return CaseEvent(case_id=decision.case_id, type=CaseEvent.Type.DECIDED,
+                     data={"decision": {"label": decision.label, "source": decision.source,
+                                        "decided_at": decision.decided_at.isoformat()}})
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +243,14 @@ _ANSWER_WRITE_SQL = f"""
     ), decided AS (
         UPDATE reviewplatform_case SET status = 'decided', updated_at = %(now)s
         WHERE id IN (SELECT case_id FROM decision)
+    ), event AS (
+        INSERT INTO reviewplatform_caseevent (uid, type, case_id, version, data, created_at)
+        SELECT gen_random_uuid(), 'case.decided', case_id, 1,
+               jsonb_build_object('decision', jsonb_build_object(
+                   'label', %(answer)s::text, 'source', 'human',
+                   'decided_at', %(decided_at_text)s::text)),
+               %(created_at)s
+        FROM decision
     )
     SELECT id FROM review"""  # noqa: S608
 
@@ -257,7 +279,7 @@ def answer_store(answer: Answer, *, follow_up: FollowUp | None, now: datetime
         cursor.execute(_ANSWER_WRITE_SQL, {
             **_as_read(answer), "case": answer.case_id, "answer": answer.answer,
             "mode": answer.mode, "seconds": answer.seconds, "created_at": created_at,
-            "now": now, "decides": answer.decides,
+            "now": now, "decides": answer.decides, "decided_at_text": created_at.isoformat(),
             "policy_version": answer.policy_version_id, "rule": answer.rule})
         stored = cursor.fetchone()
         if stored is None:

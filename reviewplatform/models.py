@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 import zoneinfo
 from datetime import datetime
 
 from django.conf import settings
+from django.contrib.postgres.functions import RandomUUID
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
@@ -283,6 +285,38 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"case {self.case_id}: {self.label} ({self.source})"
+
+
+class CaseEvent(models.Model):
+    """The outbox: what happened to a case that its client may be told, written in the same
+    transaction as the change it tells of (a decision never exists without its event).
+
+    `uid` becomes the webhook's `webhook-id`; `(case, type, version)` is unique, so that a
+    change written twice cannot tell twice. `dispatched_at` is set once the event has been
+    fanned out to the client's webhook endpoints."""
+
+    class Type(models.TextChoices):
+        QUEUED = "case.queued", "the case went to the review queue"
+        DECIDED = "case.decided", "the case was decided"
+
+    uid = models.UUIDField(default=uuid.uuid4, db_default=RandomUUID(), unique=True,
+                           editable=False)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
+    version = models.PositiveIntegerField(default=1, help_text="the nth event of this type")
+    data = models.JSONField(default=dict, help_text="what changed, as it was at the change")
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["case", "type", "version"],
+                                               name="case_event_once_per_version")]
+        indexes = [models.Index(fields=["id"], condition=Q(dispatched_at__isnull=True),
+                                name="case_event_undispatched")]
+
+    def __str__(self) -> str:
+        return f"{self.type} (case {self.case_id}, v{self.version})"
 
 
 class GoldCase(models.Model):

@@ -22,7 +22,7 @@ ROLES: dict[str, list[str]] = {
     # loaded, so this role goes only to staff who administer the models (the pages check both).
     "model admin": ["inference.view_modelversion", "inference.view_prediction",
                     "inference.register_modelversion"],
-    "api client": ["reviewplatform.add_case"],
+    "api client": ["reviewplatform.add_case", "webhooks.add_webhookendpoint"],
 }
 
 

@@ -10,11 +10,12 @@ from celery import shared_task
 from celery.signals import worker_init
 from django.conf import settings
 from django.core.cache import cache
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from inference.services import recently_routed
 from rollout.alerts import admins_alert
+from webhooks.delivery import drain
 
 from . import pipeline
 from .models import Case
@@ -42,6 +43,7 @@ def predict_case(case_id: int) -> None:
     deadline = time.monotonic() + DRAIN_SECONDS
     while pipeline.predict_waiting() and time.monotonic() < deadline:
         pass
+    webhooks_drain_soon()
 
 
 @worker_init.connect
@@ -93,3 +95,30 @@ def cases_stuck_check() -> int:
 def idempotency_keys_expire() -> int:
     """Forget the Idempotency-Keys older than IDEMPOTENCY_KEY_HOURS."""
     return keys_expire()
+
+
+@shared_task
+def webhooks_drain() -> int:
+    """Send the webhooks that are due (beat runs this every WEBHOOK_DRAIN_SECONDS; a change
+    that wrote events asks for it sooner). Tells the admins of deliveries that failed for good.
+    """
+    result = drain()
+    if result.failed:
+        admins_alert(
+            subject=f"{len(result.failed)} webhook delivery(ies) failed for good",
+            body=(f"{len(result.failed)} webhook delivery(ies) were not accepted by their "
+                  f"endpoint within {settings.WEBHOOK_RETRY_HOURS} hours of retries, or the "
+                  "endpoint answered 410 Gone. Their owners can read the delivery log and "
+                  "send them again (POST /api/v1/webhooks/{id}/deliveries/{id}/redeliver/). "
+                  f"Deliveries: {', '.join(map(str, result.failed[:20]))}."),
+            payload={"event": "webhook_deliveries_failed", "deliveries": result.failed})
+    return result.sent
+
+
+def webhooks_drain_soon() -> None:
+    """Ask for a drain once the current transaction commits, rather than at the next beat; at
+    most once a second. A broker that cannot be reached only leaves it to beat."""
+    def ask() -> None:
+        if cache.add("webhooks-drain-asked", True, timeout=1):
+            webhooks_drain.delay()
+    transaction.on_commit(ask, robust=True)

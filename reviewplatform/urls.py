@@ -9,7 +9,7 @@ from drf_spectacular.views import (
 
 from rollout import views as rollout_views
 
-from . import api, api_batch, views
+from . import api, api_batch, api_webhooks, views
 
 handler404 = "reviewplatform.api_errors.page_not_found"
 
@@ -31,6 +31,19 @@ urlpatterns = [
     path("api/v1/cases/", api.CasesApi.as_view(), name="api-cases"),
     path("api/v1/cases/batch/", api_batch.CaseBatchApi.as_view(), name="api-cases-batch"),
     path("api/v1/cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("api/v1/webhooks/", api_webhooks.WebhookEndpointsApi.as_view(), name="api-webhooks"),
+    path("api/v1/webhooks/<int:endpoint_id>/", api_webhooks.WebhookEndpointApi.as_view(),
+         name="api-webhook-detail"),
+    path("api/v1/webhooks/<int:endpoint_id>/rotate-secret/",
+         api_webhooks.WebhookSecretRotateApi.as_view(), name="api-webhook-rotate-secret"),
+    path("api/v1/webhooks/<int:endpoint_id>/ping/", api_webhooks.WebhookPingApi.as_view(),
+         name="api-webhook-ping"),
+    path("api/v1/webhooks/<int:endpoint_id>/deliveries/",
+         api_webhooks.WebhookDeliveriesApi.as_view(), name="api-webhook-deliveries"),
+    path("api/v1/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/",
+         api_webhooks.WebhookDeliveryApi.as_view(), name="api-webhook-delivery"),
+    path("api/v1/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver/",
+         api_webhooks.WebhookRedeliverApi.as_view(), name="api-webhook-redeliver"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema",

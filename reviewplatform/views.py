@@ -38,6 +38,7 @@ from review.services import (
 from .errors import ServiceError
 from .models import Case, Deployment, Review, ReviewMode, ReviewTask
 from .selectors import cases_stuck
+from .tasks import webhooks_drain_soon
 
 REVIEW_PERM = "reviewplatform.add_review"
 TEAM_PERM = "reviewplatform.view_team_figures"
@@ -184,6 +185,7 @@ def review_answer_view(request: HttpRequest, task_id: int) -> HttpResponse:
         return _go_next(request)
     if review is None:  # blind answer recorded: now the model's answer is revealed
         return redirect("review-task", task_id=task_id)
+    webhooks_drain_soon()
     return _go_next(request)
 
 

@@ -1,8 +1,8 @@
 """`make demo`: set up and run the whole platform on one machine.
 
 An embedded PostgreSQL (from the pgserver wheel, data in var/pg), a local Redis (data in
-var/redis), the demo model, demo users and cases, then the web server, a Celery worker and Celery
-beat. Ctrl-C stops everything this started. A second run
+var/redis), the demo model, demo users and cases, then the web server, a Celery worker, a
+webhooks worker (threads) and Celery beat. Ctrl-C stops everything this started. A second run
 reuses what exists and starts in seconds.
 
 Environment: DEMO_PORT, DEMO_REDIS_PORT, DEMO_PG_PORT (ports), DEMO_VAR (the folder for all it
@@ -55,6 +55,8 @@ def environment() -> dict[str, str]:
     env.setdefault("MEDIA_ROOT", str(VAR / "media"))
     env.setdefault("STATIC_ROOT", str(VAR / "static"))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # The demo runs on one machine: a webhook receiver tried beside it listens on 127.0.0.1.
+    env.setdefault("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "true")
     return env
 
 
@@ -135,6 +137,9 @@ def main() -> int:
               "--workers", "2", "--preload", "--access-logfile", "-")
         start("worker", str(BIN / "celery"), "-A", "reviewplatform", "worker",
               "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO")
+        start("webhooks", str(BIN / "celery"), "-A", "reviewplatform", "worker",
+              "--queues", "webhooks", "--pool", "threads", "--concurrency", "4",
+              "--hostname", "webhooks@%h", "--loglevel", "INFO")
         start("beat", str(BIN / "celery"), "-A", "reviewplatform", "beat", "--loglevel", "INFO",
               "--schedule", str(VAR / "celerybeat-schedule"))
         wait_for(f"{URL}/login/", 60)

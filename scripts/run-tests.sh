@@ -7,7 +7,7 @@ export DJANGO_SETTINGS_MODULE=reviewplatform.settings.test
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
-.venv/bin/mypy reviewplatform inference rollout review
+.venv/bin/mypy reviewplatform inference rollout review webhooks
 echo "== import contracts"
 .venv/bin/lint-imports --no-cache
 echo "== pytest"

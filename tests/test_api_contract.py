@@ -21,6 +21,8 @@ from schemathesis.specs.openapi.checks import (
 
 from reviewplatform.services import api_key_create
 from rollout.services import policy_schedule
+from webhooks.models import WebhookDelivery
+from webhooks.services import endpoint_create, endpoint_ping
 
 from .conftest import png_bytes
 
@@ -30,12 +32,14 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 
 
 @pytest.fixture
-def contract(live_server, settings, deployment, admin_user, api_key, make_upload):
+def contract(live_server, settings, deployment, admin_user, client_user, api_key, make_upload):
     """What the generated calls need, in the live server's database: a deployment, a client's
-    key scoped to it with one case submitted, a staff user's key, a pending scheduled change."""
+    key scoped to it with one case submitted and a webhook endpoint with a delivery done, a
+    staff user's key, a pending scheduled change."""
     # The throttle is lifted: hundreds of calls a minute with one key would otherwise be
     # answered 429 (documented, and tested in tests/test_api_throttling.py) and test nothing.
     settings.API_THROTTLE_RATE = "1000000/min"
+    settings.WEBHOOK_ENDPOINTS_MAX = 1000  # the calls create many; the 409 is tested elsewhere
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
     submitted = client.post("/api/v1/cases/", {
@@ -47,9 +51,19 @@ def contract(live_server, settings, deployment, admin_user, api_key, make_upload
                              effective_at=timezone.now() + timedelta(days=1), stage="shadow",
                              rules=[], confidence_threshold=0.9, audit_rate=0.05)
     staff_key = api_key_create(user=admin_user, name="staff", deployments=[deployment])[1]
+    endpoint = endpoint_create(owner=client_user, url="https://example.com/hook",
+                               event_types=["case.decided"])
+    delivery = endpoint_ping(endpoint, now=timezone.now())
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="succeeded")
+
+    def endpoint_new() -> int:
+        return endpoint_create(owner=client_user, url="https://example.com/other",
+                               event_types=["case.decided"]).pk
+
     return {"url": live_server.url, "slug": deployment.slug, "case_id": submitted.json()["id"],
             "change_id": change.pk, "tomorrow": change.effective_at.isoformat(),
-            "client_key": api_key, "staff_key": staff_key}
+            "endpoint_id": endpoint.pk, "delivery_id": delivery.pk,
+            "endpoint_new": endpoint_new, "client_key": api_key, "staff_key": staff_key}
 
 
 def operations_of(url: str):
@@ -109,20 +123,25 @@ def calls_keep_the_contract(operation, mode: GenerationMode, *, contract: dict, 
 def name_what_exists(case, contract: dict, mode: GenerationMode) -> None:
     """Generated slugs, ids and images name nothing and only meet refusals: half the calls
     name what exists (the slug always; an id, or in valid bodies the deployment, region,
-    stage, image and effective time, when the generated value is even), so that real work
-    is checked too."""
+    stage, image, effective time and webhook URL, when the generated value is even), so that
+    real work is checked too."""
     parameters = case.path_parameters or {}
     if "slug" in parameters:
         parameters["slug"] = contract["slug"]
-    for name in ("case_id", "change_id"):
+    for name in ("case_id", "change_id", "endpoint_id", "delivery_id"):
         if name in parameters and (not isinstance(parameters[name], int)
                                    or parameters[name] % 2 == 0):
             parameters[name] = contract[name]
+    if case.method.upper() == "DELETE" and parameters.get("endpoint_id") == \
+            contract["endpoint_id"]:
+        # A deletion takes an endpoint of its own: the others keep theirs to work on.
+        parameters["endpoint_id"] = contract["endpoint_new"]()
     body = case.body
     if mode is GenerationMode.POSITIVE and isinstance(body, dict) and len(repr(body)) % 2:
         known = {"deployment": contract["slug"], "region": "north", "image": png_bytes(),
                  "stage": "shadow", "rules": [], "confidence_threshold": 0.9,
-                 "audit_rate": 0.05, "effective_at": contract["tomorrow"]}
+                 "audit_rate": 0.05, "effective_at": contract["tomorrow"],
+                 "url": "https://example.com/hook"}
         body.update({name: value for name, value in known.items() if name in body})
 
 

@@ -66,6 +66,20 @@ CASE_BATCH_MAX_BYTES = env_int(
     "CASE_BATCH_MAX_BYTES",
     CASE_BATCH_MAX * (4 * -(-MAX_IMAGE_BYTES // 3) + CASE_METADATA_MAX_BYTES + 1024),
     minimum=1)
+# Webhooks (docs/api.md): how long one attempt may wait for an answer, how long a delivery is
+# retried (backing off from the first wait, doubling up to the longest), how many are sent at
+# once, how long a rotated secret still signs, how many endpoints an account may have, and
+# whether endpoints may be private or loopback addresses (never in production: that lets a
+# client's URL reach the platform's own network).
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 15, minimum=1)
+WEBHOOK_RETRY_HOURS = env_int("WEBHOOK_RETRY_HOURS", 24, minimum=1)
+WEBHOOK_BACKOFF_FIRST_SECONDS = env_int("WEBHOOK_BACKOFF_FIRST_SECONDS", 5, minimum=1)
+WEBHOOK_BACKOFF_MAX_SECONDS = env_int("WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+WEBHOOK_SEND_CONCURRENCY = env_int("WEBHOOK_SEND_CONCURRENCY", 8, minimum=1)
+WEBHOOK_SECRET_ROTATION_HOURS = env_int("WEBHOOK_SECRET_ROTATION_HOURS", 24, minimum=0)
+WEBHOOK_ENDPOINTS_MAX = env_int("WEBHOOK_ENDPOINTS_MAX", 10, minimum=1)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+WEBHOOK_DRAIN_SECONDS = env_int("WEBHOOK_DRAIN_SECONDS", 5, minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
@@ -120,6 +134,7 @@ INSTALLED_APPS = [
     "reviewplatform",
     "inference",
     "rollout",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -221,10 +236,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Declared so that workers, `celery purge` and monitoring know both: GPU machines run
-# `celery worker -Q inference`.
-CELERY_TASK_QUEUES = (Queue("default"), Queue("inference"))
-CELERY_TASK_ROUTES = {"reviewplatform.tasks.predict_case": {"queue": "inference"}}
+# Declared so that workers, `celery purge` and monitoring know them all: GPU machines run
+# `celery worker -Q inference`. Webhooks go out on their own queue, served by a worker of
+# threads (`-Q webhooks -P threads`): a slow receiver never holds a worker that predicts.
+CELERY_TASK_QUEUES = (Queue("default"), Queue("inference"), Queue("webhooks"))
+CELERY_TASK_ROUTES = {"reviewplatform.tasks.predict_case": {"queue": "inference"},
+                      "reviewplatform.tasks.webhooks_drain": {"queue": "webhooks"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
@@ -235,6 +252,10 @@ CELERY_BEAT_SCHEDULE = {
     "idempotency-keys-expire": {
         "task": "reviewplatform.tasks.idempotency_keys_expire",
         "schedule": 3600.0,
+    },
+    "webhooks-drain": {
+        "task": "reviewplatform.tasks.webhooks_drain",
+        "schedule": float(WEBHOOK_DRAIN_SECONDS),
     },
     "stuck-cases": {
         "task": "reviewplatform.tasks.cases_stuck_check",

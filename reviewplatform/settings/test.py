@@ -18,3 +18,7 @@ STORAGES = {
 
 # Each test process keeps its own cache (cleared before every test), not the shared Redis.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Webhook receivers in the tests listen on 127.0.0.1 (the demo allows it too); a test turns
+# this off to check that private addresses are refused.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
