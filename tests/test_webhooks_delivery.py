@@ -17,7 +17,14 @@ from tests.conftest import _user
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 from tests.webhook_receiver import *  # noqa: F403 - the receiver and its fixtures
 from tests.webhook_receiver import Reply
-from webhooks.delivery import backoff_seconds, deliveries_claim, drain, events_fan_out
+from webhooks.delivery import (
+    backoff_seconds,
+    deliveries_claim,
+    drain,
+    events_fan_out,
+    outcome_record,
+    send,
+)
 from webhooks.models import WebhookDelivery
 from webhooks.services import endpoint_create
 
@@ -239,3 +246,34 @@ def test_it_refuses_to_send_to_a_private_address_unless_allowed(route, endpoint,
     assert delivery.status == "pending"
     assert delivery.last_error == ("127.0.0.1 is a private address: webhooks go to public "
                                    "addresses only")
+
+
+def test_an_endpoint_deleted_while_its_delivery_is_sent_is_no_error(route, endpoint,
+                                                                   receiver):
+    route("7")
+    events_fan_out(now=timezone.now())
+    (claim,) = deliveries_claim(now=timezone.now(), limit=10)
+    outcome = send(claim)
+    endpoint.delete()
+
+    assert outcome_record(claim, outcome, now=timezone.now()) is None
+    assert not WebhookDelivery.objects.exists()
+    assert len(receiver.requests) == 1
+
+
+def test_a_lapsed_claim_answered_late_changes_nothing_but_the_log(route, endpoint, receiver,
+                                                                  settings):
+    receiver.reply(Reply(status=500))
+    route("7")
+    events_fan_out(now=timezone.now())
+    (late,) = deliveries_claim(now=timezone.now(), limit=10)
+    lapsed = timezone.now() + timedelta(seconds=2 * settings.WEBHOOK_TIMEOUT_SECONDS + 11)
+    (current,) = deliveries_claim(now=lapsed, limit=10)
+    assert outcome_record(current, send(current), now=lapsed) == "pending"  # the 500
+
+    assert outcome_record(late, send(late), now=timezone.now()) is None  # the 200, too late
+
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
+        "pending", 2, 500)
+    assert sorted(a.status_code for a in delivery.attempt_log.all()) == [200, 500]

@@ -213,17 +213,20 @@ def _what_happened(outcome: Outcome) -> str:
 
 def outcome_record(claim: Claim, outcome: Outcome, *, now: datetime) -> str | None:
     """Log the attempt and move the delivery on. Returns the delivery's new status, or None
-    when the claim had lapsed and another attempt superseded it (only the log is kept)."""
+    when the claim had lapsed and another attempt superseded it (only the log is kept) or the
+    delivery was deleted meanwhile."""
     status = outcome.status_code
     with transaction.atomic():
+        delivery = (WebhookDelivery.objects.select_for_update(of=("self",))
+                    .select_related("endpoint").filter(pk=claim.delivery_id).first())
+        if delivery is None:
+            return None  # deleted with its endpoint while it was being sent
         WebhookAttempt.objects.create(
-            delivery_id=claim.delivery_id, attempted_at=outcome.attempted_at,
+            delivery=delivery, attempted_at=outcome.attempted_at,
             status_code=status, error=outcome.error[:500], response_excerpt=outcome.excerpt,
             milliseconds=outcome.milliseconds)
-        delivery = (WebhookDelivery.objects.select_for_update().select_related("endpoint")
-                    .filter(pk=claim.delivery_id, attempts=claim.attempt,
-                            status=WebhookDelivery.Status.PENDING).first())
-        if delivery is None:
+        if (delivery.attempts, delivery.status) != (claim.attempt,
+                                                    WebhookDelivery.Status.PENDING):
             return None
         delivery.last_status_code = status
         delivery.last_error = "" if status is not None and 200 <= status < 300 \
