@@ -13,6 +13,7 @@ from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 from tests.webhook_receiver import *  # noqa: F403 - the receiver and its fixtures
 from webhooks.delivery import drain
 from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services import endpoint_create
 
 URL = "/api/v1/webhooks/"
 
@@ -208,3 +209,26 @@ def test_the_delivery_log_filters_by_status_and_refuses_an_unknown_one(api, rece
     assert response.status_code == 400
     assert response.json()["fields"]["status"] == [
         "lost is not one of pending, succeeded, failed"]
+
+
+def test_the_admin_shows_webhook_records_to_read_only(admin_client, receiver, route,
+                                                       client_user):
+    endpoint = endpoint_create(owner=client_user, url=receiver.url(),
+                               event_types=["case.decided"])
+    route("7")
+    drain()
+    delivery = WebhookDelivery.objects.get()
+    pages = [f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/",
+             f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/",
+             f"/admin/reviewplatform/caseevent/{delivery.event_id}/change/"]
+
+    for page in pages:
+        response = admin_client.get(page)
+        assert response.status_code == 200, page
+        assert endpoint.secret not in response.content.decode()
+        assert admin_client.post(page, {"url": "https://example.com/x"}).status_code == 403
+        assert admin_client.post(page.replace("change", "delete"),
+                                 {"post": "yes"}).status_code == 403
+    endpoint.refresh_from_db()
+    assert endpoint.url == receiver.url()
+    assert WebhookDelivery.objects.filter(status="succeeded").count() == 1
