@@ -153,6 +153,7 @@ The review platform is running at {URL}/
   admin login:    admin / admin-demo         (rollout and report pages, {URL}/admin/)
   API key:        {api_key}
     curl -H "Authorization: Api-Key {api_key}" {URL}/api/v1/cases/1/
+  API reference:  {URL}/api/docs/   client guide, webhooks: docs/api.md
 Logs are in {VAR / "log"}/. Press Ctrl-C to stop everything.
 """, flush=True)
         while all(child.poll() is None for child in children):
