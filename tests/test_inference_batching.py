@@ -33,7 +33,7 @@ from inference.services import (
     model_version_set_active,
 )
 from reviewplatform.errors import Conflict, ServiceError
-from reviewplatform.models import Case, ReviewTask
+from reviewplatform.models import Case, CaseEvent, ReviewTask
 from reviewplatform.pipeline import case_predict, predict_waiting
 from reviewplatform.services import case_submit
 from rollout.services import deployment_create, policy_publish
@@ -553,8 +553,10 @@ def test_it_finishes_a_case_whose_worker_died_after_storing_predictions(
     case = submit(held_out[0])
     case_predict(case_id=case.pk)
     stored = sorted(Prediction.objects.filter(case=case).values_list("id", flat=True))
-    # The worker died after storing its predictions, before routing and releasing the claim.
+    # The worker died after storing its predictions, before routing and releasing the claim
+    # (routing's task and event are written together, so neither exists).
     ReviewTask.objects.filter(case=case).delete()
+    CaseEvent.objects.filter(case=case).delete()
     Case.objects.filter(pk=case.pk).update(status=Case.Status.RECEIVED)
     InferenceClaim.objects.create(case=case, claimed_at=stale_time())
 
@@ -684,14 +686,15 @@ def test_it_predicts_on_the_cpu_by_default(caplog):
 # --- statements per batch -------------------------------------------------------------------
 # Every statement is a round trip, made for every batch: claim (a locking read and one upsert),
 # predict (the cases, the active versions, one insert per version), route (lock the cases, the
-# policies, the review tasks, the statuses) and release. Pinned so that they do not creep back.
+# policies, the review tasks, the case events, the statuses) and release. Pinned so that they
+# do not creep back.
 
 
-def test_it_predicts_and_routes_a_batch_in_fourteen_statements(champion, submit, held_out,
-                                                               django_assert_num_queries):
+def test_it_predicts_and_routes_a_batch_in_fifteen_statements(champion, submit, held_out,
+                                                              django_assert_num_queries):
     cases = [submit(path) for path in held_out[:8]]
 
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(15):
         assert predict_waiting(batch_size=32, wait_ms=0) == 8
 
     assert Prediction.objects.filter(status=Prediction.Status.OK).count() == 8
@@ -705,7 +708,7 @@ def test_it_adds_one_statement_per_other_active_version(champion, challenger, su
     for path in held_out[:8]:
         submit(path)
 
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(16):
         assert predict_waiting(batch_size=32, wait_ms=0) == 8
 
     assert Prediction.objects.filter(status=Prediction.Status.OK).count() == 16

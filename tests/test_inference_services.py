@@ -17,7 +17,7 @@ from inference.predictor import learner_load
 from inference.services import model_version_register
 from reviewplatform import tasks
 from reviewplatform.errors import ServiceError
-from reviewplatform.models import Case, ReviewTask
+from reviewplatform.models import Case, CaseEvent, ReviewTask
 from reviewplatform.pipeline import case_predict
 from reviewplatform.services import case_submit
 from rollout.services import deployment_create, policy_publish
@@ -122,8 +122,10 @@ def test_it_completes_a_case_whose_job_died_between_predicting_and_routing(
     ModelVersion.objects.filter(pk=challenger.pk).update(is_active=False)
     case_predict(case_id=case.pk)
     champion_prediction = Prediction.objects.get(case=case)
-    # The worker died after storing the champion's prediction, before routing.
+    # The worker died after storing the champion's prediction, before routing (and so before
+    # routing's task and event).
     ReviewTask.objects.filter(case=case).delete()
+    CaseEvent.objects.filter(case=case).delete()
     Case.objects.filter(pk=case.pk).update(status=Case.Status.RECEIVED)
     ModelVersion.objects.filter(pk=challenger.pk).update(is_active=True)
 
