@@ -179,3 +179,31 @@ class InferenceClaim(models.Model):
 
     def __str__(self) -> str:
         return f"claim on case {self.case_id} (attempt {self.attempts})"
+
+
+class ReferenceSet(models.Model):
+    """Images like those a model version was trained on, kept to judge what it is shown
+    against: the input limits are fitted from them."""
+
+    class Origin(models.TextChoices):
+        UPLOAD = "upload", "uploaded at registration (one folder per label)"
+
+    model_version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE,
+                                         related_name="reference_set")
+    origin = models.CharField(max_length=8, choices=Origin.choices)
+    size = models.PositiveIntegerField()
+    by_label = models.JSONField(help_text="images per label")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"reference set of {self.model_version} ({self.size} images, {self.origin})"
+
+
+class ReferenceImage(models.Model):
+    reference_set = models.ForeignKey(ReferenceSet, on_delete=models.CASCADE,
+                                      related_name="images")
+    label = models.CharField(max_length=100)
+    image = models.FileField(upload_to="references/")
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.image.name}"

@@ -54,27 +54,20 @@ def _probe_image() -> bytes:
     return buffer.getvalue()
 
 
-def model_version_register(
-    *,
-    deployment: Deployment,
-    path: Path,
-    name: str,
-    champion: bool = False,
-    notes: str = "",
-    actor: User | None = None,
-) -> ModelVersion:
-    """Register an exported fastai learner after proving that it loads and predicts.
+@dataclass(frozen=True)
+class CheckedLearner:
+    """An exported learner that loaded and predicted: its file, vocabulary and digest."""
 
-    Its vocabulary must equal the deployment's label set. A new champion replaces the old one,
-    which stays active as a challenger.
-    """
+    path: Path
+    vocab: list[str]
+    sha256: str
+
+
+def learner_check(path: Path) -> CheckedLearner:
+    """Prove that a file is an exported fastai learner that loads and predicts probabilities.
+    Slow (it loads the model): call it outside any transaction."""
     if not path.is_file():
         raise ServiceError(f"no such file: {path}", field="path")
-    if not name.strip():
-        raise ServiceError("a model version needs a name", field="name")
-    if deployment.model_versions.filter(name=name).exists():
-        raise Conflict(f"deployment {deployment.slug} already has a model version {name!r}",
-                       field="name")
     try:
         learn = predictor.learner_load(str(path))
     except Exception as exc:  # any failure to unpickle means: not a usable learner
@@ -85,12 +78,6 @@ def model_version_register(
     except AttributeError as exc:
         raise ServiceError("the file is not an exported fastai learner with a vocabulary",
                            field="path") from exc
-    missing = sorted(set(deployment.labels) - set(vocab))
-    extra = sorted(set(vocab) - set(deployment.labels))
-    if missing or extra:
-        raise ServiceError(
-            f"the learner's labels differ from deployment {deployment.slug}'s: "
-            f"missing {missing or 'none'}, unexpected {extra or 'none'}", field="labels")
     try:
         (probe,) = predictor.predict_images(learn, [_probe_image()])
     except Exception as exc:
@@ -99,7 +86,41 @@ def model_version_register(
     if abs(sum(probe.probabilities.values()) - 1) > 1e-3:
         raise ServiceError("the learner's outputs are not probabilities (they do not sum to 1)",
                            field="path")
-    sha256 = _sha256(path)
+    return CheckedLearner(path=path, vocab=vocab, sha256=_sha256(path))
+
+
+def model_version_register(
+    *,
+    deployment: Deployment,
+    path: Path | None = None,
+    checked: CheckedLearner | None = None,
+    name: str,
+    champion: bool = False,
+    notes: str = "",
+    actor: User | None = None,
+) -> ModelVersion:
+    """Register an exported fastai learner after proving that it loads and predicts (or one
+    `learner_check` already proved).
+
+    Its vocabulary must equal the deployment's label set. A new champion replaces the old one,
+    which stays active as a challenger.
+    """
+    if not name.strip():
+        raise ServiceError("a model version needs a name", field="name")
+    if deployment.model_versions.filter(name=name).exists():
+        raise Conflict(f"deployment {deployment.slug} already has a model version {name!r}",
+                       field="name")
+    if checked is None:
+        if path is None:
+            raise ServiceError("a model version needs its learner file", field="path")
+        checked = learner_check(path)
+    path, vocab, sha256 = checked.path, checked.vocab, checked.sha256
+    missing = sorted(set(deployment.labels) - set(vocab))
+    extra = sorted(set(vocab) - set(deployment.labels))
+    if missing or extra:
+        raise ServiceError(
+            f"the learner's labels differ from deployment {deployment.slug}'s: "
+            f"missing {missing or 'none'}, unexpected {extra or 'none'}", field="labels")
     with transaction.atomic():
         if champion:
             _champion_demote(deployment=deployment, actor=actor,

@@ -9,7 +9,7 @@ from drf_spectacular.views import (
 
 from rollout import views as rollout_views
 
-from . import api, api_batch, api_webhooks, views
+from . import api, api_batch, api_onboarding, api_webhooks, views, views_onboarding
 
 handler404 = "reviewplatform.api_errors.page_not_found"
 
@@ -25,12 +25,15 @@ urlpatterns = [
     path("review/tasks/<int:task_id>/lease/", views.review_lease, name="review-lease"),
     path("review/team/", views.team, name="review-team"),
     path("cases/<int:case_id>/image/", views.case_image, name="case-image"),
+    path("deployments/new/", views_onboarding.deployment_new, name="deployment-new"),
     path("deployments/<slug:slug>/rollout/", rollout_views.rollout_page, name="rollout"),
     path("deployments/<slug:slug>/report/", rollout_views.report_page, name="report"),
     path("", include("rollout.urls")),
     path("api/v1/cases/", api.CasesApi.as_view(), name="api-cases"),
     path("api/v1/cases/batch/", api_batch.CaseBatchApi.as_view(), name="api-cases-batch"),
     path("api/v1/cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("api/v1/deployments/", api_onboarding.DeploymentsApi.as_view(),
+         name="api-deployments"),
     path("api/v1/webhooks/", api_webhooks.WebhookEndpointsApi.as_view(), name="api-webhooks"),
     path("api/v1/webhooks/<int:endpoint_id>/", api_webhooks.WebhookEndpointApi.as_view(),
          name="api-webhook-detail"),

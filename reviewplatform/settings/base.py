@@ -46,6 +46,8 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+# The most images a model version's reference set may hold (a zip uploaded at onboarding).
+REFERENCE_MAX_IMAGES = env_int("REFERENCE_MAX_IMAGES", 5000, minimum=10)
 MIN_IMAGE_SIDE = env_int("MIN_IMAGE_SIDE", 8, minimum=1)
 # Image formats a case may be submitted in (Pillow's names); others are refused.
 ALLOWED_IMAGE_FORMATS = env_list_of("ALLOWED_IMAGE_FORMATS", ["JPEG", "PNG", "WEBP"],

@@ -1,0 +1,97 @@
+"""Reference sets: images like those a model version was trained on, uploaded as a zip of one
+folder per label (as fastai's `ImageDataLoaders.from_folder` reads a training folder)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import IO
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from PIL import Image, UnidentifiedImageError
+
+from reviewplatform.errors import ServiceError
+
+from .models import ModelVersion, ReferenceImage, ReferenceSet
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MIN_IMAGES = 10
+
+
+@dataclass(frozen=True)
+class ReferenceImageIn:
+    label: str
+    name: str
+    data: bytes
+
+
+def _label_of(path: PurePosixPath) -> str | None:
+    """The label folder of a member: the folder right above the file (`train/cat/1.jpg` and
+    `cat/1.jpg` are both `cat`); None for files at the top."""
+    return path.parent.name or None
+
+
+def reference_zip_read(file: IO[bytes], *, labels: list[str]) -> list[ReferenceImageIn]:
+    """The images of a zip of label folders, each decoded to prove it is an image. Refused
+    with a reason: not a zip, a folder that is not a label, too many or too large files, an
+    image that does not decode, fewer than 10 images."""
+    try:
+        archive = zipfile.ZipFile(file)
+    except zipfile.BadZipFile as exc:
+        raise ServiceError("the reference set is not a zip file", field="reference") from exc
+    members = [m for m in archive.infolist() if not m.is_dir()
+               and PurePosixPath(m.filename).suffix.lower() in IMAGE_SUFFIXES
+               and not PurePosixPath(m.filename).name.startswith(".")
+               and "__MACOSX" not in m.filename]
+    if len(members) > settings.REFERENCE_MAX_IMAGES:
+        raise ServiceError(f"the reference set has {len(members)} images; the most is "
+                           f"{settings.REFERENCE_MAX_IMAGES}", field="reference")
+    unknown = sorted({str(_label_of(PurePosixPath(m.filename))) for m in members}
+                     - set(labels))
+    if unknown:
+        raise ServiceError(
+            f"the reference set has folders that are not labels of the model: "
+            f"{', '.join(unknown)} (its labels: {', '.join(labels)}); put each image in the "
+            "folder of its label", field="reference")
+    images = []
+    for member in members:
+        if member.file_size > settings.MAX_IMAGE_BYTES:
+            raise ServiceError(f"{member.filename} is {member.file_size} bytes; the limit is "
+                               f"{settings.MAX_IMAGE_BYTES}", field="reference")
+        data = archive.read(member)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+            raise ServiceError(f"{member.filename} is not an image that can be read",
+                               field="reference") from exc
+        path = PurePosixPath(member.filename)
+        images.append(ReferenceImageIn(label=str(_label_of(path)), name=path.name, data=data))
+    if len(images) < MIN_IMAGES:
+        raise ServiceError(f"the reference set needs at least {MIN_IMAGES} images; it has "
+                           f"{len(images)}", field="reference")
+    return images
+
+
+def reference_set_store(*, version: ModelVersion, images: list[ReferenceImageIn],
+                        origin: str = ReferenceSet.Origin.UPLOAD,
+                        written: list[str] | None = None) -> ReferenceSet:
+    """Keep the images as the version's reference set (in the caller's transaction); the
+    names of the files written are added to `written`, for the caller to remove should its
+    transaction not commit."""
+    reference = ReferenceSet.objects.create(
+        model_version=version, origin=origin, size=len(images),
+        by_label=dict(sorted(Counter(image.label for image in images).items())))
+    folder = f"{version.deployment.slug}/{version.pk}"
+    for n, image in enumerate(images):
+        row = ReferenceImage(reference_set=reference, label=image.label)
+        row.image.save(f"{folder}/{image.label}/{n:05d}-{image.name}",
+                       ContentFile(image.data), save=False)
+        if written is not None:
+            written.append(str(row.image.name))
+        row.save()
+    return reference
