@@ -4,7 +4,10 @@ documented; every body as its schema says (the error envelope for each 4xx)."""
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
+import zipfile
 from datetime import timedelta
 
 import pytest
@@ -32,10 +35,12 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 
 
 @pytest.fixture
-def contract(live_server, settings, deployment, admin_user, client_user, api_key, make_upload):
+def contract(live_server, settings, deployment, admin_user, client_user, api_key, make_upload,
+             trained_model, digit_files):
     """What the generated calls need, in the live server's database: a deployment, a client's
     key scoped to it with one case submitted and a webhook endpoint with a delivery done, a
-    staff user's key, a pending scheduled change."""
+    staff user's key, a pending scheduled change, and a learner with its reference images to
+    onboard."""
     # The throttle is lifted: hundreds of calls a minute with one key would otherwise be
     # answered 429 (documented, and tested in tests/test_api_throttling.py) and test nothing.
     settings.API_THROTTLE_RATE = "1000000/min"
@@ -63,7 +68,22 @@ def contract(live_server, settings, deployment, admin_user, client_user, api_key
     return {"url": live_server.url, "slug": deployment.slug, "case_id": submitted.json()["id"],
             "change_id": change.pk, "tomorrow": change.effective_at.isoformat(),
             "endpoint_id": endpoint.pk, "delivery_id": delivery.pk,
+            "onboard": {"learner": trained_model.path.read_bytes(),
+                        "reference": reference_zip(digit_files),
+                        "regions": '[{"code": "north", "name": "North", '
+                                   '"timezone": "Europe/Oslo"}]',
+                        "client": "onboarded-client"},
+            "onboarded": itertools.count(),
             "endpoint_new": endpoint_new, "client_key": api_key, "staff_key": staff_key}
+
+
+def reference_zip(digit_files) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for label, paths in digit_files.items():
+            for path in paths[:2]:
+                archive.writestr(f"{label}/{path.name}", path.read_bytes())
+    return buffer.getvalue()
 
 
 def operations_of(url: str):
@@ -143,6 +163,9 @@ def name_what_exists(case, contract: dict, mode: GenerationMode) -> None:
                  "audit_rate": 0.05, "effective_at": contract["tomorrow"],
                  "url": "https://example.com/hook"}
         body.update({name: value for name, value in known.items() if name in body})
+        if "learner" in body:  # onboarding: a real learner and its images, a fresh slug
+            body.update(contract["onboard"], slug=f"onboarded-{next(contract['onboarded'])}")
+            body.pop("labels", None)
 
 
 # What the contract test found, pinned.
