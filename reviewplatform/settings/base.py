@@ -1,9 +1,12 @@
 """Settings for every environment, read once from environment variables.
 
 Every value has a default that is safe for a one-machine demo (the demo's embedded PostgreSQL, a
-local Redis, DEBUG off),
+local Redis, DEBUG off, plain HTTP on 127.0.0.1),
 except SECRET_KEY, which must be set whenever DEBUG is off. A value that does not parse stops
-start-up with a message naming the variable.
+start-up with a message naming the variable. Secrets (SECRET_KEY, the database password inside
+DATABASE_URL, EMAIL_HOST_PASSWORD, ROLLOUT_ALERT_WEBHOOK_SECRET, METRICS_TOKEN) come only from
+the environment; none has a default but the development key, which only DEBUG allows. A
+deployment behind HTTPS uses the production overlay, reviewplatform.settings.production.
 """
 
 import os
@@ -107,6 +110,9 @@ ROLLOUT_ALERT_WEBHOOK_TIMEOUT = env_int("ROLLOUT_ALERT_WEBHOOK_TIMEOUT", 5, mini
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "review-platform@localhost")
 if ROLLOUT_ALERT_WEBHOOK_URL and not ROLLOUT_ALERT_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ROLLOUT_ALERT_WEBHOOK_SECRET must be set with "
