@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint audit install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-system.sh --browser
 	scripts/with-services.sh scripts/run-tests.sh $(PYTEST_ARGS)
+
+# Known vulnerabilities in the installed dependencies (PyPI's advisory data, over the network).
+# --strict: a dependency that could not be checked fails the audit instead of passing unseen.
+audit: $(STAMP)
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
 
 bench: $(STAMP)
 	scripts/with-services.sh $(BIN)/python bench/run.py

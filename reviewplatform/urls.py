@@ -1,10 +1,12 @@
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
-    SpectacularSwaggerView,
+    SpectacularSwaggerSplitView,
 )
 
 from rollout import views as rollout_views
@@ -48,9 +50,15 @@ urlpatterns = [
     path("api/v1/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver/",
          api_webhooks.WebhookRedeliverApi.as_view(), name="api-webhook-redeliver"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema",
-                                                    template_name="api/redoc.html"),
+    # The split view serves Swagger UI's start-up script from its own URL, not inline.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema",
+                                                          template_name="api/swagger_ui.html"),
+         name="api-docs"),
+    # ReDoc styles its elements with <style> blocks it writes at run time (styled-components)
+    # and searches in a worker it starts from a blob: URL: this page alone allows both.
+    # Scripts stay as strict as everywhere.
+    path("api/redoc/", csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})(
+        SpectacularRedocView.as_view(url_name="api-schema", template_name="api/redoc.html")),
          name="api-redoc"),
     path("", include("inference.urls")),
     path("admin/", admin.site.urls),

@@ -19,6 +19,10 @@ READ_BY_SETTINGS = {
     "API_THROTTLE_RATE",
     "ALLOWED_IMAGE_FORMATS", "CAPTURED_AT_MAX_FUTURE_SECONDS", "CASE_METADATA_MAX_BYTES",
     "IDEMPOTENCY_KEY_HOURS", "CASE_BATCH_MAX",
+    "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS", "METRICS_TOKEN",
+    "ROLLOUT_ALERT_WEBHOOK_URL", "ROLLOUT_ALERT_WEBHOOK_SECRET", "AXES_FAILURE_LIMIT",
+    "AXES_COOLOFF_MINUTES", "SECURE_PROXY_SSL_HEADER", "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
 }
 VALID = {"SECRET_KEY": "a-test-secret", "REDIS_URL": "redis://127.0.0.1:6390/0"}
 
@@ -29,11 +33,12 @@ def failure(result: subprocess.CompletedProcess[str]) -> str:
     return lines[-1] if lines else ""
 
 
-def django_setup(code: str = "import django; django.setup()",
+def django_setup(code: str = "import django; django.setup()", *,
+                 settings: str = "reviewplatform.settings.base",
                  **variables: str) -> subprocess.CompletedProcess[str]:
-    """Start Django with the base settings and exactly these variables in the environment."""
+    """Start Django with these settings and exactly these variables in the environment."""
     env = {name: value for name, value in os.environ.items() if name not in READ_BY_SETTINGS}
-    env["DJANGO_SETTINGS_MODULE"] = "reviewplatform.settings.base"
+    env["DJANGO_SETTINGS_MODULE"] = settings
     env.update(variables)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
@@ -96,3 +101,106 @@ def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
     assert result.returncode != 0
     assert failure(result).startswith("django.core.exceptions.ImproperlyConfigured")
     assert "SECRET_KEY" in failure(result)
+
+
+def test_no_secret_has_a_default_in_the_code():
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(repr((s.EMAIL_HOST_PASSWORD, s.ROLLOUT_ALERT_WEBHOOK_SECRET, "
+            "s.METRICS_TOKEN, s.DATABASES['default']['PASSWORD'])))")
+
+    result = django_setup(**VALID, code=code)
+
+    assert result.stdout.strip() == "('', '', '', '')", result.stderr
+
+
+def test_it_reads_every_secret_from_the_environment():
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(s.SECRET_KEY, s.EMAIL_HOST_PASSWORD, s.ROLLOUT_ALERT_WEBHOOK_SECRET, "
+            "s.METRICS_TOKEN, s.DATABASES['default']['PASSWORD'])")
+
+    result = django_setup(code=code, SECRET_KEY="k1", EMAIL_HOST_PASSWORD="e2",
+                          ROLLOUT_ALERT_WEBHOOK_URL="https://alerts.example.org/hook",
+                          ROLLOUT_ALERT_WEBHOOK_SECRET="w3", METRICS_TOKEN="m4",
+                          DATABASE_URL="postgres://reviews:d5@db.example.org/reviews")
+
+    assert result.stdout.split() == ["k1", "e2", "w3", "m4", "d5"], result.stderr
+
+
+# Production: reviewplatform.settings.production
+
+PRODUCTION = {
+    "SECRET_KEY": "vB2r-7kQ_x9LmN4pZ0aT3yW8cE5uH1jS6dF_gK2oR7iY9tU4wP0qA3zX8nM5bV1e",
+    "ALLOWED_HOSTS": "reviews.example.org",
+    "DATABASE_URL": "postgres://reviews:from-the-environment@db.example.org:5432/reviews",
+    "REDIS_URL": "redis://redis.example.org:6379/0",
+    "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
+}
+
+
+def production(code: str = "import django; django.setup()",
+               **variables: str) -> subprocess.CompletedProcess[str]:
+    return django_setup(code, settings="reviewplatform.settings.production",
+                        **{**PRODUCTION, **variables})
+
+
+def test_the_production_settings_pass_the_deployment_checks():
+    code = ("import django; django.setup(); from django.core.management import call_command; "
+            "call_command('check', deploy=True, fail_level='WARNING')")
+
+    result = production(code)
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_the_deployment_checks_fail_the_base_settings():
+    """The check above can fail: the demo's plain-HTTP settings do not pass it."""
+    code = ("import django; django.setup(); from django.core.management import call_command; "
+            "call_command('check', deploy=True, fail_level='WARNING')")
+
+    result = django_setup(code, **VALID)
+
+    assert result.returncode != 0
+    assert "security.W004" in result.stderr  # no HSTS
+    assert "security.W008" in result.stderr  # no redirect to HTTPS
+
+
+def test_production_serves_https_only_with_secure_cookies():
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(repr((s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, "
+            "s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+            "s.SECURE_PROXY_SSL_HEADER, s.DEBUG)))")
+
+    result = production(code)
+
+    assert result.stdout.strip() == repr(
+        (True, 31536000, True, True, True, ("HTTP_X_FORWARDED_PROTO", "https"), False)
+    ), result.stderr
+
+
+def test_the_demo_settings_do_not_force_https():
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(repr((s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, "
+            "s.SESSION_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER)))")
+
+    result = django_setup(code, **VALID)
+
+    assert result.stdout.strip() == "(False, 0, False, None)", result.stderr
+
+
+@pytest.mark.parametrize(("variables", "named"), [
+    ({"DEBUG": "1"}, "DEBUG"),
+    ({"SECRET_KEY": ""}, "SECRET_KEY"),
+    ({"SECRET_KEY": "short-but-set"}, "SECRET_KEY"),
+    ({"DATABASE_URL": ""}, "DATABASE_URL"),
+    ({"REDIS_URL": ""}, "REDIS_URL"),
+    ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
+    ({"SECURE_PROXY_SSL_HEADER": "https"}, "SECURE_PROXY_SSL_HEADER"),
+    ({"SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS"),
+])
+def test_production_refuses_to_start_without_what_it_needs(variables, named):
+    result = production(**variables)
+
+    assert result.returncode != 0, f"{variables} was accepted"
+    assert failure(result).startswith("django.core.exceptions.ImproperlyConfigured")
+    assert named in failure(result)

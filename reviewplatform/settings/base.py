@@ -1,15 +1,20 @@
 """Settings for every environment, read once from environment variables.
 
 Every value has a default that is safe for a one-machine demo (the demo's embedded PostgreSQL, a
-local Redis, DEBUG off),
+local Redis, DEBUG off, plain HTTP on 127.0.0.1),
 except SECRET_KEY, which must be set whenever DEBUG is off. A value that does not parse stops
-start-up with a message naming the variable.
+start-up with a message naming the variable. Secrets (SECRET_KEY, the database password inside
+DATABASE_URL, EMAIL_HOST_PASSWORD, ROLLOUT_ALERT_WEBHOOK_SECRET, METRICS_TOKEN) come only from
+the environment; none has a default but the development key, which only DEBUG allows. A
+deployment behind HTTPS uses the production overlay, reviewplatform.settings.production.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -107,6 +112,9 @@ ROLLOUT_ALERT_WEBHOOK_TIMEOUT = env_int("ROLLOUT_ALERT_WEBHOOK_TIMEOUT", 5, mini
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "review-platform@localhost")
 if ROLLOUT_ALERT_WEBHOOK_URL and not ROLLOUT_ALERT_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ROLLOUT_ALERT_WEBHOOK_SECRET must be set with "
@@ -133,6 +141,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "reviewplatform",
     "inference",
     "rollout",
@@ -141,6 +150,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -148,7 +158,43 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login lockout (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from one
+# address, that pair is refused for AXES_COOLOFF_MINUTES, on /login/ and on the admin's login
+# alike, with the page registration/locked_out.html and status 429 (axes' default). A
+# successful login clears the count. API keys are not passwords and are not counted.
+# `manage.py axes_reset` lifts every lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
+# Content-Security-Policy (django-csp): scripts and styles only from this site's static files,
+# never inline (templates keep their scripts and styles in static/), and no page may be framed.
+# The ReDoc page alone widens it for what ReDoc needs (reviewplatform/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
 
 ROOT_URLCONF = "reviewplatform.urls"
 WSGI_APPLICATION = "reviewplatform.wsgi.application"
