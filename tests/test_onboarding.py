@@ -254,6 +254,8 @@ def test_the_staff_page_onboards_and_shows_the_key_once(learner, reference, medi
     key = ApiKey.objects.get(user__username="bear-app")
     assert f'<code id="api-key">{key.prefix}.' in page
     assert "shown this once" in page
+    models = client.get("/deployments/bears/models/").content.decode()
+    assert "20 images, uploaded at registration (one folder per label)" in models
     again = client.post("/deployments/new/", {**form, "regions": "north; North",
                                              "learner": io.BytesIO(b"x"),
                                              "reference": io.BytesIO(reference)})
