@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from inference.models import Prediction
 from inference.ood import MODEL_OUTPUT_REASONS, OodReason
+from review.keys import label_keys
 from review.selectors import (
     human_agreement,
     queue_backlog,
@@ -132,7 +133,7 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
         return _go_next(request)
     case = task.case
     labels = case.deployment.labels
-    shortcuts = [str(i + 1) if i < 9 else "0" if i == 9 else "" for i in range(len(labels))]
+    shortcuts = label_keys(labels)
     mode = task_review_mode(task)
     revealing = mode == ReviewMode.REVEALED and bool(task.blind_answer)
     shows_model = mode == ReviewMode.ASSISTED or revealing
