@@ -72,11 +72,6 @@ def test_the_admin_refuses_to_change_or_delete_a_record(site, history, model):
     assert snapshot() == before
 
 
-def test_case_events_are_not_in_the_admin(site, history):
-    assert CaseEvent not in admin.site._registry
-    assert site.get("/admin/reviewplatform/caseevent/").status_code == 404
-
-
 def admin_models() -> list[type]:
     return sorted(admin.site._registry, key=lambda m: m._meta.label)
 
