@@ -36,8 +36,11 @@ def failure(result: subprocess.CompletedProcess[str]) -> str:
 def django_setup(code: str = "import django; django.setup()", *,
                  settings: str = "reviewplatform.settings.base",
                  **variables: str) -> subprocess.CompletedProcess[str]:
-    """Start Django with these settings and exactly these variables in the environment."""
-    env = {name: value for name, value in os.environ.items() if name not in READ_BY_SETTINGS}
+    """Start Django with these settings and exactly these variables in the environment (none
+    of the test run's own: the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE fails the deployment
+    checks, as it should)."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in READ_BY_SETTINGS and name != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env["DJANGO_SETTINGS_MODULE"] = settings
     env.update(variables)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
