@@ -10,9 +10,8 @@ from reviewplatform.admin_readonly import ReadOnlyAdminMixin
 from reviewplatform.errors import ServiceError
 
 from .models import ModelVersion, ModelVersionEvent, Prediction
+from .permissions import REGISTER_PERM
 from .services import model_version_promote, model_version_set_active
-
-REGISTER_PERM = "inference.register_modelversion"
 
 
 def _reason(request: HttpRequest, done: str) -> str:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -21,22 +18,12 @@ from reviewplatform.errors import ServiceError
 from reviewplatform.models import Deployment
 
 from .models import ModelVersion
+from .permissions import is_model_admin, model_admin_required
 from .selectors import model_version_events, model_versions_summary
 from .services import model_version_promote, model_version_register, model_version_set_active
 
 VIEW_PERM = "inference.view_modelversion"
-REGISTER_PERM = "inference.register_modelversion"
 MAX_ARTIFACT_BYTES = 2 * 1024**3
-
-
-def _model_admin(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Only staff with the register permission: a learner file is a pickle that runs code."""
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not (request.user.is_staff and request.user.has_perm(REGISTER_PERM)):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-    return login_required(wrapped)
 
 
 class RegisterForm(forms.Form):
@@ -57,7 +44,7 @@ def _page(request: HttpRequest, deployment: Deployment, form: RegisterForm | Non
         "summary": model_versions_summary(deployment=deployment),
         "events": model_version_events(deployment=deployment),
         "form": form or RegisterForm(),
-        "can_register": request.user.is_staff and request.user.has_perm(REGISTER_PERM),
+        "can_register": is_model_admin(request.user),
     }, status=status)
 
 
@@ -69,7 +56,7 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_POST
-@_model_admin
+@model_admin_required
 def model_register(request: HttpRequest, slug: str) -> HttpResponse:
     """Upload an exported learner. It is a pickle: only staff with the register permission."""
     deployment = get_object_or_404(Deployment, slug=slug)
@@ -105,7 +92,7 @@ def _version_action(request: HttpRequest, version_id: int) -> tuple[ModelVersion
 
 
 @require_POST
-@_model_admin
+@model_admin_required
 def model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
     version, reason = _version_action(request, version_id)
     if reason is None:
@@ -119,7 +106,7 @@ def model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
 
 
 @require_POST
-@_model_admin
+@model_admin_required
 def model_set_active(request: HttpRequest, version_id: int) -> HttpResponse:
     version, reason = _version_action(request, version_id)
     active = request.POST.get("active")

@@ -16,19 +16,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inference.permissions import REGISTER_PERM, is_model_admin
+
 from .onboarding import Onboarded, RegionIn, deployment_onboard
 from .openapi import errors
-
-MODEL_ADMIN = "inference.register_modelversion"
 
 
 class CanOnboard(permissions.BasePermission):
     message = ("onboarding a model needs a staff account with the "
-               f"{MODEL_ADMIN} permission (learners are pickles that run code when loaded)")
+               f"{REGISTER_PERM} permission (learners are pickles that run code when loaded)")
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(user and user.is_staff and user.has_perm(MODEL_ADMIN))
+        return is_model_admin(request.user)
 
 
 class RegionField(serializers.Serializer):

@@ -3,20 +3,18 @@ staff API): a form, and on success the new deployment with its API key, shown th
 
 from __future__ import annotations
 
-import functools
 import tempfile
-from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 from django import forms
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from .api_onboarding import MODEL_ADMIN, learner_file
+from inference.permissions import model_admin_required
+
+from .api_onboarding import learner_file
 from .errors import ServiceError
 from .onboarding import RegionIn, deployment_onboard
 
@@ -54,18 +52,8 @@ class OnboardForm(forms.Form):
         return [label.strip() for label in text.split(",")] if text else None
 
 
-def _model_admin(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Only staff who may register models: a learner file is a pickle that runs code."""
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not (request.user.is_staff and request.user.has_perm(MODEL_ADMIN)):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-    return login_required(wrapped)
-
-
 @require_http_methods(["GET", "POST"])
-@_model_admin
+@model_admin_required
 def deployment_new(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "onboarding/new.html", {"form": OnboardForm()})
