@@ -11,6 +11,7 @@ from django.contrib.postgres.functions import RandomUUID
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.urls import reverse
 
 from .reasons import ReviewReason
 
@@ -154,6 +155,10 @@ class Case(models.Model):
 
     def __str__(self) -> str:
         return f"case {self.pk} ({self.external_id})"
+
+    def get_absolute_url(self) -> str:
+        """The case page (the admin's "view on site")."""
+        return reverse("case-page", args=[self.pk])
 
     @property
     def captured_at_local(self) -> datetime:

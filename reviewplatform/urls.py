@@ -11,7 +11,15 @@ from drf_spectacular.views import (
 
 from rollout import views as rollout_views
 
-from . import api, api_batch, api_onboarding, api_webhooks, views, views_onboarding
+from . import (
+    api,
+    api_batch,
+    api_onboarding,
+    api_webhooks,
+    views,
+    views_case,
+    views_onboarding,
+)
 
 handler404 = "reviewplatform.api_errors.page_not_found"
 
@@ -26,6 +34,8 @@ urlpatterns = [
     path("review/tasks/<int:task_id>/stop/", views.review_stop, name="review-stop"),
     path("review/tasks/<int:task_id>/lease/", views.review_lease, name="review-lease"),
     path("review/team/", views.team, name="review-team"),
+    path("cases/", views_case.case_search, name="case-search"),
+    path("cases/<int:case_id>/", views_case.case_page, name="case-page"),
     path("cases/<int:case_id>/image/", views.case_image, name="case-image"),
     path("deployments/new/", views_onboarding.deployment_new, name="deployment-new"),
     path("deployments/<slug:slug>/rollout/", rollout_views.rollout_page, name="rollout"),

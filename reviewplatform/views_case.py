@@ -1,0 +1,91 @@
+"""The case page: everything about one case, read-only, and the search that finds it.
+
+Staff and rollout admins see every case; a reviewer sees the cases they reviewed (never one
+still waiting for them: the page shows the model's answer, which blind review hides)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+
+from inference.models import Prediction
+
+from .api import CaseOutputSerializer
+from .case_follow import cases_followed
+from .models import Case, CaseEvent, Review, ReviewTask
+
+SEARCH_LIMIT = 50
+
+
+def cases_on_pages(user: User) -> QuerySet[Case]:
+    """The cases `user` may open on the case page (module docstring)."""
+    followed = cases_followed(user=user)
+    if user.is_staff or user.has_perm("reviewplatform.view_decision"):
+        return followed
+    return followed.filter(pk__in=Review.objects.filter(reviewer=user).values("case_id"))
+
+
+def _utc(value: str | None) -> str | None:
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S") if value else None
+
+
+def _timeline(timeline: dict[str, Any]) -> dict[str, Any]:
+    """The API's timeline of the case, its times as the page shows them (UTC)."""
+    routed = timeline["routed"]
+    return {"received": _utc(timeline["received"]), "predicted": _utc(timeline["predicted"]),
+            "routed": {**routed, "at": _utc(routed["at"])} if routed else None,
+            "claimed": _utc(timeline["claimed"]), "decided": _utc(timeline["decided"])}
+
+
+@require_GET
+@login_required
+def case_page(request: HttpRequest, case_id: int) -> HttpResponse:
+    case = cases_on_pages(cast(User, request.user)).filter(pk=case_id).first()
+    if case is None:
+        raise Http404(f"case {case_id} does not exist, or is not one you may open")
+    predictions = (Prediction.objects.filter(case=case).select_related("model_version")
+                   .order_by("-model_version__is_champion", "model_version__name"))
+    for prediction in predictions:
+        prediction.top = sorted((prediction.probabilities or {}).items(),  # type: ignore[attr-defined]
+                                key=lambda item: -item[1])[:3]
+    tasks = (ReviewTask.objects.filter(case=case).select_related("claimed_by", "policy_version")
+             .order_by("created_at", "id"))
+    reviews = (Review.objects.filter(case=case).select_related("reviewer", "task")
+               .order_by("created_at", "id"))
+    local = case.captured_at_local
+    return render(request, "review/case.html", {
+        "case": case,
+        "local_time": local.strftime("%Y-%m-%d %H:%M"),
+        "zone": case.region.timezone,
+        "utc_time": case.captured_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "timeline": _timeline(CaseOutputSerializer(case).data["timeline"]),
+        "predictions": predictions,
+        "tasks": tasks,
+        "reviews": reviews,
+        "events": CaseEvent.objects.filter(case=case).order_by("id"),
+        "decision": getattr(case, "decision", None),
+    })
+
+
+@require_GET
+@login_required
+def case_search(request: HttpRequest) -> HttpResponse:
+    """`?q=` a case id or an `external_id`: one match opens its page, several are listed."""
+    query = request.GET.get("q", "").strip()
+    matches: list[Case] = []
+    if query:
+        found = Q(external_id=query)
+        if query.isdigit() and len(query) < 19:
+            found |= Q(pk=int(query))
+        matches = list(cases_on_pages(cast(User, request.user)).filter(found)[:SEARCH_LIMIT])
+    if len(matches) == 1:
+        return redirect("case-page", case_id=matches[0].pk)
+    return render(request, "review/case_search.html", {"query": query, "matches": matches},
+                  status=200 if matches or not query else 404)

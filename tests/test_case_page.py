@@ -1,0 +1,100 @@
+"""The case page (everything about one case, read-only), the search that finds a case, and
+the error pages that say what went wrong and lead back."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from review.services import review_claim_next, review_submit
+from reviewplatform.models import Case
+from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
+
+
+@pytest.fixture
+def decided(enqueue, reviewer):
+    """A case a reviewer decided, with the champion's stored answer."""
+    task = enqueue(says="4", confidence=0.97)
+    claimed = review_claim_next(reviewer=reviewer)
+    review_submit(task_id=claimed.pk, lease_token=claimed.lease_token, reviewer=reviewer,
+                  answer="4")
+    return Case.objects.get(pk=task.case_id)
+
+
+def page_of(user: User, path: str):
+    client = Client()
+    client.force_login(user)
+    return client.get(path)
+
+
+def test_an_admin_reads_the_whole_case(decided, admin_user, reviewer):
+    response = page_of(admin_user, f"/cases/{decided.pk}/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Case {decided.pk} <span class=\"muted\">({decided.external_id})</span>" in page
+    assert f'src="/cases/{decided.pk}/image/"' in page
+    assert "2026-05-01 21:30 Europe/Oslo" in page and 'title="2026-05-01 19:30 UTC"' in page
+    assert "Decision:</strong> 4 by the\n  reviewers" in page
+    assert "champion (0.970)" not in page and "4 (0.970)" in page  # the model's answer
+    reviews = page[page.index('id="reviews"'):page.index("Told to the client")]
+    assert "<td>reviewer</td><td>4</td>" in reviews, reviews
+    assert "case.decided at" in page
+    assert "to review: " in page
+
+
+def test_a_reviewer_opens_only_the_cases_they_reviewed(decided, enqueue, reviewer,
+                                                       other_reviewer):
+    waiting = enqueue(says="7").case  # still in the queue: its page would show the model
+
+    assert page_of(reviewer, f"/cases/{decided.pk}/").status_code == 200
+    assert page_of(reviewer, f"/cases/{waiting.pk}/").status_code == 404
+    assert page_of(other_reviewer, f"/cases/{decided.pk}/").status_code == 404
+
+
+def test_the_search_finds_a_case_by_id_or_external_id(decided, admin_user, client_user):
+    by_id = page_of(admin_user, f"/cases/?q={decided.pk}")
+    by_external = page_of(admin_user, f"/cases/?q={decided.external_id}")
+    missing = page_of(admin_user, "/cases/?q=no-such-case")
+
+    assert by_id.status_code == by_external.status_code == 302
+    assert by_id["Location"] == by_external["Location"] == f"/cases/{decided.pk}/"
+    assert missing.status_code == 404
+    assert "No case you may open has the id or external id" in missing.content.decode()
+    # A client account, not staff: its own page rules apply here too.
+    assert page_of(client_user, f"/cases/?q={decided.pk}").status_code == 404
+
+
+def test_the_gallery_and_the_admin_lead_to_the_case_page(decided, admin_user):
+    assert decided.get_absolute_url() == reverse("case-page", args=[decided.pk])
+    admin_page = page_of(admin_user, f"/admin/reviewplatform/case/{decided.pk}/change/")
+    assert f'href="/cases/{decided.pk}/"' in admin_page.content.decode() or \
+        "/admin/r/" in admin_page.content.decode()
+
+
+@pytest.mark.parametrize("path, status, words", [
+    ("/no-such-page/", 404, "There is no page at /no-such-page/."),
+    ("/cases/999999/", 404, "case 999999 does not exist, or is not one you may open"),
+    ("/review/team/", 403, "Your account may not open this"),
+])
+def test_error_pages_say_what_went_wrong_and_lead_back(client_user, path, status, words,
+                                                       settings):
+    settings.DEBUG = False
+    response = page_of(client_user, path)
+
+    assert response.status_code == status
+    page = response.content.decode()
+    assert words in page
+    assert '<a href="/" class="button">Back to the queue</a>' in page
+    assert "<header>" in page  # the site's own page, not Django's bare one
+
+
+def test_the_server_error_page_renders_without_a_request():
+    from django.template.loader import render_to_string
+
+    page = render_to_string("500.html")
+
+    assert "Something went wrong on our side" in page
+    assert '<a href="/" class="button">Back to the queue</a>' in page
