@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -81,6 +81,12 @@ def test_it_shows_disagreements_most_confident_first(client, admin_user, reviewe
     assert ids == [str(reviewed[1].pk), str(reviewed[2].pk)]
     assert "0.99" in html
     assert f"/cases/{reviewed[1].pk}/image/" in html
+    assert f'href="/cases/{reviewed[1].pk}/"' in html  # the case page, not the admin's form
+    # The capture time as the review page shows it: local, with its zone; UTC on hover.
+    case = reviewed[1]
+    local = case.captured_at.astimezone(case.region.zone).strftime("%Y-%m-%d %H:%M")
+    utc = case.captured_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    assert f'<time title="{utc}">{local} {case.region.timezone}</time>' in html
     filtered = client.get("/deployments/digits/report/disagreements/?human=7").content.decode()
     assert re.findall(r'data-case="(\d+)"', filtered) == [str(reviewed[2].pk)]
 

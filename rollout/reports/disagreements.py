@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db.models import F, OuterRef, Subquery
 
@@ -16,12 +18,23 @@ class Disagreement:
     case_id: int
     external_id: str
     region: str
+    timezone: str
     captured_at: Any
     human: str
     model: str
     confidence: float | None
     out_of_domain: bool
     adjudicated: str | None
+
+    @property
+    def captured_local(self) -> str:
+        """The capture time in the region's own zone, as the review page shows it (formatted
+        here: the template engine would convert it to the server's zone)."""
+        return self.captured_at.astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M")
+
+    @property
+    def captured_utc(self) -> str:
+        return self.captured_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def disagreements(f: ReportFilters, *, human: str = "", model: str = "", limit: int = 48,
@@ -40,8 +53,8 @@ def disagreements(f: ReportFilters, *, human: str = "", model: str = "", limit: 
                       .order_by("-created_at", "-id").values("label")[:1])
     rows = (qs.annotate(adjudicated=newest)
             .values_list("case_id", "case__external_id", "case__region__code",
-                         "case__captured_at", "label", "mp__label", "mp__confidence",
-                         "mp__out_of_domain", "adjudicated")  # type: ignore[misc]
+                         "case__region__timezone", "case__captured_at", "label", "mp__label",
+                         "mp__confidence", "mp__out_of_domain", "adjudicated")  # type: ignore[misc]
             .order_by(F("mp__confidence").desc(nulls_last=True), "-case_id")
             [offset:offset + limit])
     return [Disagreement(*row) for row in rows]
