@@ -16,6 +16,7 @@ from . import (
     api_batch,
     api_onboarding,
     api_webhooks,
+    health,
     views,
     views_case,
     views_onboarding,
@@ -25,6 +26,8 @@ handler404 = "reviewplatform.api_errors.page_not_found"
 
 urlpatterns = [
     path("", views.home, name="review-home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("review/next/", views.review_next, name="review-next"),

@@ -73,6 +73,10 @@ CASE_BATCH_MAX_BYTES = env_int(
     "CASE_BATCH_MAX_BYTES",
     CASE_BATCH_MAX * (4 * -(-MAX_IMAGE_BYTES // 3) + CASE_METADATA_MAX_BYTES + 1024),
     minimum=1)
+# /readyz: how long each check may wait, and how long the count of workers answering a ping is
+# remembered (probes every few seconds would otherwise each ping every worker).
+HEALTH_TIMEOUT_SECONDS = env_int("HEALTH_TIMEOUT_SECONDS", 1, minimum=1)
+HEALTH_WORKER_CACHE_SECONDS = env_int("HEALTH_WORKER_CACHE_SECONDS", 15, minimum=0)
 # Webhooks (docs/api.md): how long one attempt may wait for an answer, how long a delivery is
 # retried (backing off from the first wait, doubling up to the longest), how many are sent at
 # once, how long a rotated secret still signs, how many endpoints an account may have, and
