@@ -30,6 +30,7 @@ from .api_shapes import (
     ScheduledChangesOut,
 )
 from .models import PolicyVersion, ScheduledChange
+from .views import ADMIN_PERM, PUBLISH_PERM
 
 TAGS = ["rollout (staff)"]
 # What any staff endpoint may answer besides its own errors: no key, not staff, no such
@@ -38,8 +39,21 @@ READ_ERRORS = errors(401, 403, 404, 429)
 WRITE_ERRORS = errors(400, 401, 403, 404, 415, 429)
 
 
+class CanSteerRollout(permissions.BasePermission):
+    """What the rollout page asks of its users: reading needs the view permission, a change
+    (or its evidence) the publish permission. Being staff alone is not enough: a model admin
+    is staff, and steers models, not rollouts."""
+
+    message = (f"the rollout API is for rollout admins: reading needs {ADMIN_PERM}, a change "
+               f"{PUBLISH_PERM}")
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        perm = ADMIN_PERM if request.method in permissions.SAFE_METHODS else PUBLISH_PERM
+        return bool(request.user and request.user.has_perm(perm))
+
+
 class StaffApi(APIView):
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [permissions.IsAdminUser, CanSteerRollout]
 
     def deployment(self, slug: str) -> Deployment:
         deployment = Deployment.objects.filter(slug=slug).first()
