@@ -30,16 +30,17 @@ Reason = ReviewTask.Reason
 NOT_A_ROUTE = [Reason.AUDIT, Reason.SECOND_OPINION, Reason.ESCALATION, Reason.GOLD]
 
 
-def cases_followed(*, user: User) -> QuerySet[Case]:
-    """The cases `user` may read, with their decision (its policy version and the model
-    version of its prediction) joined and the timeline annotated: `predicted_at`,
-    `routed_at`, `routed_reason`, `routed_rule`, `claimed_at`. Newest first."""
+def cases_followed(*, user: User, cases: QuerySet[Case] | None = None) -> QuerySet[Case]:
+    """The cases `user` may read (or `cases`, when the caller decided that), with their
+    decision (its policy version and the model version of its prediction) joined and the
+    timeline annotated: `predicted_at`, `routed_at`, `routed_reason`, `routed_rule`,
+    `claimed_at`. Newest first."""
     tasks = ReviewTask.objects.filter(case=OuterRef("pk"))
     route = tasks.exclude(reason__in=NOT_A_ROUTE).order_by("created_at", "id")
     claim = (tasks.exclude(reason=Reason.GOLD).filter(claimed_at__isnull=False)
              .order_by("claimed_at"))
     prediction = Prediction.objects.filter(case=OuterRef("pk")).order_by("created_at")
-    return (cases_visible_to(user=user)
+    return ((cases_visible_to(user=user) if cases is None else cases)
             .select_related("deployment", "region", "decision__policy_version",
                             "decision__prediction__model_version")
             .annotate(predicted_at=Subquery(prediction.values("created_at")[:1]),

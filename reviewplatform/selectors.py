@@ -14,9 +14,11 @@ from .models import Case
 
 
 def cases_visible_to(*, user: User) -> QuerySet[Case]:
-    """The cases a user may read: those they submitted, or every case with the view
-    permission. A case outside this set is answered as if it did not exist."""
-    if user.has_perm("reviewplatform.view_case"):
+    """The cases a user may read with their decisions: those they submitted, or every case
+    for those who may see decisions (rollout admins, superusers). Not every case for a
+    reviewer: a decision shows the model's answer, which blind review hides. A case outside
+    this set is answered as if it did not exist."""
+    if user.has_perm("reviewplatform.view_decision"):
         return Case.objects.all()
     return Case.objects.filter(submitted_by=user)
 

@@ -1,7 +1,8 @@
 """The case page: everything about one case, read-only, and the search that finds it.
 
-Staff and rollout admins see every case; a reviewer sees the cases they reviewed (never one
-still waiting for them: the page shows the model's answer, which blind review hides)."""
+Those who may see decisions (rollout admins, superusers) see every case; a reviewer sees the
+cases they reviewed (never one still waiting for them: the page shows the model's answer, which
+blind review hides); an API client, the cases it submitted."""
 
 from __future__ import annotations
 
@@ -20,16 +21,16 @@ from inference.models import Prediction
 from .api import CaseOutputSerializer
 from .case_follow import cases_followed
 from .models import Case, CaseEvent, Review, ReviewTask
+from .selectors import cases_visible_to
 
 SEARCH_LIMIT = 50
 
 
 def cases_on_pages(user: User) -> QuerySet[Case]:
     """The cases `user` may open on the case page (module docstring)."""
-    followed = cases_followed(user=user)
-    if user.is_staff or user.has_perm("reviewplatform.view_decision"):
-        return followed
-    return followed.filter(pk__in=Review.objects.filter(reviewer=user).values("case_id"))
+    reviewed = Case.objects.filter(
+        pk__in=Review.objects.filter(reviewer=user).values("case_id"))
+    return cases_followed(user=user, cases=cases_visible_to(user=user) | reviewed)
 
 
 def _utc(value: str | None) -> str | None:

@@ -118,11 +118,21 @@ def test_it_lists_only_the_callers_cases_newest_first(api, other_client, cases):
     assert listed(key_client(other_client)) == ["theirs"]
 
 
-def test_a_user_with_the_view_permission_sees_every_case(reviewer, cases):
+def test_a_user_who_may_see_decisions_sees_every_case(admin_user, cases):
+    client = APIClient()
+    client.force_authenticate(admin_user)
+
+    assert listed(client) == ["theirs", "model", "human", "queued", "received"]
+
+
+def test_a_reviewer_reads_no_decision_through_the_api(reviewer, cases):
+    """A decision shows the model's answer, which blind review hides from reviewers."""
     client = APIClient()
     client.force_authenticate(reviewer)
 
-    assert listed(client) == ["theirs", "model", "human", "queued", "received"]
+    assert listed(client) == []
+    model_decided = Case.objects.get(external_id="model")
+    assert client.get(f"{URL}{model_decided.pk}/").status_code == 404
 
 
 def test_a_user_who_submitted_nothing_sees_nothing(outsider, cases):

@@ -63,8 +63,10 @@ def test_the_search_finds_a_case_by_id_or_external_id(decided, admin_user, clien
     assert by_id["Location"] == by_external["Location"] == f"/cases/{decided.pk}/"
     assert missing.status_code == 404
     assert "No case you may open has the id or external id" in missing.content.decode()
-    # A client account, not staff: its own page rules apply here too.
-    assert page_of(client_user, f"/cases/?q={decided.pk}").status_code == 404
+    # An API client finds the cases it submitted, and no other client's.
+    assert page_of(client_user, f"/cases/?q={decided.pk}").status_code == 302
+    stranger = User.objects.create_user("other-client")
+    assert page_of(stranger, f"/cases/?q={decided.pk}").status_code == 404
 
 
 def test_the_gallery_and_the_admin_lead_to_the_case_page(decided, admin_user):

@@ -147,9 +147,10 @@ MATRIX: dict[str, list[Call]] = {
     # Every reviewer's figures: seniors and admins.
     "review-team": [get("login 403 403 403 200 200 403 200")],
 
-    # The case page: staff who may see cases and rollout admins; a reviewer only the cases
-    # they reviewed (none here). Others: 404, as for a case that does not exist.
-    "case-page": [get("login 404 404 404 404 200 404 200")],
+    # The case page: those who may see decisions (rollout admins, superusers); a reviewer only
+    # the cases they reviewed (none here); a client the cases it submitted. Others: 404, as for
+    # a case that does not exist.
+    "case-page": [get("login 200 404 404 404 200 404 200")],
     # Images: those who may see cases (view_case).
     "case-image": [get("login 404 404 200 200 200 404 200")],
 
@@ -184,11 +185,12 @@ MATRIX: dict[str, list[Call]] = {
     "admin:index": [get("login login login login login 200 200 200")],
 
     # Cases over the API: anyone authenticated reads the cases they may see (their own, or all
-    # with view_case); submitting needs add_case (API clients).
+    # with view_decision: never a reviewer, whom decisions would unblind); submitting needs
+    # add_case (API clients).
     "api-cases": [get("401 200 200 200 200 200 200 200"),
                   post("401 201 201 403 403 403 403 201", _case_form)],
     "api-cases-batch": [post("401 200 200 403 403 403 403 200", CASE_BATCH, json=True)],
-    "api-case-detail": [get("401 200 404 200 200 200 404 200")],
+    "api-case-detail": [get("401 200 404 404 404 200 404 200")],
 
     # Onboarding over the API: model admins.
     "api-deployments": [post("401 403 403 403 403 403 400 400")],
