@@ -66,9 +66,11 @@ def case_submit(
                            f"{settings.CAPTURED_AT_MAX_FUTURE_SECONDS} seconds ahead of the "
                            f"platform's clock are accepted)", field="captured_at")
     metadata = case_metadata_check(metadata)
-    region = deployment.regions.filter(code=region_code).first()
+    # `.all()`: the regions read with the API key's deployments, when they were.
+    regions = deployment.regions.all()
+    region = next((r for r in regions if r.code == region_code), None)
     if region is None:
-        known = ", ".join(deployment.regions.values_list("code", flat=True))
+        known = ", ".join(sorted(r.code for r in regions))
         raise ServiceError(f"unknown region {region_code!r} for deployment {deployment.slug} "
                            f"(known: {known})", field="region")
     if not external_id.strip():
