@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 from .api_fields import OffsetDateTimeField, offset_datetime_parse
 from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from .authentication import deployment_for_submit, request_api_key
-from .case_follow import cases_followed
+from .case_follow import case_followed_new, cases_followed
 from .errors import NotFound
 from .intake import case_intake
 from .models import Case, Decision, ReviewTask
@@ -265,7 +265,7 @@ class CasesApi(generics.ListAPIView):
             captured_at=values["captured_at"], external_id=values["external_id"],
             metadata=values["metadata"], submitted_by=cast(User, request.user),
         )
-        case = self.get_queryset().get(pk=case.pk)
+        case = case_followed_new(case)
         return Response(CaseOutputSerializer(case).data, status=status.HTTP_201_CREATED,
                         headers={"Location": reverse("api-case-detail", args=[case.pk])})
 

@@ -150,6 +150,19 @@ def test_it_refuses_a_revoked_key_with_401(
     assert client.get(f"{URL}999999/").status_code == 401
 
 
+def test_a_submit_reads_nothing_before_its_insert_once_the_key_is_cached(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    # The key, its user's permissions, its deployments and their regions: read once, cached.
+    first, _ = submit(api, make_upload, django_capture_on_commit_callbacks, external_id="a")
+    with CaptureQueriesContext(connection) as queries:
+        second, _ = submit(api, make_upload, django_capture_on_commit_callbacks,
+                           external_id="b")
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    assert statements == ["SAVEPOINT", "SAVEPOINT", "INSERT", "RELEASE", "RELEASE"]
+
+
 def test_changes_to_a_cached_key_take_effect_on_the_next_request(
         client_user, deployment, bears, make_upload, django_capture_on_commit_callbacks):
     api_key, secret = api_key_create(user=client_user, name="ci",

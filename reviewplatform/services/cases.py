@@ -55,8 +55,9 @@ def case_submit(
     metadata: Any = None,
 ) -> Case:
     """Validate and store a case (`reviewplatform.intake.case_intake` queues its prediction
-    once the row is committed). Every check runs before the image is written: a refused case
-    leaves neither a row nor a file, and neither does a crash once it is written."""
+    once the row is committed). Every check but the external_id's runs before the image is
+    written, that one by the INSERT itself (the unique constraint): a refused case leaves
+    neither a row nor a file, and neither does a crash once it is written."""
     if timezone.is_naive(captured_at):
         raise ServiceError("captured_at needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
                            field="captured_at")
@@ -79,10 +80,6 @@ def case_submit(
     if len(external_id) > limit:
         raise ServiceError(f"external_id is {len(external_id)} characters long; the limit is "
                            f"{limit}", field="external_id")
-    existing = Case.objects.filter(deployment=deployment, external_id=external_id).first()
-    if existing is not None:
-        raise Conflict(f"a case with external_id {external_id!r} already exists "
-                       f"(case {existing.pk})", field="external_id")
     facts = image_inspect(image, size=image.size or 0)
 
     case = Case(deployment=deployment, region=region, external_id=external_id,
@@ -94,8 +91,13 @@ def case_submit(
             with transaction.atomic():
                 case.save()
         except IntegrityError as exc:
-            raise Conflict(f"a case with external_id {external_id!r} already exists",
-                           field="external_id") from exc
+            # The unique constraint on (deployment, external_id) is the check: no read first.
+            existing = Case.objects.filter(deployment=deployment,
+                                           external_id=external_id).first()
+            if existing is None:
+                raise
+            raise Conflict(f"a case with external_id {external_id!r} already exists "
+                           f"(case {existing.pk})", field="external_id") from exc
         logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, region.code)
     return case
 
