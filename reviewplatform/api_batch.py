@@ -24,12 +24,12 @@ from .api_errors import RequestTooLarge, envelope, field_errors, validation_mess
 from .api_fields import OffsetDateTimeField
 from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from .authentication import deployment_for_submit, request_api_key
-from .case_follow import cases_followed
+from .case_follow import case_followed_new
 from .errors import ServiceError
-from .intake import case_intake
+from .intake import predictions_queue
 from .models import ApiKey
 from .openapi import ErrorSerializer, errors
-from .services.cases import METADATA_NOT_AN_OBJECT, case_images_deleted_on_error
+from .services.cases import METADATA_NOT_AN_OBJECT, case_images_deleted_on_error, case_submit
 
 
 class CaseItemSerializer(serializers.Serializer):
@@ -160,9 +160,13 @@ class CaseBatchApi(APIView):
                 if "case" in result:
                     stored.append(result["case"])
                 results.append({"index": index, **result})
-        by_id = {r["case"].pk: r for r in results if "case" in r}
-        for case in cases_followed(user=user).filter(pk__in=by_id):
-            by_id[case.pk]["case"] = CaseOutputSerializer(case).data
+            predictions_queue(cases=stored)
+        # The cases just written, as the listing reads them (one serializer for them all).
+        answered = [r for r in results if "case" in r]
+        cases = CaseOutputSerializer([case_followed_new(r["case"]) for r in answered],
+                                     many=True).data
+        for result, case in zip(answered, cases, strict=True):
+            result["case"] = case
         return Response({"results": results})
 
     @staticmethod
@@ -188,7 +192,7 @@ class CaseBatchApi(APIView):
         try:
             deployment = deployment_for_submit(slug=values.validated_data["deployment"],
                                                api_key=api_key)
-            case = case_intake(
+            case = case_submit(
                 deployment=deployment, region_code=values.validated_data["region"],
                 image=_item_image(upload, values.validated_data.get("image_base64")),
                 captured_at=values.validated_data["captured_at"],

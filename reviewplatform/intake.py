@@ -1,7 +1,9 @@
-"""Intake: a submitted case is stored, and its prediction queued once the row is committed."""
+"""Intake: a submitted case is stored, and its prediction queued once the row is committed
+(a batch's cases: one job for them all)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +13,7 @@ from django.db import transaction
 
 from .models import Case, Deployment
 from .services import case_images_deleted_on_error, case_submit
-from .tasks import predict_case
+from .tasks import predict_case, predict_cases
 
 
 def case_intake(
@@ -33,3 +35,12 @@ def case_intake(
         stored.append(case)
         transaction.on_commit(lambda: predict_case.delay(case.pk), robust=True)
     return case
+
+
+def predictions_queue(*, cases: Sequence[Case]) -> None:
+    """Queue the prediction of cases stored together (a batch, each by `case_submit`) once
+    the current transaction commits: one job for them all, since a job predicts every waiting
+    case anyway (`predict_cases`)."""
+    case_ids = [case.pk for case in cases]
+    if case_ids:
+        transaction.on_commit(lambda: predict_cases.delay(case_ids), robust=True)

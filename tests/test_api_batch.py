@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
 
-from reviewplatform import api_batch, intake
+from reviewplatform import api_batch, intake, tasks
 from reviewplatform.models import Case, IdempotencyKey
 from rollout.services import deployment_create
 from tests.conftest import png_bytes
@@ -48,7 +49,11 @@ def test_it_stores_each_case_and_answers_a_result_per_case(
                for c in cases)
     assert cases[0].metadata == {"camera": "camera-7"}
     assert len(stored_files()) == 2
-    assert len(jobs) == 2
+    # One prediction job for the batch's cases.
+    assert len(jobs) == 1
+    with mock.patch.object(tasks.predict_cases, "delay") as delay:
+        jobs[0]()
+    delay.assert_called_once_with([c.pk for c in cases])
 
 
 def test_it_refuses_only_the_items_at_fault(api, deployment,
@@ -78,7 +83,7 @@ def test_it_refuses_only_the_items_at_fault(api, deployment,
                for r in results if "error" in r)
     assert sorted(Case.objects.values_list("external_id", flat=True)) == ["good-1", "good-2"]
     assert len(stored_files()) == 2
-    assert len(jobs) == 2
+    assert len(jobs) == 1
 
 
 def test_it_refuses_an_item_for_a_deployment_outside_the_key(
@@ -129,7 +134,7 @@ def test_it_takes_100_cases_by_default(api, deployment, django_capture_on_commit
     assert response.status_code == 200, response.content
     assert {r["status"] for r in response.json()["results"]} == {201}
     assert Case.objects.count() == 100
-    assert len(jobs) == 100
+    assert len(jobs) == 1
     too_many, _ = post(api, [item(f"d{i}") for i in range(101)],
                        django_capture_on_commit_callbacks)
     assert too_many.status_code == 400
@@ -303,7 +308,7 @@ def test_it_reads_a_json_batch_over_the_limit_of_one_cases_form(
 
     assert response.status_code == 200, response.content
     assert {r["status"] for r in response.json()["results"]} == {201}
-    assert len(jobs) == 5
+    assert len(jobs) == 1
 
 
 def test_it_has_room_by_default_for_a_full_batch_of_the_largest_images(settings):
@@ -364,16 +369,19 @@ def crashing_on_call(number: int, real, *, after: bool):
     return call
 
 
-@pytest.mark.parametrize(("owner", "name", "after"), [
-    (api_batch, "case_intake", False),  # before the third item's image is written
-    (Case, "save", False),  # its image written, its row not
-    (Case, "save", True),  # its row written in its savepoint
-    (intake.transaction, "on_commit", False),  # stored, its prediction not yet queued
+@pytest.mark.parametrize(("owner", "name", "number", "after"), [
+    (api_batch, "case_submit", 3, False),  # before the third item's image is written
+    (Case, "save", 3, False),  # its image written, its row not
+    (Case, "save", 3, True),  # its row written in its savepoint
+    (intake.transaction, "on_commit", 1, False),  # all stored, their prediction not yet queued
 ])
 def test_it_leaves_no_image_behind_when_an_item_crashes(
-        api, deployment, monkeypatch, owner, name, after, django_capture_on_commit_callbacks):
-    # The first two items are stored, then the third crashes: all roll back, images too.
-    monkeypatch.setattr(owner, name, crashing_on_call(3, getattr(owner, name), after=after))
+        api, deployment, monkeypatch, owner, name, number, after,
+        django_capture_on_commit_callbacks):
+    # Items are stored, then one crashes (or the queueing of their job): all roll back, images
+    # too.
+    monkeypatch.setattr(owner, name, crashing_on_call(number, getattr(owner, name),
+                                                      after=after))
     api.raise_request_exception = False
 
     response, jobs = post(api, [item("a"), item("b"), item("c"), item("d")],
