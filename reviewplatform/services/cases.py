@@ -7,12 +7,13 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import ImageField
 from django.utils import timezone
 
 from ..errors import Conflict, ServiceError
@@ -82,10 +83,15 @@ def case_submit(
                            f"{limit}", field="external_id")
     facts = image_inspect(image, size=image.size or 0)
 
+    # The file is written before the row is made: assigning it to a case's ImageField would
+    # open it again for the dimensions the case already has.
+    field = cast(ImageField, Case._meta.get_field("image"))
+    name = field.storage.save(
+        field.generate_filename(None, f"{facts.sha256[:32]}.{facts.format.lower()}"), image,
+        max_length=field.max_length)
     case = Case(deployment=deployment, region=region, external_id=external_id,
                 captured_at=captured_at, metadata=metadata, submitted_by=submitted_by,
-                image_sha256=facts.sha256, width=facts.width, height=facts.height)
-    case.image.save(f"{facts.sha256[:32]}.{facts.format.lower()}", image, save=False)
+                image=name, image_sha256=facts.sha256, width=facts.width, height=facts.height)
     with case_images_deleted_on_error([case]):
         try:
             with transaction.atomic():
