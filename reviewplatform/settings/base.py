@@ -299,7 +299,7 @@ GUARDRAIL_FIGURES_SECONDS = env_int("GUARDRAIL_FIGURES_SECONDS", 300, minimum=1)
 # Shared by the web and worker processes (the guardrail figures): Redis.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "reviewplatform.cache.ReusedClientRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "reviewplatform",
     },
