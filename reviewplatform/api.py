@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any, cast
 
@@ -81,6 +82,17 @@ class CaseOutputSerializer(serializers.ModelSerializer):
         model = Case
         fields = ["id", "external_id", "deployment", "region", "captured_at", "status",
                   "width", "height", "created_at", "decision", "timeline"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # ModelSerializer builds its fields from the model for each serializer made, which
+        # costs more than serializing the case: built once per class, then copied (each
+        # serializer binds its own copies).
+        cls = type(self)
+        built: dict[str, serializers.Field] | None = cls.__dict__.get("_fields_built")
+        if built is None:
+            built = super().get_fields()
+            cls._fields_built = built  # type: ignore[attr-defined]
+        return copy.deepcopy(built)
 
     @extend_schema_field(DecisionOut(allow_null=True))
     def get_decision(self, case: Case) -> dict[str, Any] | None:
