@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from .models import Case, Deployment
-from .services import case_images_deleted_on_error, case_submit
+from .services import case_submit
 from .tasks import predict_case, predict_cases
 
 
@@ -26,15 +26,15 @@ def case_intake(
     submitted_by: User,
     metadata: Any = None,
 ) -> Case:
-    """Store a submitted case (validated by `case_submit`) and queue its prediction. Should
-    the transaction fail once the case is stored (at its commit), its image is deleted."""
-    with case_images_deleted_on_error([]) as stored, transaction.atomic():
-        case = case_submit(deployment=deployment, region_code=region_code, image=image,
-                           captured_at=captured_at, external_id=external_id,
-                           submitted_by=submitted_by, metadata=metadata)
-        stored.append(case)
+    """Store a submitted case (validated by `case_submit`) and queue its prediction once the
+    row is committed. Should its transaction fail once the case is stored (at its commit), its
+    image is deleted (`case_submit`)."""
+    def queue(case: Case) -> None:
         transaction.on_commit(lambda: predict_case.delay(case.pk), robust=True)
-    return case
+
+    return case_submit(deployment=deployment, region_code=region_code, image=image,
+                       captured_at=captured_at, external_id=external_id,
+                       submitted_by=submitted_by, metadata=metadata, on_stored=queue)
 
 
 def predictions_queue(*, cases: Sequence[Case]) -> None:

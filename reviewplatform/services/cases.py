@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -54,11 +54,16 @@ def case_submit(
     external_id: str,
     submitted_by: User,
     metadata: Any = None,
+    on_stored: Callable[[Case], None] | None = None,
 ) -> Case:
     """Validate and store a case (`reviewplatform.intake.case_intake` queues its prediction
     once the row is committed). Every check but the external_id's runs before the image is
     written, that one by the INSERT itself (the unique constraint): a refused case leaves
-    neither a row nor a file, and neither does a crash once it is written."""
+    neither a row nor a file, and neither does a crash once it is written.
+
+    The row is written in a transaction of its own (a savepoint in the caller's), in which
+    `on_stored(case)` runs last: should it fail, the row rolls back and the image goes.
+    """
     if timezone.is_naive(captured_at):
         raise ServiceError("captured_at needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
                            field="captured_at")
@@ -96,6 +101,8 @@ def case_submit(
         try:
             with transaction.atomic():
                 case.save()
+                if on_stored is not None:
+                    on_stored(case)
         except IntegrityError as exc:
             # The unique constraint on (deployment, external_id) is the check: no read first.
             existing = Case.objects.filter(deployment=deployment,
