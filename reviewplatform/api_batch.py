@@ -152,10 +152,13 @@ class CaseBatchApi(APIView):
         user = cast(User, request.user)
         api_key = request_api_key(request)
         results: list[dict[str, Any]] = []
+        # One serializer validates every item (its fields made once), each on its own.
+        validator = CaseItemSerializer()
         # A crash (not a refusal) rolls back every item: their images go with them.
         with case_images_deleted_on_error([]) as stored, transaction.atomic():
             for index, item in enumerate(data.validated_data["cases"]):
-                result = self._item(item, upload=files.get(f"image_{index}"), user=user,
+                result = self._item(item, validator=validator,
+                                    upload=files.get(f"image_{index}"), user=user,
                                     api_key=api_key)
                 if "case" in result:
                     stored.append(result["case"])
@@ -181,23 +184,22 @@ class CaseBatchApi(APIView):
                                field="cases") from None
 
     @staticmethod
-    def _item(item: Any, *, upload: UploadedFile | None, user: User,
-              api_key: ApiKey | None) -> dict[str, Any]:
+    def _item(item: Any, *, validator: CaseItemSerializer, upload: UploadedFile | None,
+              user: User, api_key: ApiKey | None) -> dict[str, Any]:
         """One item stored (status 201 and the case) or refused, storing nothing."""
-        values = CaseItemSerializer(data=item)
-        if not values.is_valid():
-            fields = field_errors(values.errors)
+        try:
+            values = validator.run_validation(item)  # as `is_valid()` runs it
+        except serializers.ValidationError as exc:
+            fields = field_errors(exc.detail)
             return {"status": 400,
                     "error": envelope("invalid", validation_message(fields), fields)}
         try:
-            deployment = deployment_for_submit(slug=values.validated_data["deployment"],
-                                               api_key=api_key)
+            deployment = deployment_for_submit(slug=values["deployment"], api_key=api_key)
             case = case_submit(
-                deployment=deployment, region_code=values.validated_data["region"],
-                image=_item_image(upload, values.validated_data.get("image_base64")),
-                captured_at=values.validated_data["captured_at"],
-                external_id=values.validated_data["external_id"],
-                metadata=values.validated_data["metadata"], submitted_by=user)
+                deployment=deployment, region_code=values["region"],
+                image=_item_image(upload, values.get("image_base64")),
+                captured_at=values["captured_at"], external_id=values["external_id"],
+                metadata=values["metadata"], submitted_by=user)
         except ServiceError as exc:
             field = "image_base64" if exc.field == "image" else exc.field
             fields = {field: [exc.message]} if field else {}
