@@ -91,9 +91,10 @@ def case_submit(
     # The file is written before the row is made: assigning it to a case's ImageField would
     # open it again for the dimensions the case already has.
     field = cast(ImageField, Case._meta.get_field("image"))
-    name = field.storage.save(
-        field.generate_filename(None, f"{facts.sha256[:32]}.{facts.format.lower()}"), image,
-        max_length=field.max_length)
+    filename = f"{facts.sha256[:32]}.{facts.format.lower()}"
+    # upload_to is a folder, not a function of the case: no instance is needed.
+    name = field.storage.save(field.generate_filename(None, filename),  # type: ignore[arg-type]
+                              image, max_length=field.max_length)
     case = Case(deployment=deployment, region=region, external_id=external_id,
                 captured_at=captured_at, metadata=metadata, submitted_by=submitted_by,
                 image=name, image_sha256=facts.sha256, width=facts.width, height=facts.height)
