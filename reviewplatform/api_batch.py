@@ -29,7 +29,12 @@ from .errors import ServiceError
 from .intake import predictions_queue
 from .models import ApiKey
 from .openapi import ErrorSerializer, errors
-from .services.cases import METADATA_NOT_AN_OBJECT, case_images_deleted_on_error, case_submit
+from .services.cases import (
+    METADATA_NOT_AN_OBJECT,
+    case_images_deleted_on_error,
+    case_prepare,
+    cases_insert,
+)
 
 
 class CaseItemSerializer(serializers.Serializer):
@@ -163,7 +168,13 @@ class CaseBatchApi(APIView):
                 if "case" in result:
                     stored.append(result["case"])
                 results.append({"index": index, **result})
-            predictions_queue(cases=stored)
+            # The rows of the cases prepared, in one INSERT unless one is refused.
+            prepared = [r for r in results if "case" in r]
+            for place, conflict in cases_insert([r["case"] for r in prepared]).items():
+                result = prepared[place]
+                del result["case"]
+                result.update(_refusal(conflict))
+            predictions_queue(cases=[r["case"] for r in results if "case" in r])
         # The cases just written, as the listing reads them (one serializer for them all).
         answered = [r for r in results if "case" in r]
         cases = CaseOutputSerializer([case_followed_new(r["case"]) for r in answered],
@@ -186,7 +197,8 @@ class CaseBatchApi(APIView):
     @staticmethod
     def _item(item: Any, *, validator: CaseItemSerializer, upload: UploadedFile | None,
               user: User, api_key: ApiKey | None) -> dict[str, Any]:
-        """One item stored (status 201 and the case) or refused, storing nothing."""
+        """One item prepared (status 201 and the case, its image written, its row not yet:
+        `cases_insert`) or refused, storing nothing."""
         try:
             values = validator.run_validation(item)  # as `is_valid()` runs it
         except serializers.ValidationError as exc:
@@ -195,16 +207,21 @@ class CaseBatchApi(APIView):
                     "error": envelope("invalid", validation_message(fields), fields)}
         try:
             deployment = deployment_for_submit(slug=values["deployment"], api_key=api_key)
-            case = case_submit(
+            case = case_prepare(
                 deployment=deployment, region_code=values["region"],
                 image=_item_image(upload, values.get("image_base64")),
                 captured_at=values["captured_at"], external_id=values["external_id"],
                 metadata=values["metadata"], submitted_by=user)
         except ServiceError as exc:
-            field = "image_base64" if exc.field == "image" else exc.field
-            fields = {field: [exc.message]} if field else {}
-            return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
+            return _refusal(exc)
         return {"status": 201, "case": case}
+
+
+def _refusal(exc: ServiceError) -> dict[str, Any]:
+    """An item's result for its refusal."""
+    field = "image_base64" if exc.field == "image" else exc.field
+    fields = {field: [exc.message]} if field else {}
+    return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
 
 
 def _length_check(request: Request) -> None:

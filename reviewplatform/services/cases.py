@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -64,6 +64,34 @@ def case_submit(
     The row is written in a transaction of its own (a savepoint in the caller's), in which
     `on_stored(case)` runs last: should it fail, the row rolls back and the image goes.
     """
+    case = case_prepare(deployment=deployment, region_code=region_code, image=image,
+                        captured_at=captured_at, external_id=external_id,
+                        submitted_by=submitted_by, metadata=metadata)
+    with case_images_deleted_on_error([case]):
+        try:
+            with transaction.atomic():
+                case.save()
+                if on_stored is not None:
+                    on_stored(case)
+        except IntegrityError as exc:
+            raise _conflict(case, exc) from exc
+    logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, case.region.code)
+    return case
+
+
+def case_prepare(
+    *,
+    deployment: Deployment,
+    region_code: str,
+    image: UploadedFile,
+    captured_at: datetime,
+    external_id: str,
+    submitted_by: User,
+    metadata: Any = None,
+) -> Case:
+    """`case_submit`'s checks, then the image written: the case, its row not written yet
+    (`case_submit` writes it; a batch, `cases_insert`). Should its row not be written, its
+    caller deletes the image (`case_images_deleted_on_error`)."""
     if timezone.is_naive(captured_at):
         raise ServiceError("captured_at needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
                            field="captured_at")
@@ -88,32 +116,58 @@ def case_submit(
                            f"{limit}", field="external_id")
     facts = image_inspect(image, size=image.size or 0)
 
-    # The file is written before the row is made: assigning it to a case's ImageField would
+    # The file is written before the case is made: assigning it to a case's ImageField would
     # open it again for the dimensions the case already has.
     field = cast(ImageField, Case._meta.get_field("image"))
     filename = f"{facts.sha256[:32]}.{facts.format.lower()}"
     # upload_to is a folder, not a function of the case: no instance is needed.
     name = field.storage.save(field.generate_filename(None, filename),  # type: ignore[arg-type]
                               image, max_length=field.max_length)
-    case = Case(deployment=deployment, region=region, external_id=external_id,
+    return Case(deployment=deployment, region=region, external_id=external_id,
                 captured_at=captured_at, metadata=metadata, submitted_by=submitted_by,
                 image=name, image_sha256=facts.sha256, width=facts.width, height=facts.height)
-    with case_images_deleted_on_error([case]):
-        try:
-            with transaction.atomic():
-                case.save()
-                if on_stored is not None:
-                    on_stored(case)
-        except IntegrityError as exc:
-            # The unique constraint on (deployment, external_id) is the check: no read first.
-            existing = Case.objects.filter(deployment=deployment,
-                                           external_id=external_id).first()
-            if existing is None:
-                raise
-            raise Conflict(f"a case with external_id {external_id!r} already exists "
-                           f"(case {existing.pk})", field="external_id") from exc
-        logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, region.code)
-    return case
+
+
+def cases_insert(cases: Sequence[Case]) -> dict[int, Conflict]:
+    """Write the rows of prepared cases (`case_prepare`) in the current transaction, in one
+    INSERT; should the database refuse it (an external_id already used, or used twice among
+    them), each in a savepoint of its own, in order. Returns the refusals by the case's place
+    in `cases`; a refused case's image is deleted."""
+    if not cases:
+        return {}
+    try:
+        with transaction.atomic():
+            Case.objects.bulk_create(cases)
+    except IntegrityError:
+        refused: dict[int, Conflict] = {}
+        for index, case in enumerate(cases):
+            try:
+                with transaction.atomic():
+                    case.save()
+            except IntegrityError as exc:
+                case.image.delete(save=False)
+                refused[index] = _conflict(case, exc)
+        cases = [case for index, case in enumerate(cases) if index not in refused]
+    else:
+        refused = {}
+    for case in cases:
+        logger.info("case %s submitted to %s/%s", case.pk, case.deployment.slug,
+                    case.region.code)
+    return refused
+
+
+def _conflict(case: Case, error: IntegrityError) -> Conflict:
+    """The refusal of a case whose INSERT failed: the unique constraint on (deployment,
+    external_id) is the check (no read first), so the case it conflicts with is read now.
+    Another constraint's error is raised as it is."""
+    existing = Case.objects.filter(deployment_id=case.deployment_id,
+                                   external_id=case.external_id).first()
+    if existing is None:
+        raise error
+    conflict = Conflict(f"a case with external_id {case.external_id!r} already exists "
+                        f"(case {existing.pk})", field="external_id")
+    conflict.__cause__ = error
+    return conflict
 
 
 @contextmanager
