@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from rest_framework.views import APIView
 from .api_fields import OffsetDateTimeField, offset_datetime_parse
 from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from .authentication import deployment_for_submit, request_api_key
-from .case_follow import cases_followed
+from .case_follow import case_followed_new, cases_followed
 from .errors import NotFound
 from .intake import case_intake
 from .models import Case, Decision, ReviewTask
@@ -81,6 +82,17 @@ class CaseOutputSerializer(serializers.ModelSerializer):
         model = Case
         fields = ["id", "external_id", "deployment", "region", "captured_at", "status",
                   "width", "height", "created_at", "decision", "timeline"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # ModelSerializer builds its fields from the model for each serializer made, which
+        # costs more than serializing the case: built once per class, then copied (each
+        # serializer binds its own copies).
+        cls = type(self)
+        built: dict[str, serializers.Field] | None = cls.__dict__.get("_fields_built")
+        if built is None:
+            built = super().get_fields()
+            cls._fields_built = built  # type: ignore[attr-defined]
+        return copy.deepcopy(built)
 
     @extend_schema_field(DecisionOut(allow_null=True))
     def get_decision(self, case: Case) -> dict[str, Any] | None:
@@ -265,7 +277,7 @@ class CasesApi(generics.ListAPIView):
             captured_at=values["captured_at"], external_id=values["external_id"],
             metadata=values["metadata"], submitted_by=cast(User, request.user),
         )
-        case = self.get_queryset().get(pk=case.pk)
+        case = case_followed_new(case)
         return Response(CaseOutputSerializer(case).data, status=status.HTTP_201_CREATED,
                         headers={"Location": reverse("api-case-detail", args=[case.pk])})
 

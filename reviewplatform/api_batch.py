@@ -24,12 +24,17 @@ from .api_errors import RequestTooLarge, envelope, field_errors, validation_mess
 from .api_fields import OffsetDateTimeField
 from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from .authentication import deployment_for_submit, request_api_key
-from .case_follow import cases_followed
+from .case_follow import case_followed_new
 from .errors import ServiceError
-from .intake import case_intake
+from .intake import predictions_queue
 from .models import ApiKey
 from .openapi import ErrorSerializer, errors
-from .services.cases import METADATA_NOT_AN_OBJECT, case_images_deleted_on_error
+from .services.cases import (
+    METADATA_NOT_AN_OBJECT,
+    case_images_deleted_on_error,
+    case_prepare,
+    cases_insert,
+)
 
 
 class CaseItemSerializer(serializers.Serializer):
@@ -152,17 +157,30 @@ class CaseBatchApi(APIView):
         user = cast(User, request.user)
         api_key = request_api_key(request)
         results: list[dict[str, Any]] = []
+        # One serializer validates every item (its fields made once), each on its own.
+        validator = CaseItemSerializer()
         # A crash (not a refusal) rolls back every item: their images go with them.
         with case_images_deleted_on_error([]) as stored, transaction.atomic():
             for index, item in enumerate(data.validated_data["cases"]):
-                result = self._item(item, upload=files.get(f"image_{index}"), user=user,
+                result = self._item(item, validator=validator,
+                                    upload=files.get(f"image_{index}"), user=user,
                                     api_key=api_key)
                 if "case" in result:
                     stored.append(result["case"])
                 results.append({"index": index, **result})
-        by_id = {r["case"].pk: r for r in results if "case" in r}
-        for case in cases_followed(user=user).filter(pk__in=by_id):
-            by_id[case.pk]["case"] = CaseOutputSerializer(case).data
+            # The rows of the cases prepared, in one INSERT unless one is refused.
+            prepared = [r for r in results if "case" in r]
+            for place, conflict in cases_insert([r["case"] for r in prepared]).items():
+                result = prepared[place]
+                del result["case"]
+                result.update(_refusal(conflict))
+            predictions_queue(cases=[r["case"] for r in results if "case" in r])
+        # The cases just written, as the listing reads them (one serializer for them all).
+        answered = [r for r in results if "case" in r]
+        cases = CaseOutputSerializer([case_followed_new(r["case"]) for r in answered],
+                                     many=True).data
+        for result, case in zip(answered, cases, strict=True):
+            result["case"] = case
         return Response({"results": results})
 
     @staticmethod
@@ -177,28 +195,33 @@ class CaseBatchApi(APIView):
                                field="cases") from None
 
     @staticmethod
-    def _item(item: Any, *, upload: UploadedFile | None, user: User,
-              api_key: ApiKey | None) -> dict[str, Any]:
-        """One item stored (status 201 and the case) or refused, storing nothing."""
-        values = CaseItemSerializer(data=item)
-        if not values.is_valid():
-            fields = field_errors(values.errors)
+    def _item(item: Any, *, validator: CaseItemSerializer, upload: UploadedFile | None,
+              user: User, api_key: ApiKey | None) -> dict[str, Any]:
+        """One item prepared (status 201 and the case, its image written, its row not yet:
+        `cases_insert`) or refused, storing nothing."""
+        try:
+            values = validator.run_validation(item)  # as `is_valid()` runs it
+        except serializers.ValidationError as exc:
+            fields = field_errors(exc.detail)
             return {"status": 400,
                     "error": envelope("invalid", validation_message(fields), fields)}
         try:
-            deployment = deployment_for_submit(slug=values.validated_data["deployment"],
-                                               api_key=api_key)
-            case = case_intake(
-                deployment=deployment, region_code=values.validated_data["region"],
-                image=_item_image(upload, values.validated_data.get("image_base64")),
-                captured_at=values.validated_data["captured_at"],
-                external_id=values.validated_data["external_id"],
-                metadata=values.validated_data["metadata"], submitted_by=user)
+            deployment = deployment_for_submit(slug=values["deployment"], api_key=api_key)
+            case = case_prepare(
+                deployment=deployment, region_code=values["region"],
+                image=_item_image(upload, values.get("image_base64")),
+                captured_at=values["captured_at"], external_id=values["external_id"],
+                metadata=values["metadata"], submitted_by=user)
         except ServiceError as exc:
-            field = "image_base64" if exc.field == "image" else exc.field
-            fields = {field: [exc.message]} if field else {}
-            return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
+            return _refusal(exc)
         return {"status": 201, "case": case}
+
+
+def _refusal(exc: ServiceError) -> dict[str, Any]:
+    """An item's result for its refusal."""
+    field = "image_base64" if exc.field == "image" else exc.field
+    fields = {field: [exc.message]} if field else {}
+    return {"status": exc.status_code, "error": envelope(exc.code, exc.message, fields)}
 
 
 def _length_check(request: Request) -> None:

@@ -49,3 +49,12 @@ def cases_followed(*, user: User, cases: QuerySet[Case] | None = None) -> QueryS
                       routed_rule=Subquery(route.values("rule")[:1]),
                       claimed_at=Subquery(claim.values("claimed_at")[:1]))
             .order_by("-created_at", "-id"))
+
+
+def case_followed_new(case: Case) -> Case:
+    """A case just stored, as `cases_followed` reads it, without reading it again: no decision
+    and no timeline step after `received` yet."""
+    Case._meta.get_field("decision").set_cached_value(case, None)  # type: ignore[union-attr]
+    case.predicted_at = case.routed_at = None  # type: ignore[attr-defined]
+    case.routed_reason = case.routed_rule = case.claimed_at = None  # type: ignore[attr-defined]
+    return case

@@ -1,7 +1,9 @@
-"""Intake: a submitted case is stored, and its prediction queued once the row is committed."""
+"""Intake: a submitted case is stored, and its prediction queued once the row is committed
+(a batch's cases: one job for them all)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,8 +12,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from .models import Case, Deployment
-from .services import case_images_deleted_on_error, case_submit
-from .tasks import predict_case
+from .services import case_submit
+from .tasks import predict_case, predict_cases
 
 
 def case_intake(
@@ -24,12 +26,21 @@ def case_intake(
     submitted_by: User,
     metadata: Any = None,
 ) -> Case:
-    """Store a submitted case (validated by `case_submit`) and queue its prediction. Should
-    the transaction fail once the case is stored (at its commit), its image is deleted."""
-    with case_images_deleted_on_error([]) as stored, transaction.atomic():
-        case = case_submit(deployment=deployment, region_code=region_code, image=image,
-                           captured_at=captured_at, external_id=external_id,
-                           submitted_by=submitted_by, metadata=metadata)
-        stored.append(case)
+    """Store a submitted case (validated by `case_submit`) and queue its prediction once the
+    row is committed. Should its transaction fail once the case is stored (at its commit), its
+    image is deleted (`case_submit`)."""
+    def queue(case: Case) -> None:
         transaction.on_commit(lambda: predict_case.delay(case.pk), robust=True)
-    return case
+
+    return case_submit(deployment=deployment, region_code=region_code, image=image,
+                       captured_at=captured_at, external_id=external_id,
+                       submitted_by=submitted_by, metadata=metadata, on_stored=queue)
+
+
+def predictions_queue(*, cases: Sequence[Case]) -> None:
+    """Queue the prediction of cases stored together (a batch, each by `case_submit`) once
+    the current transaction commits: one job for them all, since a job predicts every waiting
+    case anyway (`predict_cases`)."""
+    case_ids = [case.pk for case in cases]
+    if case_ids:
+        transaction.on_commit(lambda: predict_cases.delay(case_ids), robust=True)

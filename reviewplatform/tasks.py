@@ -40,20 +40,47 @@ def predict_case(case_id: int) -> None:
     """
     if recently_routed(case_id):
         return
-    deadline = time.monotonic() + DRAIN_SECONDS
-    while pipeline.predict_waiting() and time.monotonic() < deadline:
-        pass
+    _waiting_predict()
     webhooks_drain_soon()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(OperationalError, InterfaceError), max_retries=3,
+             retry_backoff=True)
+def predict_cases(case_ids: list[int]) -> None:
+    """Cases stored together (a batch) are waiting: `predict_case` for them all, one job.
+    Since no other job names them, should the drain stop at its time limit with some of them
+    still waiting, those get a job again."""
+    if all(recently_routed(case_id) for case_id in case_ids):
+        return
+    if not _waiting_predict():
+        waiting = list(Case.objects.filter(pk__in=case_ids, status=Case.Status.RECEIVED)
+                       .order_by("id").values_list("id", flat=True))
+        if waiting:
+            predict_cases.delay(waiting)
+    webhooks_drain_soon()
+
+
+def _waiting_predict() -> bool:
+    """Predict batches of waiting cases until none is left (True) or DRAIN_SECONDS have
+    passed (False)."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while pipeline.predict_waiting():
+        if time.monotonic() >= deadline:
+            return False
+    return True
 
 
 @worker_init.connect
 def predict_case_limits_set(**_: object) -> None:
-    """A worker times `predict_case` out after its own INFERENCE_TIME_LIMIT (soft: the failed
-    prediction is stored) and 30 s later for good. Set in the worker only: Celery sends a
-    task's limits along with each message, so limits given to the decorator would be those of
-    the process that queued the job (the web server), and the worker's setting ignored."""
-    predict_case.soft_time_limit = settings.INFERENCE_TIME_LIMIT
-    predict_case.time_limit = settings.INFERENCE_TIME_LIMIT + 30
+    """A worker times `predict_case` and `predict_cases` out after its own
+    INFERENCE_TIME_LIMIT (soft: the failed prediction is stored) and 30 s later for good. Set
+    in the worker only: Celery sends a task's limits along with each message, so limits given
+    to the decorator would be those of the process that queued the job (the web server), and
+    the worker's setting ignored."""
+    for task in (predict_case, predict_cases):
+        task.soft_time_limit = settings.INFERENCE_TIME_LIMIT
+        task.time_limit = settings.INFERENCE_TIME_LIMIT + 30
 
 
 @shared_task

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from reviewplatform import api_batch, intake
+from reviewplatform import api_batch, intake, tasks
 from reviewplatform.models import Case, IdempotencyKey
 from rollout.services import deployment_create
 from tests.conftest import png_bytes
@@ -48,7 +51,11 @@ def test_it_stores_each_case_and_answers_a_result_per_case(
                for c in cases)
     assert cases[0].metadata == {"camera": "camera-7"}
     assert len(stored_files()) == 2
-    assert len(jobs) == 2
+    # One prediction job for the batch's cases.
+    assert len(jobs) == 1
+    with mock.patch.object(tasks.predict_cases, "delay") as delay:
+        jobs[0]()
+    delay.assert_called_once_with([c.pk for c in cases])
 
 
 def test_it_refuses_only_the_items_at_fault(api, deployment,
@@ -77,8 +84,9 @@ def test_it_refuses_only_the_items_at_fault(api, deployment,
     assert all(set(r["error"]) == {"code", "message", "fields"}
                for r in results if "error" in r)
     assert sorted(Case.objects.values_list("external_id", flat=True)) == ["good-1", "good-2"]
+    assert f"(case {results[0]['case']['id']})" in results[4]["error"]["message"]
     assert len(stored_files()) == 2
-    assert len(jobs) == 2
+    assert len(jobs) == 1
 
 
 def test_it_refuses_an_item_for_a_deployment_outside_the_key(
@@ -129,7 +137,7 @@ def test_it_takes_100_cases_by_default(api, deployment, django_capture_on_commit
     assert response.status_code == 200, response.content
     assert {r["status"] for r in response.json()["results"]} == {201}
     assert Case.objects.count() == 100
-    assert len(jobs) == 100
+    assert len(jobs) == 1
     too_many, _ = post(api, [item(f"d{i}") for i in range(101)],
                        django_capture_on_commit_callbacks)
     assert too_many.status_code == 400
@@ -303,7 +311,7 @@ def test_it_reads_a_json_batch_over_the_limit_of_one_cases_form(
 
     assert response.status_code == 200, response.content
     assert {r["status"] for r in response.json()["results"]} == {201}
-    assert len(jobs) == 5
+    assert len(jobs) == 1
 
 
 def test_it_has_room_by_default_for_a_full_batch_of_the_largest_images(settings):
@@ -364,16 +372,19 @@ def crashing_on_call(number: int, real, *, after: bool):
     return call
 
 
-@pytest.mark.parametrize(("owner", "name", "after"), [
-    (api_batch, "case_intake", False),  # before the third item's image is written
-    (Case, "save", False),  # its image written, its row not
-    (Case, "save", True),  # its row written in its savepoint
-    (intake.transaction, "on_commit", False),  # stored, its prediction not yet queued
+@pytest.mark.parametrize(("owner", "name", "number", "after"), [
+    (api_batch, "case_prepare", 3, False),  # before the third item's image is written
+    (api_batch, "cases_insert", 1, False),  # the images written, the rows not
+    (api_batch, "cases_insert", 1, True),  # the rows written
+    (intake.transaction, "on_commit", 1, False),  # all stored, their prediction not yet queued
 ])
 def test_it_leaves_no_image_behind_when_an_item_crashes(
-        api, deployment, monkeypatch, owner, name, after, django_capture_on_commit_callbacks):
-    # The first two items are stored, then the third crashes: all roll back, images too.
-    monkeypatch.setattr(owner, name, crashing_on_call(3, getattr(owner, name), after=after))
+        api, deployment, monkeypatch, owner, name, number, after,
+        django_capture_on_commit_callbacks):
+    # Items are prepared or stored, then one crashes (or the rows' INSERT, or the queueing of
+    # their job): all roll back, images too.
+    monkeypatch.setattr(owner, name, crashing_on_call(number, getattr(owner, name),
+                                                      after=after))
     api.raise_request_exception = False
 
     response, jobs = post(api, [item("a"), item("b"), item("c"), item("d")],
@@ -384,3 +395,33 @@ def test_it_leaves_no_image_behind_when_an_item_crashes(
     assert stored_files() == []
     assert IdempotencyKey.objects.count() == 0  # let go: the retry runs afresh
     assert jobs == []
+
+
+def test_it_writes_a_batchs_cases_in_one_insert(api, deployment,
+                                                django_capture_on_commit_callbacks):
+    with CaptureQueriesContext(connection) as queries:
+        response, _ = post(api, [item("a"), item("b"), item("c")],
+                           django_capture_on_commit_callbacks)
+
+    assert [r["status"] for r in response.json()["results"]] == [201, 201, 201]
+    inserts = [q["sql"] for q in queries.captured_queries
+               if q["sql"].startswith('INSERT INTO "reviewplatform_case"')]
+    assert len(inserts) == 1
+
+
+def test_it_refuses_an_external_id_already_stored_and_stores_the_others(
+        api, deployment, django_capture_on_commit_callbacks):
+    first, _ = post(api, [item("a")], django_capture_on_commit_callbacks)
+    first_id = first.json()["results"][0]["case"]["id"]
+
+    response, jobs = post(api, [item("b"), item("a"), item("c")],
+                          django_capture_on_commit_callbacks)
+
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 409, 201]
+    assert results[1]["error"]["code"] == "conflict"
+    assert f"(case {first_id})" in results[1]["error"]["message"]
+    assert list(results[1]) == ["index", "status", "error"]
+    assert sorted(Case.objects.values_list("external_id", flat=True)) == ["a", "b", "c"]
+    assert len(stored_files()) == 3
+    assert len(jobs) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -20,6 +21,7 @@ from rest_framework.test import APIClient
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import ApiKey, Case
 from reviewplatform.services import api_key_create, api_key_mark_used, api_key_revoke
+from reviewplatform.services.api_keys import API_KEY_CACHE_SECONDS
 from rollout.services import deployment_create
 
 URL = "/api/v1/cases/"
@@ -145,6 +147,60 @@ def test_it_refuses_a_revoked_key_with_401(
     assert response.json()["message"] == "invalid or revoked API key"
     assert Case.objects.count() == 0
     assert callbacks == []
+    assert client.get(f"{URL}999999/").status_code == 401
+
+
+def test_a_submit_reads_nothing_before_its_insert_once_the_key_is_cached(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    # The key, its user's permissions, its deployments and their regions: read once, cached.
+    first, _ = submit(api, make_upload, django_capture_on_commit_callbacks, external_id="a")
+    with CaptureQueriesContext(connection) as queries:
+        second, _ = submit(api, make_upload, django_capture_on_commit_callbacks,
+                           external_id="b")
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    assert statements == ["SAVEPOINT", "INSERT", "RELEASE"]  # the test's transaction around
+
+
+def test_changes_to_a_cached_key_take_effect_on_the_next_request(
+        client_user, deployment, bears, make_upload, django_capture_on_commit_callbacks):
+    api_key, secret = api_key_create(user=client_user, name="ci",
+                                     deployments=[deployment, bears])
+    client = client_with(secret)
+
+    def status(external_id: str, slug: str = "digits") -> int:
+        response, _ = submit(client, make_upload, django_capture_on_commit_callbacks,
+                             deployment=slug, external_id=external_id)
+        return response.status_code
+
+    assert status("1") == 201 and status("2", "bears") == 201
+    api_key.deployments.remove(bears)  # as the admin's form does
+    assert status("3", "bears") == 403 and status("4") == 201
+    client_user.groups.clear()
+    assert status("5") == 403
+    client_user.groups.add(Group.objects.get(name="api client"))
+    assert status("6") == 201
+    client_user.is_active = False
+    client_user.save()
+    assert status("7") == 401
+    client_user.is_active = True
+    client_user.save()
+    api_key.revoked_at = datetime.now(UTC)
+    api_key.save()  # as the admin's form does
+    assert status("8") == 401
+
+
+def test_a_change_that_no_signal_tells_is_read_within_the_cache_time(
+        client_user, deployment, monkeypatch):
+    api_key, secret = api_key_create(user=client_user, name="ci", deployments=[deployment])
+    client = client_with(secret)
+    assert client.get(f"{URL}999999/").status_code == 404
+
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=datetime.now(UTC))  # no signal
+    assert client.get(f"{URL}999999/").status_code == 404  # still the cached key
+    later = time.time() + API_KEY_CACHE_SECONDS + 0.1
+    monkeypatch.setattr(time, "time", lambda: later)
     assert client.get(f"{URL}999999/").status_code == 401
 
 

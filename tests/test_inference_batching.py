@@ -9,6 +9,7 @@ import logging
 import random
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -712,3 +713,22 @@ def test_it_adds_one_statement_per_other_active_version(champion, challenger, su
         assert predict_waiting(batch_size=32, wait_ms=0) == 8
 
     assert Prediction.objects.filter(status=Prediction.Status.OK).count() == 16
+
+
+def test_a_batchs_job_queues_its_cases_again_when_the_drain_runs_out_of_time(
+        submit, monkeypatch):
+    from reviewplatform import tasks
+
+    cases = [submit(), submit()]
+    ids = [case.pk for case in cases]
+    monkeypatch.setattr(tasks, "DRAIN_SECONDS", 0)
+    monkeypatch.setattr(tasks.pipeline, "predict_waiting", lambda: 1)  # never done in time
+    with mock.patch.object(tasks.predict_cases, "delay") as delay:
+        tasks.predict_cases(ids)
+    delay.assert_called_once_with(ids)
+
+    # Drained in time: the cases still waiting are another worker's (claimed), not queued.
+    monkeypatch.setattr(tasks.pipeline, "predict_waiting", lambda: 0)
+    with mock.patch.object(tasks.predict_cases, "delay") as delay:
+        tasks.predict_cases(ids)
+    delay.assert_not_called()

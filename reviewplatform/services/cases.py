@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import ImageField
 from django.utils import timezone
 
 from ..errors import Conflict, ServiceError
@@ -53,10 +54,44 @@ def case_submit(
     external_id: str,
     submitted_by: User,
     metadata: Any = None,
+    on_stored: Callable[[Case], None] | None = None,
 ) -> Case:
     """Validate and store a case (`reviewplatform.intake.case_intake` queues its prediction
-    once the row is committed). Every check runs before the image is written: a refused case
-    leaves neither a row nor a file, and neither does a crash once it is written."""
+    once the row is committed). Every check but the external_id's runs before the image is
+    written, that one by the INSERT itself (the unique constraint): a refused case leaves
+    neither a row nor a file, and neither does a crash once it is written.
+
+    The row is written in a transaction of its own (a savepoint in the caller's), in which
+    `on_stored(case)` runs last: should it fail, the row rolls back and the image goes.
+    """
+    case = case_prepare(deployment=deployment, region_code=region_code, image=image,
+                        captured_at=captured_at, external_id=external_id,
+                        submitted_by=submitted_by, metadata=metadata)
+    with case_images_deleted_on_error([case]):
+        try:
+            with transaction.atomic():
+                case.save()
+                if on_stored is not None:
+                    on_stored(case)
+        except IntegrityError as exc:
+            raise _conflict(case, exc) from exc
+    logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, case.region.code)
+    return case
+
+
+def case_prepare(
+    *,
+    deployment: Deployment,
+    region_code: str,
+    image: UploadedFile,
+    captured_at: datetime,
+    external_id: str,
+    submitted_by: User,
+    metadata: Any = None,
+) -> Case:
+    """`case_submit`'s checks, then the image written: the case, its row not written yet
+    (`case_submit` writes it; a batch, `cases_insert`). Should its row not be written, its
+    caller deletes the image (`case_images_deleted_on_error`)."""
     if timezone.is_naive(captured_at):
         raise ServiceError("captured_at needs a UTC offset, e.g. 2026-05-01T21:30:00+02:00",
                            field="captured_at")
@@ -66,9 +101,11 @@ def case_submit(
                            f"{settings.CAPTURED_AT_MAX_FUTURE_SECONDS} seconds ahead of the "
                            f"platform's clock are accepted)", field="captured_at")
     metadata = case_metadata_check(metadata)
-    region = deployment.regions.filter(code=region_code).first()
+    # `.all()`: the regions read with the API key's deployments, when they were.
+    regions = deployment.regions.all()
+    region = next((r for r in regions if r.code == region_code), None)
     if region is None:
-        known = ", ".join(deployment.regions.values_list("code", flat=True))
+        known = ", ".join(sorted(r.code for r in regions))
         raise ServiceError(f"unknown region {region_code!r} for deployment {deployment.slug} "
                            f"(known: {known})", field="region")
     if not external_id.strip():
@@ -77,25 +114,60 @@ def case_submit(
     if len(external_id) > limit:
         raise ServiceError(f"external_id is {len(external_id)} characters long; the limit is "
                            f"{limit}", field="external_id")
-    existing = Case.objects.filter(deployment=deployment, external_id=external_id).first()
-    if existing is not None:
-        raise Conflict(f"a case with external_id {external_id!r} already exists "
-                       f"(case {existing.pk})", field="external_id")
     facts = image_inspect(image, size=image.size or 0)
 
-    case = Case(deployment=deployment, region=region, external_id=external_id,
+    # The file is written before the case is made: assigning it to a case's ImageField would
+    # open it again for the dimensions the case already has.
+    field = cast(ImageField, Case._meta.get_field("image"))
+    filename = f"{facts.sha256[:32]}.{facts.format.lower()}"
+    # upload_to is a folder, not a function of the case: no instance is needed.
+    name = field.storage.save(field.generate_filename(None, filename),  # type: ignore[arg-type]
+                              image, max_length=field.max_length)
+    return Case(deployment=deployment, region=region, external_id=external_id,
                 captured_at=captured_at, metadata=metadata, submitted_by=submitted_by,
-                image_sha256=facts.sha256, width=facts.width, height=facts.height)
-    case.image.save(f"{facts.sha256[:32]}.{facts.format.lower()}", image, save=False)
-    with case_images_deleted_on_error([case]):
-        try:
-            with transaction.atomic():
-                case.save()
-        except IntegrityError as exc:
-            raise Conflict(f"a case with external_id {external_id!r} already exists",
-                           field="external_id") from exc
-        logger.info("case %s submitted to %s/%s", case.pk, deployment.slug, region.code)
-    return case
+                image=name, image_sha256=facts.sha256, width=facts.width, height=facts.height)
+
+
+def cases_insert(cases: Sequence[Case]) -> dict[int, Conflict]:
+    """Write the rows of prepared cases (`case_prepare`) in the current transaction, in one
+    INSERT; should the database refuse it (an external_id already used, or used twice among
+    them), each in a savepoint of its own, in order. Returns the refusals by the case's place
+    in `cases`; a refused case's image is deleted."""
+    if not cases:
+        return {}
+    try:
+        with transaction.atomic():
+            Case.objects.bulk_create(cases)
+    except IntegrityError:
+        refused: dict[int, Conflict] = {}
+        for index, case in enumerate(cases):
+            try:
+                with transaction.atomic():
+                    case.save()
+            except IntegrityError as exc:
+                case.image.delete(save=False)
+                refused[index] = _conflict(case, exc)
+        cases = [case for index, case in enumerate(cases) if index not in refused]
+    else:
+        refused = {}
+    for case in cases:
+        logger.info("case %s submitted to %s/%s", case.pk, case.deployment.slug,
+                    case.region.code)
+    return refused
+
+
+def _conflict(case: Case, error: IntegrityError) -> Conflict:
+    """The refusal of a case whose INSERT failed: the unique constraint on (deployment,
+    external_id) is the check (no read first), so the case it conflicts with is read now.
+    Another constraint's error is raised as it is."""
+    existing = Case.objects.filter(deployment_id=case.deployment_id,
+                                   external_id=case.external_id).first()
+    if existing is None:
+        raise error
+    conflict = Conflict(f"a case with external_id {case.external_id!r} already exists "
+                        f"(case {existing.pk})", field="external_id")
+    conflict.__cause__ = error
+    return conflict
 
 
 @contextmanager

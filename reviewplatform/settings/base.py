@@ -293,6 +293,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # threads (`-Q webhooks -P threads`): a slow receiver never holds a worker that predicts.
 CELERY_TASK_QUEUES = (Queue("default"), Queue("inference"), Queue("webhooks"))
 CELERY_TASK_ROUTES = {"reviewplatform.tasks.predict_case": {"queue": "inference"},
+                      "reviewplatform.tasks.predict_cases": {"queue": "inference"},
                       "reviewplatform.tasks.webhooks_drain": {"queue": "webhooks"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -350,7 +351,7 @@ GUARDRAIL_FIGURES_SECONDS = env_int("GUARDRAIL_FIGURES_SECONDS", 300, minimum=1)
 # Shared by the web and worker processes (the guardrail figures): Redis.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "reviewplatform.cache.ReusedClientRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "reviewplatform",
     },
