@@ -1,13 +1,14 @@
 """Intake over HTTP: the app server as `make demo` runs it, under 8 concurrent clients.
 
-The servers are those of scripts/demo.py, with the same command lines: gunicorn
-`reviewplatform.wsgi --workers 2 --preload`, a Celery worker (`--queues default,inference
---concurrency 1`) and Celery beat, on the demo's set-up (`demo_prepare`: the digits champion and
-challenger, the domain thresholds, the API key), on a fresh test database. The servers run with
+The servers are those of scripts/demo.py, with the same command lines
+(reviewplatform.processes): gunicorn `reviewplatform.wsgi --workers 2 --preload`, a Celery
+worker (`--queues default,inference --concurrency 1`), the webhooks worker and Celery beat,
+on the demo's set-up (`demo_prepare`: the digits champion and challenger, the domain
+thresholds, the API key), on a fresh test database. The servers run with
 API_THROTTLE_RATE raised out of the way; everything else is the demo's default.
 
 Four windows of INTAKE_SECONDS (default 30) each, after a short warm-up:
-- end to end: the policy published at full scope, worker and beat running; clients submit the
+- end to end: the policy published at full scope, the workers and beat running; clients submit the
   demo's held-out digits at a steady offered rate (INTAKE_E2E_RATE, default 120 cases/s, paced
   per client). Every case's submit time is taken at the client, its decision time is
   `Decision.decided_at` read from the database once the window's cases have left `received`.
@@ -59,6 +60,7 @@ import numpy as np
 from PIL import Image
 
 from bench.harness import ROOT, django_test_database, results_write
+from reviewplatform.processes import platform_processes
 
 SECONDS = float(os.environ.get("INTAKE_SECONDS", "30"))
 WARM_UP_S = min(3.0, SECONDS / 5)
@@ -273,18 +275,14 @@ def server_env(work: Path, settings_module: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
-def web_command(port: int) -> list[str]:
-    return [str(BIN / "gunicorn"), "reviewplatform.wsgi", "--bind", f"127.0.0.1:{port}",
-            "--workers", "2", "--preload", "--access-logfile", "-"]
+def processes(port: int, work: Path) -> dict[str, list[str]]:
+    """The demo's processes (reviewplatform.processes), on this run's port and folder."""
+    return platform_processes(bin_dir=BIN, bind=f"127.0.0.1:{port}",
+                              beat_schedule=work / "celerybeat-schedule")
 
 
-def worker_commands(work: Path) -> dict[str, list[str]]:
-    return {
-        "worker": [str(BIN / "celery"), "-A", "reviewplatform", "worker",
-                   "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO"],
-        "beat": [str(BIN / "celery"), "-A", "reviewplatform", "beat", "--loglevel", "INFO",
-                 "--schedule", str(work / "celerybeat-schedule")],
-    }
+def web_command(port: int, work: Path) -> list[str]:
+    return processes(port, work)["web"]
 
 
 @contextlib.contextmanager
@@ -440,12 +438,11 @@ def measure(work: Path) -> dict[str, Any]:
 
         port = free_port()
         env = server_env(work, "reviewplatform.settings.base")
-        with running({"web": web_command(port), **worker_commands(work)}, env=env, logs=logs,
-                     port=port):
+        with running(processes(port, work), env=env, logs=logs, port=port):
             e2e = end_to_end(port, key, digits)
 
         port = free_port()
-        with running({"web": web_command(port)}, env=env, logs=logs, port=port):
+        with running({"web": web_command(port, work)}, env=env, logs=logs, port=port):
             single = closed_loop(
                 "intake", port=port, path="/api/v1/cases/", key=key, answer=stored_one,
                 body=lambda c, k: one_case(f"api-{c}-{k}", f"{k}.jpg", jpegs[k % len(jpegs)]))
@@ -454,7 +451,7 @@ def measure(work: Path) -> dict[str, Any]:
                 answer=stored_batch, body=lambda c, k: batch_of_cases(f"batch-{c}-{k}", jpegs))
 
         port = free_port()
-        with running({"web": web_command(port)}, logs=logs, port=port,
+        with running({"web": web_command(port, work)}, logs=logs, port=port,
                      env=server_env(work, "bench.minimal_site.settings")):
             minimal = closed_loop(
                 "minimal", port=port, path="/bench/minimal/cases/", key=key,

