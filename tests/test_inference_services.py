@@ -170,8 +170,10 @@ def test_it_sends_a_case_to_humans_when_the_champion_fails(champion, deployment,
 
 def test_it_lets_a_confident_champion_decide_in_full_stage(champion, deployment, admin_user,
                                                            submit, digit_files):
+    # No audit share: which cases an audit samples depends on their ids (sticky).
     policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
-                   confidence_threshold=0.0, reason="test: the model decides everything")
+                   confidence_threshold=0.0, audit_rate=0.0,
+                   reason="test: the model decides everything")
     case = submit(digit_files["1"][0])
 
     case_predict(case_id=case.pk)
