@@ -1,10 +1,12 @@
-"""Reads for model versions: how each one does on the same live cases. The database counts."""
+"""Reads for model versions: how each one does on the same live cases, and when any last
+predicted. The database counts."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Avg, Count, F, FilteredRelation, Q
+from django.db.models import Avg, Count, F, FilteredRelation, Max, Q
 
 from reviewplatform.models import Decision, Deployment
 
@@ -51,3 +53,8 @@ def model_version_events(*, deployment: Deployment, limit: int = 50) -> list[Mod
     return list(ModelVersionEvent.objects.filter(model_version__deployment=deployment)
                 .select_related("model_version", "actor")[:limit])
 
+
+
+def last_prediction_at() -> datetime | None:
+    """When any worker last stored a prediction (None: never)."""
+    return Prediction.objects.aggregate(last=Max("created_at"))["last"]

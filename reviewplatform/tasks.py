@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from inference.selectors import last_prediction_at
 from inference.services import recently_routed
 from rollout.alerts import admins_alert
 from webhooks.delivery import drain
@@ -101,20 +102,34 @@ def cases_requeue_stale() -> int:
 def cases_stuck_check() -> int:
     """Tell the admins when cases have waited before routing longer than
     CASE_STUCK_ALERT_SECONDS (a deployment without a policy, a broker that lost its jobs and
-    a worker that does not run); at most once per CASE_STUCK_ALERT_REPEAT_SECONDS."""
+    a worker that does not run: the alert says when a worker last predicted); at most once per
+    CASE_STUCK_ALERT_REPEAT_SECONDS."""
     stuck = cases_stuck()
     if stuck.count and cache.add("cases-stuck-alerted", True,
                                  timeout=settings.CASE_STUCK_ALERT_REPEAT_SECONDS):
         minutes = settings.CASE_STUCK_ALERT_SECONDS / 60
+        last = last_prediction_at()
+        idle = last is None or last < timezone.now() - timedelta(
+            seconds=settings.CASE_STUCK_ALERT_SECONDS)
+        if last is None:
+            workers = "No worker has stored a prediction yet: is a worker running?"
+        elif idle:
+            workers = (f"No worker has predicted since {last:%Y-%m-%d %H:%M} UTC: check that "
+                       "a worker runs and reaches the broker.")
+        else:
+            workers = (f"A worker predicted at {last:%Y-%m-%d %H:%M} UTC: check the "
+                       "deployment's policy and the worker's log.")
+        subject = f"{stuck.count} case(s) waiting before routing for over {minutes:g} min"
         admins_alert(
-            subject=f"{stuck.count} case(s) waiting before routing for over {minutes:g} min",
+            subject=subject + ("; no worker is predicting" if idle else ""),
             body=(f"{stuck.count} case(s) have not been routed for more than {minutes:g} "
                   f"minutes (oldest: case {stuck.oldest_id}, received "
                   f"{stuck.oldest_at:%Y-%m-%d %H:%M} UTC). By deployment: "
                   + ", ".join(f"{slug}: {n}" for slug, n in stuck.by_deployment.items())
-                  + ". Check the worker's log and the deployment's policy."),
+                  + f". {workers}"),
             payload={"event": "cases_stuck", "count": stuck.count,
-                     "by_deployment": stuck.by_deployment})
+                     "by_deployment": stuck.by_deployment, "workers_idle": idle,
+                     "last_prediction_at": last.isoformat() if last else None})
     return stuck.count
 
 

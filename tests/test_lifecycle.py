@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from inference.demo_model import DIGIT_LABELS
+from inference.models import ModelVersion, Prediction
 from reviewplatform.models import Case, Deployment
 from reviewplatform.tasks import cases_stuck_check
 from rollout.models import PolicyVersion
@@ -64,9 +65,10 @@ def test_it_alerts_the_admins_once_about_cases_stuck_before_routing(stuck, setti
     minutes = settings.CASE_STUCK_ALERT_SECONDS / 60
     assert email.to == ["ops@example.com"]
     assert email.subject == (f"[rollout] 1 case(s) waiting before routing for over "
-                             f"{minutes:g} min")
+                             f"{minutes:g} min; no worker is predicting")
     assert f"oldest: case {stuck.pk}" in email.body
     assert "By deployment: digits: 1." in email.body
+    assert "No worker has stored a prediction yet: is a worker running?" in email.body
 
     # Within the repeat period: still counted, not mailed again.
     assert cases_stuck_check() == 1
@@ -95,3 +97,24 @@ def test_the_team_page_shows_the_stuck_cases(client, stuck, admin_user, reviewer
     assert text == (f"1 case(s) have waited before routing for over {minutes} minutes "
                     f"(digits: 1; oldest: case {stuck.pk}, received 11 minutes ago). "
                     "The admins have been alerted.")
+
+
+@pytest.mark.parametrize("minutes_ago, subject_end, words", [
+    (60, "; no worker is predicting", "No worker has predicted since"),
+    (1, " min", "A worker predicted at"),
+])
+def test_the_stuck_alert_says_when_a_worker_last_predicted(stuck, settings, minutes_ago,
+                                                           subject_end, words):
+    version = ModelVersion.objects.create(deployment=stuck.deployment, name="v", sha256="0",
+                                          artifact="models/v.pkl", labels=DIGIT_LABELS)
+    other = Case.objects.exclude(pk=stuck.pk).first()
+    prediction = Prediction.objects.create(case=other, model_version=version, status="ok",
+                                           label="1", confidence=0.9)
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    Prediction.objects.filter(pk=prediction.pk).update(created_at=at)
+
+    cases_stuck_check()
+
+    (email,) = mail.outbox
+    assert email.subject.endswith(subject_end)
+    assert f"{words} {at:%Y-%m-%d %H:%M} UTC" in email.body
