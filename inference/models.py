@@ -187,6 +187,7 @@ class ReferenceSet(models.Model):
 
     class Origin(models.TextChoices):
         UPLOAD = "upload", "uploaded at registration (one folder per label)"
+        REVIEWS = "reviews", "the first cases reviewers decided in domain"
 
     model_version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE,
                                          related_name="reference_set")

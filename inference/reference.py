@@ -1,5 +1,6 @@
 """Reference sets: images like those a model version was trained on, uploaded as a zip of one
-folder per label (as fastai's `ImageDataLoaders.from_folder` reads a training folder)."""
+folder per label (as fastai's `ImageDataLoaders.from_folder` reads a training folder), or, for
+a champion registered without one, the first cases reviewers decided with one of its labels."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from typing import IO
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
 from PIL import Image, UnidentifiedImageError
 
 from reviewplatform.errors import ServiceError
+from reviewplatform.models import Decision
 
-from .models import ModelVersion, ReferenceImage, ReferenceSet
+from .models import DomainThresholds, ModelVersion, ReferenceImage, ReferenceSet
+from .services import domain_thresholds_fit
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MIN_IMAGES = 10
@@ -95,3 +100,39 @@ def reference_set_store(*, version: ModelVersion, images: list[ReferenceImageIn]
             written.append(str(row.image.name))
         row.save()
     return reference
+
+
+def reference_sets_fill(*, size: int) -> list[ReferenceSet]:
+    """Give each champion that has no reference set the first `size` cases reviewers decided
+    with one of its labels (a reviewer who saw nothing like the training images answers "out of
+    domain", which is no label), once there are that many; fit its deployment's input limits
+    from them where none are set. Returns the sets made."""
+    made = []
+    for version in (ModelVersion.objects.filter(is_champion=True, reference_set__isnull=True)
+                    .select_related("deployment")):
+        decisions = list(Decision.objects.filter(
+            case__deployment=version.deployment, source=Decision.Source.HUMAN,
+            label__in=list(version.labels)).select_related("case")
+            .order_by("decided_at", "id")[:size])
+        if len(decisions) < size:
+            continue
+        images = []
+        for decision in decisions:
+            with decision.case.image.open("rb") as file:
+                images.append(ReferenceImageIn(label=decision.label,
+                                               name=PurePosixPath(str(decision.case.image.name)).name,
+                                               data=file.read()))
+        written: list[str] = []
+        try:
+            with transaction.atomic():
+                made.append(reference_set_store(version=version, images=images,
+                                                origin=ReferenceSet.Origin.REVIEWS,
+                                                written=written))
+                if not DomainThresholds.objects.filter(deployment=version.deployment).exists():
+                    domain_thresholds_fit(deployment=version.deployment,
+                                          images=[image.data for image in images])
+        except BaseException:
+            for name in written:
+                default_storage.delete(name)
+            raise
+    return made

@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from inference.reference import reference_sets_fill as reference_sets_make
 from inference.selectors import last_prediction_at
 from inference.services import recently_routed
 from rollout.alerts import admins_alert
@@ -131,6 +132,16 @@ def cases_stuck_check() -> int:
                      "by_deployment": stuck.by_deployment, "workers_idle": idle,
                      "last_prediction_at": last.isoformat() if last else None})
     return stuck.count
+
+
+@shared_task
+def reference_sets_fill() -> int:
+    """Reference sets for champions registered without one, from reviewed cases."""
+    made = reference_sets_make(size=settings.REFERENCE_FROM_REVIEWS)
+    for reference in made:
+        logger.info("reference set of %d reviewed cases for %s", reference.size,
+                    reference.model_version)
+    return len(made)
 
 
 @shared_task

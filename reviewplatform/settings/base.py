@@ -53,6 +53,9 @@ MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 # The most images a model version's reference set may hold (a zip uploaded at onboarding).
 REFERENCE_MAX_IMAGES = env_int("REFERENCE_MAX_IMAGES", 5000, minimum=10)
+# A champion registered without a reference set gets one from the first this many cases that
+# reviewers decided with one of its labels (beat checks every 10 minutes).
+REFERENCE_FROM_REVIEWS = env_int("REFERENCE_FROM_REVIEWS", 200, minimum=10)
 MIN_IMAGE_SIDE = env_int("MIN_IMAGE_SIDE", 8, minimum=1)
 # Image formats a case may be submitted in (Pillow's names); others are refused.
 ALLOWED_IMAGE_FORMATS = env_list_of("ALLOWED_IMAGE_FORMATS", ["JPEG", "PNG", "WEBP"],
@@ -309,6 +312,10 @@ CELERY_BEAT_SCHEDULE = {
     "webhooks-drain": {
         "task": "reviewplatform.tasks.webhooks_drain",
         "schedule": float(WEBHOOK_DRAIN_SECONDS),
+    },
+    "reference-sets-fill": {
+        "task": "reviewplatform.tasks.reference_sets_fill",
+        "schedule": 600.0,
     },
     "stuck-cases": {
         "task": "reviewplatform.tasks.cases_stuck_check",
