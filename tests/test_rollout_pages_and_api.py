@@ -79,6 +79,17 @@ def test_it_needs_a_csrf_token_to_change_the_policy(admin_user, deployment):
     assert deployment.policy_versions.count() == 1
 
 
+def test_it_offers_pause_only_where_the_model_decides_something(client, admin_user,
+                                                                deployment):
+    client.force_login(admin_user)
+    assert 'id="pause-form"' not in client.get("/deployments/digits/rollout/").content.decode()
+
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="test", override_reason="test: no evidence needed")
+
+    assert 'id="pause-form"' in client.get("/deployments/digits/rollout/").content.decode()
+
+
 def test_it_pauses_and_rolls_back_from_the_page(client, admin_user, deployment):
     client.force_login(admin_user)
     client.post("/deployments/digits/rollout/pause/", {"reason": "incident"})
