@@ -13,11 +13,11 @@ from typing import IO
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 from PIL import Image, UnidentifiedImageError
 
 from reviewplatform.errors import ServiceError
+from reviewplatform.files import files_deleted_on_error
 from reviewplatform.models import Decision
 
 from .models import DomainThresholds, ModelVersion, ReferenceImage, ReferenceSet
@@ -122,17 +122,11 @@ def reference_sets_fill(*, size: int) -> list[ReferenceSet]:
                 images.append(ReferenceImageIn(label=decision.label,
                                                name=PurePosixPath(str(decision.case.image.name)).name,
                                                data=file.read()))
-        written: list[str] = []
-        try:
-            with transaction.atomic():
-                made.append(reference_set_store(version=version, images=images,
-                                                origin=ReferenceSet.Origin.REVIEWS,
-                                                written=written))
-                if not DomainThresholds.objects.filter(deployment=version.deployment).exists():
-                    domain_thresholds_fit(deployment=version.deployment,
-                                          images=[image.data for image in images])
-        except BaseException:
-            for name in written:
-                default_storage.delete(name)
-            raise
+        with files_deleted_on_error() as written, transaction.atomic():
+            made.append(reference_set_store(version=version, images=images,
+                                            origin=ReferenceSet.Origin.REVIEWS,
+                                            written=written))
+            if not DomainThresholds.objects.filter(deployment=version.deployment).exists():
+                domain_thresholds_fit(deployment=version.deployment,
+                                      images=[image.data for image in images])
     return made

@@ -22,7 +22,6 @@ from typing import IO
 
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from inference.models import ModelVersion, ReferenceSet
@@ -31,6 +30,7 @@ from inference.services import domain_thresholds_fit, learner_check, model_versi
 from rollout.services import deployment_create
 
 from .errors import Conflict, ServiceError
+from .files import files_deleted_on_error
 from .models import ApiKey, Deployment
 from .services import api_key_create
 
@@ -125,9 +125,8 @@ def deployment_onboard(*, slug: str, name: str, learner: Path, regions: Sequence
     checked = learner_check(learner)
     checked_labels = _labels_checked(checked.vocab, labels)
     images = reference_zip_read(reference, labels=checked.vocab)
-    written: list[str] = []  # files to remove if the transaction does not commit
     try:
-        with transaction.atomic():
+        with files_deleted_on_error() as written, transaction.atomic():
             deployment = deployment_create(slug=slug, name=name.strip(), labels=checked_labels,
                                            regions=checked_regions, actor=actor)
             champion = model_version_register(deployment=deployment, checked=checked,
@@ -139,11 +138,7 @@ def deployment_onboard(*, slug: str, name: str, learner: Path, regions: Sequence
             api_key, secret = api_key_create(
                 user=existing_client or _client_create(client), name=f"{slug} client",
                 deployments=[deployment])
-    except BaseException as exc:
-        for name_written in written:
-            default_storage.delete(name_written)
-        if isinstance(exc, ValidationError):
-            raise ServiceError("; ".join(exc.messages), field="slug") from exc
-        raise
+    except ValidationError as exc:
+        raise ServiceError("; ".join(exc.messages), field="slug") from exc
     return Onboarded(deployment=deployment, champion=champion, reference=stored,
                      api_key=api_key, api_key_secret=secret)
