@@ -1,8 +1,10 @@
 """Claims: the next task for a reviewer, in one statement, under a fresh lease.
 
 Serving order: urgent tasks first (the champion predicted one of the deployment's urgent
-labels), then by the reason's priority (`REVIEW_REASON_PRIORITY`), then by a manual boost
-(`priority`), then oldest first. A reviewer never gets a case they already answered.
+labels), then overdue audits, oldest first (an audit task waiting longer than
+`AUDIT_SERVE_WITHIN_SECONDS`: the guardrail's evidence must not go stale behind the backlog),
+then by the reason's priority (`REVIEW_REASON_PRIORITY`), then by a manual boost (`priority`),
+then oldest first. A reviewer never gets a case they already answered.
 """
 
 from __future__ import annotations
@@ -43,19 +45,30 @@ def queue_for(reviewer: User) -> QuerySet[ReviewTask]:
 TASK_COLUMNS = ", ".join(f"t.{field.column}" for field in ReviewTask._meta.concrete_fields)
 TASK_ATTNAMES = [field.attname for field in ReviewTask._meta.concrete_fields]
 _SERVING_ORDER_SQL = "urgent DESC, reason_rank DESC NULLS LAST, priority DESC, created_at, id"
+# An audit waiting past its deadline (not an urgent one: those are served first anyway).
+_OVERDUE_SQL = "(NOT t.urgent AND t.reason = 'audit' AND t.created_at < %(audit_due)s)"
+
+
+def _order_sql(overdue: str) -> str:
+    """Serving order with overdue audits (`overdue`: a boolean expression) after urgent tasks
+    and before the rest, oldest first among themselves."""
+    return (f"urgent DESC, {overdue} DESC, CASE WHEN {overdue} THEN created_at END,"
+            f" {_SERVING_ORDER_SQL.removeprefix('urgent DESC, ')}")
+
 _HELD_SQL = ("t.status = 'claimed' AND t.claimed_by_id = %(reviewer)s"
              " AND t.lease_expires_at >= %(now)s")
 
 
 def _candidate_sql(*, exclude_skipped: bool) -> str:
-    """The first task in serving order this reviewer may take, open or with an expired lease,
-    each looked up down its own partial index (the better of the two wins)."""
+    """The first task in serving order this reviewer may take: the first open one in the
+    reason's order, the oldest overdue open audit and the first one with an expired lease,
+    each looked up down its own partial index (the best of the three wins)."""
     may_take = ("t.reason <> 'gold' AND (%(senior)s OR t.reason <> 'escalation')"
                 " AND NOT EXISTS (SELECT 1 FROM reviewplatform_review AS r"
                 " WHERE r.case_id = t.case_id AND r.reviewer_id = %(reviewer)s)")
     if exclude_skipped:
         may_take += " AND NOT (t.id = ANY(%(skipped)s::bigint[]))"
-    columns = "t.id, t.urgent, t.reason_rank, t.priority, t.created_at"
+    columns = f"t.id, t.urgent, t.reason_rank, t.priority, t.created_at, {_OVERDUE_SQL} AS overdue"
     return f"""
         SELECT id FROM (
             SELECT * FROM (
@@ -65,9 +78,15 @@ def _candidate_sql(*, exclude_skipped: bool) -> str:
             UNION ALL
             SELECT * FROM (
                 SELECT {columns} FROM reviewplatform_reviewtask AS t
+                WHERE t.status = 'open' AND t.reason = 'audit' AND {_OVERDUE_SQL} AND {may_take}
+                ORDER BY t.created_at, t.id LIMIT 1 FOR UPDATE SKIP LOCKED) AS overdue_audit
+            UNION ALL
+            SELECT * FROM (
+                SELECT {columns} FROM reviewplatform_reviewtask AS t
                 WHERE t.status = 'claimed' AND t.lease_expires_at < %(now)s AND {may_take}
-                ORDER BY {_SERVING_ORDER_SQL} LIMIT 1 FOR UPDATE SKIP LOCKED) AS expired_task
-        ) AS candidate ORDER BY {_SERVING_ORDER_SQL} LIMIT 1"""  # noqa: S608
+                ORDER BY {_order_sql(_OVERDUE_SQL)} LIMIT 1 FOR UPDATE SKIP LOCKED
+            ) AS expired_task
+        ) AS candidate ORDER BY {_order_sql("overdue")} LIMIT 1"""  # noqa: S608
 
 
 @functools.cache
@@ -108,15 +127,16 @@ def _claim_sql(*, skipped: bool) -> str:
         FROM unranked, pick LEFT JOIN leased ON TRUE"""  # noqa: S608
 
 
-def claim_next(*, reviewer: User, skipped: list[int], now: datetime,
-               lease: timedelta, rng: Callable[[], float]) -> ReviewTask | None:
+def claim_next(*, reviewer: User, skipped: list[int], now: datetime, lease: timedelta,
+               audit_within: timedelta, rng: Callable[[], float]) -> ReviewTask | None:
     """The held task, else the next one in serving order, leased to the reviewer (or a gold
-    case instead, at the deployment's gold rate). Two claims at once never take the same
-    task, nor wait for each other (`FOR UPDATE SKIP LOCKED`)."""
+    case instead, at the deployment's gold rate). An audit created more than `audit_within`
+    before `now` is overdue. Two claims at once never take the same task, nor wait for each
+    other (`FOR UPDATE SKIP LOCKED`)."""
     params: dict[str, Any] = {
         "reviewer": reviewer.pk, "senior": reviewer.has_perm(ESCALATION_PERM),
         "skipped": skipped, "now": now, "until": now + lease, "token": uuid.uuid4(),
-        "rank_first": True}
+        "audit_due": now - audit_within, "rank_first": True}
     sql = _claim_sql(skipped=bool(skipped))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -62,12 +62,15 @@ def review_claim_next(
     """Hand the reviewer the next task under a fresh lease, or None when the queue is empty.
 
     A task the reviewer already holds is handed back first (a reloaded page keeps its case).
-    Cases the reviewer already answered are never handed to them again; tasks they skipped
-    (`skipped`, task ids) come last.
+    An audit waiting longer than `AUDIT_SERVE_WITHIN_SECONDS` comes before every task that is
+    not urgent. Cases the reviewer already answered are never handed to them again; tasks they
+    skipped (`skipped`, task ids) come last.
     """
     now = now or timezone.now()
-    return claims.claim_next(reviewer=reviewer, skipped=list(skipped), now=now,
-                             lease=timedelta(seconds=settings.REVIEW_LEASE_SECONDS), rng=rng)
+    return claims.claim_next(
+        reviewer=reviewer, skipped=list(skipped), now=now,
+        lease=timedelta(seconds=settings.REVIEW_LEASE_SECONDS),
+        audit_within=timedelta(seconds=settings.AUDIT_SERVE_WITHIN_SECONDS), rng=rng)
 
 
 def _task_for_holder(*, task_id: int, lease_token: uuid.UUID, reviewer: User) -> ReviewTask:

@@ -217,6 +217,11 @@ class ReviewTask(models.Model):
             models.Index(F("urgent").desc(), F("reason_rank").desc(nulls_last=True),
                          F("priority").desc(), "created_at", "id",
                          condition=Q(status="open"), name="reviewtask_queue_open"),
+            # Overdue audits (AUDIT_SERVE_WITHIN_SECONDS): claim-next takes the oldest open audit
+            # past its deadline, and the pages show how long the oldest one has waited.
+            models.Index(fields=["created_at", "id"],
+                         condition=Q(status="open", reason="audit"),
+                         name="reviewtask_audit_open"),
             # Leases: the reviewer's own held task, and expired ones to take back.
             models.Index(fields=["claimed_by", "lease_expires_at"],
                          condition=Q(status="claimed"), name="reviewtask_claimed_by"),

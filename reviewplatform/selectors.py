@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from .models import Case
+from .models import Case, Deployment, ReviewTask
 
 
 def cases_visible_to(*, user: User) -> QuerySet[Case]:
@@ -44,3 +44,37 @@ def cases_stuck(*, now: datetime | None = None) -> Stuck:
                  oldest_id=oldest["id"] if oldest else None,
                  oldest_at=oldest["created_at"] if oldest else None,
                  by_deployment=by_deployment)
+
+
+@dataclass(frozen=True)
+class AuditWait:
+    """How long the oldest open audit task of a deployment has waited (None: none waits)."""
+
+    deployment_id: int
+    slug: str
+    seconds: float | None
+    overdue: bool
+
+    @property
+    def minutes(self) -> int | None:
+        return None if self.seconds is None else int(self.seconds // 60)
+
+
+def audits_waiting(*, now: datetime | None = None) -> list[AuditWait]:
+    """Each deployment's oldest open audit task, by slug: one statement, each deployment's
+    oldest found down the partial index `reviewtask_audit_open`. `overdue`: it has waited
+    longer than `AUDIT_SERVE_WITHIN_SECONDS`, so the next claim serves it first."""
+    now = now or timezone.now()
+    oldest = (ReviewTask.objects.filter(case__deployment=OuterRef("pk"),
+                                        status=ReviewTask.Status.OPEN,
+                                        reason=ReviewTask.Reason.AUDIT)
+              .order_by("created_at", "id").values("created_at")[:1])
+    rows = (Deployment.objects.annotate(oldest=Subquery(oldest)).order_by("slug")
+            .values_list("pk", "slug", "oldest"))
+    within = settings.AUDIT_SERVE_WITHIN_SECONDS
+    waits = []
+    for pk, slug, first in rows:
+        seconds = None if first is None else max((now - first).total_seconds(), 0.0)
+        waits.append(AuditWait(deployment_id=pk, slug=slug, seconds=seconds,
+                               overdue=seconds is not None and seconds > within))
+    return waits

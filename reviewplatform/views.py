@@ -38,7 +38,7 @@ from review.services import (
 
 from .errors import ServiceError
 from .models import Case, Deployment, Review, ReviewMode, ReviewTask
-from .selectors import cases_stuck
+from .selectors import audits_waiting, cases_stuck
 from .tasks import webhooks_drain_soon
 
 REVIEW_PERM = "reviewplatform.add_review"
@@ -60,6 +60,8 @@ def home(request: HttpRequest) -> HttpResponse:
     (mine,) = reviewer_figures(reviewers=User.objects.filter(pk=user.pk))
     return render(request, "review/home.html", {
         "queue": queue_counts(),
+        "audits": audits_waiting(),
+        "audit_within_minutes": settings.AUDIT_SERVE_WITHIN_SECONDS / 60,
         "deployments": deployments,
         "count_today": mine.today,
         "mine": mine,
@@ -77,6 +79,8 @@ def team(request: HttpRequest) -> HttpResponse:
         "reviewers": reviewer_figures(reviewers=reviewers_active()),
         "backlog": queue_backlog(),
         "queue": queue_counts(),
+        "audits": audits_waiting(),
+        "audit_within_minutes": settings.AUDIT_SERVE_WITHIN_SECONDS / 60,
         "human_agreement": human_agreement(),
         "reveal": reveal_effect(),
         "stuck": cases_stuck(),

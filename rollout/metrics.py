@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from inference.models import Prediction
 from reviewplatform.models import Decision, Deployment, ReviewTask
+from reviewplatform.selectors import audits_waiting
 
 from . import guardrails
 from .models import Stage
@@ -64,6 +65,13 @@ class PlatformCollector(Collector):
                 oldest.add_metric([slug, reason], (now - first).total_seconds())
         yield depth
         yield oldest
+        audits = GaugeMetricFamily(
+            "oldest_audit_age_seconds",
+            "Age of the oldest open audit task (0 when none waits): the freshness of the "
+            "guardrails' evidence", labels=["deployment"])
+        for wait in audits_waiting(now=now):
+            audits.add_metric([wait.slug], wait.seconds or 0.0)
+        yield audits
 
     def _predictions(self, now, deployments):  # type: ignore[no-untyped-def]
         total = CounterMetricFamily("predictions", "Predictions stored",

@@ -62,6 +62,77 @@ def test_it_takes_reason_priorities_from_the_settings(enqueue, reviewer, setting
     assert review_claim_next(reviewer=reviewer).pk == audit.pk
 
 
+def waited(task: ReviewTask, **delta: float) -> ReviewTask:
+    """The task, as if created this long ago."""
+    ReviewTask.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(**delta))
+    return ReviewTask.objects.get(pk=task.pk)
+
+
+def test_it_serves_an_overdue_audit_before_an_older_shadow_task(enqueue, reviewer, settings):
+    settings.AUDIT_SERVE_WITHIN_SECONDS = 900
+    older_shadow = waited(enqueue(), minutes=60)
+    enqueue(reason=ReviewTask.Reason.LOW_CONFIDENCE)
+    audit = waited(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=16)
+
+    assert review_claim_next(reviewer=reviewer).pk == audit.pk
+    assert older_shadow.created_at < audit.created_at
+
+
+def test_it_leaves_a_fresh_audit_in_its_place(enqueue, reviewer, other_reviewer, settings):
+    settings.AUDIT_SERVE_WITHIN_SECONDS = 900
+    shadow = waited(enqueue(), minutes=60)
+    audit = waited(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=14)
+
+    assert review_claim_next(reviewer=reviewer).pk == shadow.pk
+    assert review_claim_next(reviewer=other_reviewer).pk == audit.pk
+
+
+def test_it_serves_overdue_audits_oldest_first(enqueue, reviewer, other_reviewer):
+    newer = waited(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=20)
+    older = waited(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=40)
+    ReviewTask.objects.filter(pk=newer.pk).update(priority=5)
+    enqueue(reason=ReviewTask.Reason.ESCALATION)
+    enqueue(reason=ReviewTask.Reason.SECOND_OPINION)
+
+    assert review_claim_next(reviewer=reviewer).pk == older.pk
+    assert review_claim_next(reviewer=other_reviewer).pk == newer.pk
+
+
+def test_it_still_serves_urgent_cases_before_an_overdue_audit(enqueue, deployment, reviewer):
+    deployment.urgent_labels = ["9"]
+    deployment.save()
+    waited(enqueue(reason=ReviewTask.Reason.AUDIT), hours=3)
+    urgent = enqueue(says="9")
+
+    assert review_claim_next(reviewer=reviewer).pk == urgent.pk
+
+
+def test_it_takes_back_an_overdue_audit_whose_lease_expired(enqueue, reviewer, other_reviewer):
+    audit = waited(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=30)
+    now = timezone.now()
+    assert review_claim_next(reviewer=reviewer, now=now).pk == audit.pk
+    enqueue(reason=ReviewTask.Reason.LOW_CONFIDENCE)
+    later = now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS + 1)
+
+    assert review_claim_next(reviewer=other_reviewer, now=later).pk == audit.pk
+
+
+def test_it_serves_an_audit_overdue_at_the_claim_s_own_time(enqueue, reviewer, settings):
+    settings.AUDIT_SERVE_WITHIN_SECONDS = 600
+    enqueue()
+    audit = enqueue(reason=ReviewTask.Reason.AUDIT)
+
+    assert review_claim_next(reviewer=reviewer, now=audit.created_at + timedelta(seconds=601)
+                             ).pk == audit.pk
+
+
+def test_it_serves_an_overdue_audit_skipped_by_the_reviewer_last(enqueue, reviewer):
+    audit = waited(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=30)
+    shadow = enqueue()
+
+    assert review_claim_next(reviewer=reviewer, skipped=[audit.pk]).pk == shadow.pk
+
+
 def test_it_ranks_tasks_written_without_a_rank_before_serving(make_case, stored_champion,
                                                               deployment, reviewer):
     """Routing code that writes ReviewTask rows itself still gets urgent cases served first."""

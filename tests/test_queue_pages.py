@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from review.services import review_claim_next, review_submit
 from reviewplatform.models import Decision, Review, ReviewMode, ReviewTask
+from rollout.services import deployment_create
+from tests.conftest import REGIONS
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 
@@ -288,6 +290,56 @@ def test_it_shows_every_reviewers_figures_to_seniors_and_admins(client, request,
     assert text_of(html, "backlog-waiting") == "1"
     assert "5 hours" in text_of(html, "oldest")
     assert Decision.objects.count() == 2
+
+
+def created_ago(task: ReviewTask, **delta: float) -> None:
+    ReviewTask.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(**delta))
+
+
+@pytest.fixture
+def audits_waiting(enqueue, admin_user, other_reviewer, settings) -> None:
+    """digits: an audit being reviewed (50 min), open ones of 12 min 30 s and 3 min, and an
+    older shadow task; bears: nothing waiting."""
+    settings.AUDIT_SERVE_WITHIN_SECONDS = 900
+    deployment_create(slug="bears", name="Bear warning", labels=["bear", "none"],
+                      regions=REGIONS, actor=admin_user)
+    created_ago(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=50)
+    assert review_claim_next(reviewer=other_reviewer).reason == ReviewTask.Reason.AUDIT
+    created_ago(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=12, seconds=30)
+    created_ago(enqueue(reason=ReviewTask.Reason.AUDIT), minutes=3)
+    created_ago(enqueue(), hours=2)
+
+
+def test_it_shows_how_long_the_oldest_audit_has_waited(client, audits_waiting, reviewer):
+    client.force_login(reviewer)
+
+    html = client.get("/").content.decode()
+
+    assert table_rows(html, "audits") == [["deployment", "oldest audit waiting"],
+                                          ["bears", "no audits waiting"],
+                                          ["digits", "12 min"]]
+
+
+def test_it_marks_an_audit_waiting_past_its_deadline(client, audits_waiting, senior, settings):
+    settings.AUDIT_SERVE_WITHIN_SECONDS = 600
+    client.force_login(senior)
+
+    html = client.get("/review/team/").content.decode()
+
+    assert table_rows(html, "audits")[1:] == [
+        ["bears", "no audits waiting"],
+        ["digits", "12 min (over 10 min: served before other tasks)"]]
+
+
+def test_it_reports_the_oldest_audit_s_age_to_prometheus(client, audits_waiting, settings):
+    settings.METRICS_TOKEN = "scrape-me"
+
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").content.decode()
+
+    ages = dict(re.findall(r'^oldest_audit_age_seconds\{deployment="(\w+)"\} (\S+)$', body,
+                           flags=re.M))
+    assert ages["bears"] == "0.0"
+    assert 750 <= float(ages["digits"]) < 760
 
 
 def test_it_puts_a_skipped_case_back_and_serves_it_only_when_nothing_else_is_left(

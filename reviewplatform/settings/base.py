@@ -96,6 +96,9 @@ WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", Fa
 WEBHOOK_DRAIN_SECONDS = env_int("WEBHOOK_DRAIN_SECONDS", 5, minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
+# An audit task waiting longer than this is served before every task that is not urgent: the
+# guardrails judge the model by audits, so they must not wait behind the whole backlog.
+AUDIT_SERVE_WITHIN_SECONDS = env_int("AUDIT_SERVE_WITHIN_SECONDS", 900, minimum=0)
 PREDICTION_STALE_SECONDS = env_int("PREDICTION_STALE_SECONDS", 120, minimum=0)
 # A case still waiting before routing after this long raises an alert (and shows on the team
 # page); the alert repeats at most this often while cases stay stuck.
