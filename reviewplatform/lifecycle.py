@@ -79,6 +79,7 @@ class CaseRoute:
     model_label: str | None = None
     prediction_id: int | None = None
     urgent: bool = False
+    audit_rate: float | None = None  # an audit's sampling rate
 
     def __post_init__(self) -> None:
         if self.model_label is None and not self.review_reason:
@@ -114,7 +115,8 @@ def cases_route(*, case_ids: Sequence[int], router: Router) -> list[int]:
                      for r in routes if r.model_label is not None]
         tasks = [ReviewTask(case_id=r.case_id, reason=r.review_reason,
                             policy_version_id=r.policy_version_id, rule=r.rule, urgent=r.urgent,
-                            reason_rank=reason_priority(r.review_reason or ""))
+                            reason_rank=reason_priority(r.review_reason or ""),
+                            audit_rate=r.audit_rate)
                  for r in routes if r.review_reason]
         Decision.objects.bulk_create(decisions)
         ReviewTask.objects.bulk_create(tasks)

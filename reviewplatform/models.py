@@ -195,6 +195,9 @@ class ReviewTask(models.Model):
     policy_version = models.ForeignKey("rollout.PolicyVersion", on_delete=models.PROTECT,
                                        related_name="review_tasks")
     rule = models.CharField(max_length=100, blank=True)
+    audit_rate = models.FloatField(
+        null=True, blank=True,
+        help_text="an audit's sampling rate when it was drawn: the report weights it by 1/rate")
     follows = models.ForeignKey(
         "Review", on_delete=models.PROTECT, null=True, blank=True, related_name="follow_ups",
         help_text="for a second opinion or an escalation: the review whose answer it checks")

@@ -195,12 +195,18 @@ class PolicyGuardrailsApi(StaffApi):
         reports = guardrails.guardrails_check(deployment=self.deployment(slug))
         return Response({"cells": [
             {"rule": r.rule, "region": r.region, "paused": r.paused,
+             "since": r.since.isoformat() if r.since else None, "audit_rate": r.audit_rate,
              "agreement": {"agreed": r.agreement.agreed, "n": r.agreement.n,
                            "low": r.agreement.low, "high": r.agreement.high,
-                           "verdict": r.agreement_verdict},
+                           "verdict": r.agreement_verdict,
+                           "fail_evidence": r.agreement_test.fail_evidence,
+                           "pass_evidence": r.agreement_test.pass_evidence,
+                           "answers_to_prove": r.agreement_test.to_prove},
              "low_confidence_reviews": {"agreed": r.unsure.agreed, "n": r.unsure.n},
              "out_of_domain": {"count": r.ood_recent.agreed, "n": r.ood_recent.n,
-                               "baseline": r.ood_baseline, "verdict": r.ood_verdict}}
+                               "baseline": r.ood_baseline, "limit": r.ood_limit,
+                               "fail_evidence": r.ood_test.fail_evidence if r.ood_test else None,
+                               "verdict": r.ood_verdict}}
             for r in reports]})
 
 

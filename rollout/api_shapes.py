@@ -76,6 +76,12 @@ class EvidenceOut(serializers.Serializer):
     gate_reason = serializers.CharField()
     floor = serializers.FloatField()
     min_sample = serializers.IntegerField()
+    proof_evidence = serializers.FloatField(
+        help_text="the e-value that agreement in the added scope is above the floor; the gate "
+                  "passes at the policy's proof_evidence")
+    answers_to_prove = serializers.IntegerField(
+        allow_null=True, help_text="about how many more reviewed cases, agreeing at the rate "
+                                   "seen, would prove it; null when they would not")
     per_rule = serializers.DictField(child=serializers.IntegerField())
     passes = serializers.BooleanField()
 
@@ -93,6 +99,12 @@ class AgreementOut(serializers.Serializer):
     low = serializers.FloatField(allow_null=True)
     high = serializers.FloatField(allow_null=True)
     verdict = serializers.ChoiceField(choices=Verdict.choices)
+    fail_evidence = serializers.FloatField(
+        help_text="e-detector value against \"agreement at or above the floor\"; the cell "
+                  "pauses at the policy's pause_evidence")
+    pass_evidence = serializers.FloatField(
+        help_text="e-value that agreement is above the floor since the scope was published")
+    answers_to_prove = serializers.IntegerField(allow_null=True)
 
 
 class CountOut(serializers.Serializer):
@@ -104,6 +116,8 @@ class OutOfDomainOut(serializers.Serializer):
     count = serializers.IntegerField()
     n = serializers.IntegerField()
     baseline = serializers.FloatField(allow_null=True)
+    limit = serializers.FloatField(allow_null=True)
+    fail_evidence = serializers.FloatField(allow_null=True)
     verdict = serializers.ChoiceField(choices=Verdict.choices)
 
 
@@ -111,6 +125,9 @@ class GuardrailCellOut(serializers.Serializer):
     rule = serializers.CharField()
     region = serializers.CharField()
     paused = serializers.BooleanField()
+    since = serializers.DateTimeField(allow_null=True,
+                                      help_text="when the cell's current scope was published")
+    audit_rate = serializers.FloatField(help_text="the cell's adaptive audit rate now")
     agreement = AgreementOut()
     low_confidence_reviews = CountOut()
     out_of_domain = OutOfDomainOut()

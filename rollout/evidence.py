@@ -2,9 +2,12 @@
 
 The replay reads a bounded set of plain rows (the most recent `REPLAY_LIMIT` cases of the last
 N days) and routes each with the same pure function the worker uses, under both the current
-and the proposed policy. The gate: a widening passes only when the cases it adds that humans
-reviewed number at least the policy's minimum sample and the Wilson 95% lower bound of the
-model's agreement with them reaches the policy's floor. Fewer is "inconclusive", never a pass.
+and the proposed policy. The gate: a widening passes only with proof that the model's agreement
+with the humans who reviewed the cases it adds is above the policy's floor (a mixture
+likelihood ratio of at least `proof_evidence`, valid however often the gate is looked at; see
+`rollout.sequential`), on at least the policy's minimum sample; it fails when that evidence
+shows agreement below the floor, and is "inconclusive" otherwise, saying how many more
+reviewed cases would settle it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from reviewplatform.stats import Proportion, proportion
 
 from . import routing, scope
 from .models import GUARDRAIL_DEFAULTS
-from .verdicts import Verdict, verdict_for
+from .verdicts import Verdict, agreement_test, gate_verdict
 
 REPLAY_LIMIT = 50_000
 GATE_NOT_NEEDED = "not needed"
@@ -68,6 +71,8 @@ class Evidence:
     gate_reason: str
     floor: float = 0.0
     min_sample: int = 0
+    proof_evidence: float = 1.0  # the e-value that agreement in the added scope is above the floor
+    answers_to_prove: int | None = None  # more answers at the rate seen that would prove it
     per_rule: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -143,19 +148,33 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
                 per_class[answer][1] += answer == label
     added_agreement = proportion(added_agreed, added_n)
     gate: str
+    proof, to_prove = 1.0, None
     if not reasons and not added:
         gate, why = GATE_NOT_NEEDED, "the change does not widen automation"
     else:
-        gate = verdict_for(added_agreement, floor=floor, min_sample=min_sample)
-        if gate == Verdict.INCONCLUSIVE:
-            why = (f"only {added_n} reviewed cases in the added scope over {days} days; "
-                   f"the gate needs at least {min_sample}")
-        elif gate == Verdict.FAIL:
-            why = (f"agreement in the added scope {added_agreed}/{added_n} has a 95% lower "
-                   f"bound of {added_agreement.low:.3f}, below the floor {floor:.2f}")
+        test = agreement_test(settings)
+        judged = gate_verdict(test, n=added_n, agreed=added_agreed, min_sample=min_sample)
+        gate, proof, to_prove = judged.verdict, judged.pass_evidence, judged.to_prove
+        seen = f"agreement in the added scope {added_agreed}/{added_n} over {days} days"
+        if gate == Verdict.FAIL:
+            why = (f"{seen} shows it below the floor {floor:.2f} (evidence "
+                   f"{judged.fail_evidence:.3g} ≥ {test.proof_evidence:g})")
+        elif gate == Verdict.PASS:
+            why = (f"{seen} proves it above the floor {floor:.2f} (evidence {proof:.3g} ≥ "
+                   f"{test.proof_evidence:g})")
+        elif not added_n:
+            why = (f"only 0 reviewed cases in the added scope over {days} days: proof that "
+                   f"agreement is above the floor {floor:.2f} takes at least {to_prove} "
+                   "reviewed cases, all agreeing")
+        elif to_prove is None:
+            why = (f"{seen} does not prove it above the floor {floor:.2f} (evidence "
+                   f"{proof:.3g} < {test.proof_evidence:g}), and more answers at this rate "
+                   "would not either")
         else:
-            why = (f"agreement in the added scope {added_agreed}/{added_n}, 95% lower bound "
-                   f"{added_agreement.low:.3f} ≥ floor {floor:.2f}")
+            why = (f"{seen} does not yet prove it above the floor {floor:.2f} (evidence "
+                   f"{proof:.3g} < {test.proof_evidence:g}, at least {min_sample} answers "
+                   f"needed): about {to_prove} more reviewed cases agreeing at this rate "
+                   "would settle it")
     labels = [str(label) for label in deployment.labels]
     return Evidence(
         widening=reasons or ([f"{added} recent cases would newly be automated"] if added else []),
@@ -166,5 +185,6 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
                 for lb in labels if lb in per_class],
         queue_per_day_now=round(queue_now / days, 2),
         queue_per_day_proposed=round(queue_new / days, 2),
-        gate=gate, gate_reason=why, floor=floor, min_sample=min_sample, per_rule=dict(per_rule),
+        gate=gate, gate_reason=why, floor=floor, min_sample=min_sample, proof_evidence=proof,
+        answers_to_prove=to_prove, per_rule=dict(per_rule),
     )

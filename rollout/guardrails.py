@@ -1,32 +1,49 @@
 """Guardrails: watch each scope cell (rule x region) and pause automation where it fails.
 
-Two checks per cell, both counted in the database:
+Two sequential checks per cell (`rollout.sequential`; docs/guardrails.md), both over the
+evidence gathered since the cell's current scope was published (walking back the policy
+versions while the cell's rule, region, threshold and stage kind stay as they are):
 
-- agreement: recent human reviews of cases the policy lets the model decide in that cell
-  (shadow-stage reviews of cases the model would have decided, and audit samples once it
-  decides) against the model's answer. When the Wilson 95% lower bound falls below the
-  policy's floor with at least the minimum sample, the cell fails. Fewer reviews:
-  "inconclusive", never a pass. Reviews of cases sent to humans for low confidence are a
-  harder population: reported, never part of this figure.
-- inputs: the out-of-domain rate of the cell's recent cases against the region's own
-  shadow-stage rate. Inputs arrive at once, labels late, so this fires before any review.
+- agreement: human answers to cases the policy let the model decide in that cell (audits once
+  it decides; shadow reviews of cases it would have decided in the shadow stage), in the order
+  they were given, against the model's answer. An e-detector pauses the cell when the evidence
+  shows agreement below the policy's floor; thin evidence is inconclusive and never pauses.
+  Reviews of cases sent to humans for low confidence are a harder population: reported, never
+  part of this figure.
+- inputs: the cell's cases in order, in domain or not, against a limit set from the region's
+  own shadow-stage out-of-domain share. Inputs arrive at once, labels late, so this fires
+  before any review.
 
-A failing cell is paused by a new policy version authored by the guardrail (author None), its
-reason carrying the figures; admins are alerted after commit.
+Each check also sets the cell's audit rate for the next cases (adaptive, `rollout.models`
+GUARDRAIL_DEFAULTS). A failing cell is paused by a new policy version authored by the guardrail
+(author None), its reason carrying the figures; admins are alerted after commit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import (
+    BooleanField,
+    CharField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    Subquery,
+    When,
+)
 from django.db.models import Case as CaseWhen
-from django.db.models import CharField, Count, Exists, F, OuterRef, Q, Subquery, When
 from django.utils import timezone
 
 from inference.models import Prediction
@@ -35,10 +52,11 @@ from reviewplatform.stats import Proportion, proportion
 
 from . import routing
 from .alerts import admins_alert
-from .models import ChangeKind, PolicyVersion, Stage
+from .models import CellAuditRate, ChangeKind, PolicyVersion, Stage
 from .selectors import policy_current
+from .sequential import CellVerdict, SequentialTest, cell_verdict
 from .services import policy_publish
-from .verdicts import Verdict, verdict_for
+from .verdicts import Verdict, agreement_test, audit_rates_for
 
 logger = logging.getLogger(__name__)
 
@@ -49,31 +67,43 @@ AUTOMATED_STAGES = (Stage.LIMITED, Stage.EXPANDING, Stage.FULL)
 class CellReport:
     rule: str
     region: str
+    since: datetime | None  # when the cell's current scope was published
     agreement: Proportion
-    agreement_verdict: Verdict
+    agreement_test: CellVerdict
     unsure: Proportion  # low-confidence reviews in the same cell: reported only
-    ood_recent: Proportion  # out-of-domain share of recent cases (agreed = OOD count)
+    ood_recent: Proportion  # out-of-domain share of the cell's cases (agreed = OOD count)
     ood_baseline: float | None
-    ood_verdict: Verdict
+    ood_limit: float | None
+    ood_test: CellVerdict | None
     paused: bool
+    audit_rate: float
+
+    @property
+    def agreement_verdict(self) -> Verdict:
+        return Verdict(self.agreement_test.verdict)
+
+    @property
+    def ood_verdict(self) -> Verdict:
+        return Verdict(self.ood_test.verdict) if self.ood_test else Verdict.INCONCLUSIVE
 
     @property
     def fails(self) -> bool:
         return Verdict.FAIL in (self.agreement_verdict, self.ood_verdict)
 
     def figures(self) -> str:
-        a = self.agreement
+        a, t = self.agreement, self.agreement_test
         parts = [f"region {self.region} under rule {self.rule}:"]
         if a.n:
-            parts.append(f"agreement {a.agreed}/{a.n} = {a.rate:.3f} "
-                         f"(95% Wilson {a.low:.3f}-{a.high:.3f}) [{self.agreement_verdict}]")
+            parts.append(f"agreement {a.agreed}/{a.n} = {a.rate:.3f} since the scope was "
+                         f"published, evidence of falling below the floor "
+                         f"{t.fail_evidence:.3g} [{self.agreement_verdict}]")
         else:
-            parts.append(f"no reviews yet [{Verdict.INCONCLUSIVE}]")
+            parts.append(f"no answers yet [{Verdict.INCONCLUSIVE}]")
         o = self.ood_recent
-        if o.n:
-            base = "n/a" if self.ood_baseline is None else f"{self.ood_baseline:.3f}"
-            parts.append(f"out-of-domain {o.agreed}/{o.n} = {o.rate:.3f} (lower bound "
-                         f"{o.low:.3f}) against shadow-stage {base} [{self.ood_verdict}]")
+        if o.n and self.ood_limit is not None and self.ood_test is not None:
+            parts.append(f"out-of-domain {o.agreed}/{o.n} = {o.rate:.3f} against a limit of "
+                         f"{self.ood_limit:.3f}, evidence of exceeding it "
+                         f"{self.ood_test.fail_evidence:.3g} [{self.ood_verdict}]")
         return " ".join(parts)
 
 
@@ -87,32 +117,105 @@ def _cells(policy: PolicyVersion, regions: list[str]) -> list[tuple[str, str]]:
     return cells
 
 
-def _review_agreement(*, deployment: Deployment, rule: str, region: str, reasons: list[str],
-                      since: datetime) -> Proportion:
+def _cell_scope(version: Mapping[str, Any], rule: str, region: str, regions: list[str]
+                ) -> tuple[Any, ...] | None:
+    """What a version lets the model do in a cell (None: nothing); equal values mean the
+    cell's scope did not change between two versions."""
+    stage = version["stage"]
+    if stage == Stage.SHADOW:
+        kind = "shadow"
+    elif stage in AUTOMATED_STAGES:
+        kind = "automated"
+    else:
+        return None
+    if [rule, region] in version["paused_cells"]:
+        return None
+    if stage == Stage.FULL:
+        definition: dict[str, Any] | None = {"name": rule} if rule == routing.FULL_RULE else None
+    else:
+        definition = next((r for r in version["rules"] if r.get("name") == rule), None)
+    if definition is None:
+        return None
+    allowed = (set(definition.get("regions") or regions)
+               - set(definition.get("regions_not") or ()))
+    if region not in allowed:
+        return None
+    threshold = definition.get("confidence_threshold", version["confidence_threshold"])
+    return (kind, json.dumps(definition, sort_keys=True), threshold)
+
+
+def _cells_since(deployment: Deployment, cells: list[tuple[str, str]], regions: list[str]
+                 ) -> dict[tuple[str, str], datetime | None]:
+    """Per cell, when its current scope was published: the oldest version of the unbroken run
+    of versions, ending at the current one, that give the cell the same scope."""
+    versions = list(PolicyVersion.objects.filter(deployment=deployment).order_by("-version")
+                    .values("created_at", "stage", "rules", "confidence_threshold",
+                            "paused_cells"))
+    since: dict[tuple[str, str], datetime | None] = {}
+    for rule, region in cells:
+        current = _cell_scope(versions[0], rule, region, regions)
+        start = versions[0]["created_at"]
+        for version in versions[1:]:
+            if _cell_scope(version, rule, region, regions) != current:
+                break
+            start = version["created_at"]
+        since[(rule, region)] = start
+    return since
+
+
+def _answers(*, deployment: Deployment, rule: str, region: str, since: datetime | None,
+             until: datetime) -> list[bool]:
+    """The cell's human answers to cases the model decided (or would have, in shadow), in the
+    order given: agreed with the model or not. "Cannot tell" is no answer."""
     champion = Prediction.objects.champion().filter(case=OuterRef("case")).values("label")[:1]
-    counted = (Review.objects
+    answers = (Review.objects
                .filter(task__policy_version__deployment=deployment, task__rule=rule,
-                       task__reason__in=reasons, case__region__code=region,
-                       created_at__gte=since)
+                       task__reason__in=[ReviewTask.Reason.SHADOW, ReviewTask.Reason.AUDIT],
+                       case__region__code=region, created_at__lte=until)
+               .exclude(answer=Review.CANNOT_TELL)
                .annotate(model_label=CaseWhen(
                    When(task__reason=ReviewTask.Reason.AUDIT, then=F("case__decision__label")),
                    default=Subquery(champion), output_field=CharField()))
+               .annotate(agreed=ExpressionWrapper(Q(answer=F("model_label")),
+                                                  output_field=BooleanField()))
+               .order_by("created_at", "id"))
+    if since is not None:
+        answers = answers.filter(created_at__gte=since)
+    return [bool(agreed) for agreed in answers.values_list("agreed", flat=True)]
+
+
+def _unsure(*, deployment: Deployment, rule: str, region: str, since: datetime | None
+            ) -> Proportion:
+    champion = Prediction.objects.champion().filter(case=OuterRef("case")).values("label")[:1]
+    reviews = Review.objects.filter(
+        task__policy_version__deployment=deployment, task__rule=rule,
+        task__reason=ReviewTask.Reason.LOW_CONFIDENCE, case__region__code=region)
+    if since is not None:
+        reviews = reviews.filter(created_at__gte=since)
+    counted = (reviews.annotate(model_label=Subquery(champion))
                .aggregate(n=Count("id"), agreed=Count("id", filter=Q(answer=F("model_label")))))
     return proportion(counted["agreed"], counted["n"])
 
 
-def _ood_recent(*, deployment: Deployment, rule: str, region: str, since: datetime
-                ) -> Proportion:
-    """The cell's recent out-of-domain share: its out-of-domain tasks against the cases the
-    model decided or sent on for confidence or inputs."""
-    in_cell = dict(case__deployment=deployment, case__region__code=region, rule=rule)
-    decided = Decision.objects.filter(source=Decision.Source.MODEL, decided_at__gte=since,
-                                      **in_cell).count()
-    tasks = (ReviewTask.objects.filter(created_at__gte=since, **in_cell)
-             .aggregate(n=Count("id", filter=Q(reason__in=[ReviewTask.Reason.LOW_CONFIDENCE,
-                                                          ReviewTask.Reason.OUT_OF_DOMAIN])),
-                        ood=Count("id", filter=Q(reason=ReviewTask.Reason.OUT_OF_DOMAIN))))
-    return proportion(tasks["ood"], decided + tasks["n"])
+def _in_domain(*, deployment: Deployment, rule: str, region: str, since: datetime | None,
+               until: datetime) -> list[bool]:
+    """The cell's cases in order: in domain (the model decided, or they went to reviewers for
+    low confidence) or out of domain."""
+    in_cell: dict[str, Any] = dict(case__deployment=deployment, case__region__code=region,
+                                   rule=rule)
+    decided = Decision.objects.filter(source=Decision.Source.MODEL, decided_at__lte=until,
+                                      **in_cell)
+    tasks = ReviewTask.objects.filter(reason__in=[ReviewTask.Reason.LOW_CONFIDENCE,
+                                                  ReviewTask.Reason.OUT_OF_DOMAIN],
+                                      created_at__lte=until, **in_cell)
+    if since is not None:
+        decided = decided.filter(decided_at__gte=since)
+        tasks = tasks.filter(created_at__gte=since)
+    rows = [(at, True) for at in decided.values_list("decided_at", flat=True)]
+    rows += [(at, reason != ReviewTask.Reason.OUT_OF_DOMAIN)
+             for at, reason in tasks.values_list("created_at", "reason")]
+    rows.sort(key=lambda row: row[0])
+    return [in_domain for _, in_domain in rows]
 
 
 def _ood_baselines(*, deployment: Deployment) -> dict[str, tuple[float | None, int]]:
@@ -128,40 +231,56 @@ def _ood_baselines(*, deployment: Deployment) -> dict[str, tuple[float | None, i
     return {region: (ood / n if n else None, n) for region, n, ood in rows}
 
 
+def _ood_check(*, limits: dict[str, Any], baseline: float | None, baseline_n: int,
+               in_domain: list[bool]) -> tuple[float | None, CellVerdict | None]:
+    """The out-of-domain limit of a cell and the sequential verdict on its cases (None: no
+    usable baseline yet)."""
+    if baseline is None or baseline_n < int(limits["ood_min_cases"]):
+        return None, None
+    limit = min(max(baseline * float(limits["ood_rate_factor"]),
+                    baseline + float(limits["ood_rate_margin"])), 0.99)
+    test = SequentialTest(floor=1.0 - limit, pause_evidence=float(limits["pause_evidence"]),
+                          proof_evidence=float(limits["proof_evidence"]))
+    return limit, cell_verdict(test, in_domain)
+
+
 def guardrails_check(*, deployment: Deployment, now: datetime | None = None
                      ) -> list[CellReport]:
-    """The guardrail figures of every cell of the current policy (no writes)."""
+    """The guardrail figures of every cell of the current policy (no writes), on the
+    evidence up to `now`."""
     now = now or timezone.now()
     policy = policy_current(deployment_id=deployment.pk)
     limits = policy.guardrail_settings
-    since = now - timedelta(days=float(limits["window_days"]))
+    test = agreement_test(limits)
+    rates = audit_rates_for(limits, base=policy.audit_rate)
     regions = list(deployment.regions.values_list("code", flat=True))
     paused = {tuple(c) for c in policy.paused_cells}
     cells = _cells(policy, regions)
-    baselines = _ood_baselines(deployment=deployment) if cells else {}
+    if not cells:
+        return []
+    since = _cells_since(deployment, cells, regions)
+    baselines = _ood_baselines(deployment=deployment)
     reports = []
     for rule, region in cells:
-        agreement = _review_agreement(
-            deployment=deployment, rule=rule, region=region, since=since,
-            reasons=[ReviewTask.Reason.SHADOW, ReviewTask.Reason.AUDIT])
-        verdict = verdict_for(agreement, floor=float(limits["agreement_floor"]),
-                              min_sample=int(limits["min_sample"]))
-        unsure = _review_agreement(deployment=deployment, rule=rule, region=region,
-                                   since=since, reasons=[ReviewTask.Reason.LOW_CONFIDENCE])
-        recent = _ood_recent(deployment=deployment, rule=rule, region=region, since=since)
+        start = since[(rule, region)]
+        answers = _answers(deployment=deployment, rule=rule, region=region, since=start,
+                           until=now)
+        verdict = cell_verdict(test, answers)
+        detector = test.detector_fold(answers)
+        rate = float(rates.rate(test, detector=detector,
+                                pass_log=test.pass_log_evidence(verdict.n, verdict.agreed)))
+        in_domain = _in_domain(deployment=deployment, rule=rule, region=region, since=start,
+                               until=now)
         baseline, baseline_n = baselines.get(region, (None, 0))
-        min_cases = int(limits["ood_min_cases"])
-        if baseline is None or baseline_n < min_cases or recent.n < min_cases:
-            ood_verdict = Verdict.INCONCLUSIVE
-        elif ((recent.low or 0.0) > baseline * float(limits["ood_rate_factor"])
-              and (recent.low or 0.0) > baseline + float(limits["ood_rate_margin"])):
-            ood_verdict = Verdict.FAIL
-        else:
-            ood_verdict = Verdict.PASS
+        limit, ood = _ood_check(limits=limits, baseline=baseline, baseline_n=baseline_n,
+                                in_domain=in_domain)
         reports.append(CellReport(
-            rule=rule, region=region, agreement=agreement, agreement_verdict=verdict,
-            unsure=unsure, ood_recent=recent, ood_baseline=baseline, ood_verdict=ood_verdict,
-            paused=(rule, region) in paused))
+            rule=rule, region=region, since=start,
+            agreement=proportion(verdict.agreed, verdict.n), agreement_test=verdict,
+            unsure=_unsure(deployment=deployment, rule=rule, region=region, since=start),
+            ood_recent=proportion(len(in_domain) - sum(in_domain), len(in_domain)),
+            ood_baseline=baseline, ood_limit=limit, ood_test=ood,
+            paused=(rule, region) in paused, audit_rate=rate))
     return reports
 
 
@@ -180,24 +299,37 @@ def guardrails_recent(*, deployment: Deployment) -> list[CellReport]:
     return cast(list[CellReport], reports)
 
 
+def _audit_rates_store(policy: PolicyVersion, reports: list[CellReport], now: datetime) -> None:
+    """Keep each cell's audit rate for the router (one statement)."""
+    CellAuditRate.objects.bulk_create(
+        [CellAuditRate(deployment_id=policy.deployment_id, policy_version=policy, rule=r.rule,
+                       region=r.region, rate=r.audit_rate, updated_at=now) for r in reports],
+        update_conflicts=True, unique_fields=["deployment", "rule", "region"],
+        update_fields=["policy_version", "rate", "updated_at"])
+
+
 def guardrails_enforce(*, deployment: Deployment, now: datetime | None = None
                        ) -> PolicyVersion | None:
-    """Pause every failing cell of the current policy in one new version; None if none fail.
+    """Set the audit rate of every cell of the current policy and pause every failing cell in
+    one new version; None if none fail.
 
     Only automated stages are enforced; a cell already paused is left as it is.
     """
+    now = now or timezone.now()
     policy = policy_current(deployment_id=deployment.pk)
     if policy.stage not in AUTOMATED_STAGES:
         return None
     reports = guardrails_check(deployment=deployment, now=now)
     cache.set(_figures_key(policy), reports, settings.GUARDRAIL_FIGURES_SECONDS)
+    _audit_rates_store(policy, [r for r in reports if not r.paused], now)
     failing = [r for r in reports if r.fails and not r.paused]
     if not failing:
         return None
     limits = policy.guardrail_settings
-    reason = ("Guardrail paused automation (floor {floor:.2f}, min sample {n}): ".format(
-        floor=float(limits["agreement_floor"]), n=int(limits["min_sample"]))
-        + "; ".join(r.figures() for r in failing))
+    reason = ("Guardrail paused automation (floor {floor:.2f}, pause at evidence {a:g}): "
+              .format(floor=float(limits["agreement_floor"]),
+                      a=float(limits["pause_evidence"]))
+              + "; ".join(r.figures() for r in failing))
     with transaction.atomic():
         version = policy_publish(
             deployment=deployment, stage=policy.stage, rules=policy.rules, actor=None,
@@ -209,7 +341,7 @@ def guardrails_enforce(*, deployment: Deployment, now: datetime | None = None
             "event": "guardrail_pause", "deployment": deployment.slug,
             "policy_version": version.version,
             "cells": [{"rule": r.rule, "region": r.region, "agreed": r.agreement.agreed,
-                       "n": r.agreement.n, "lower_bound": r.agreement.low,
+                       "n": r.agreement.n, "evidence": r.agreement_test.fail_evidence,
                        "agreement": r.agreement_verdict, "ood": r.ood_verdict}
                       for r in failing]}
         transaction.on_commit(lambda: admins_alert(

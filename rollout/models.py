@@ -12,17 +12,28 @@ from reviewplatform.models import Deployment
 from .stages import Stage
 
 GUARDRAIL_DEFAULTS: dict[str, float | int] = {
-    # agreement on recent reviews of automated cases, per scope cell (region x rule)
-    "agreement_floor": 0.85,   # pause when the Wilson 95% lower bound falls below this
-    "min_sample": 30,          # fewer reviews than this is inconclusive, never a pass
-    "window_days": 14,         # how far back "recent" reaches
-    # out-of-domain rate of a cell against its own shadow-stage rate
-    "ood_rate_factor": 3.0,    # pause when the recent rate's lower bound exceeds factor x baseline
-    "ood_rate_margin": 0.05,   # ... and baseline + margin (a zero baseline is not a hair trigger)
-    "ood_min_cases": 30,
+    # agreement of human answers with the model's, per scope cell (rule x region), counted
+    # since the cell's scope was published (rollout.sequential; docs/guardrails.md)
+    "agreement_floor": 0.85,   # the agreement a cell must keep
+    "pause_evidence": 1000,    # pause at this e-value against "at or above the floor": a cell
+                               # at the floor runs at least this many answers, on average,
+                               # before a mistaken pause
+    "proof_evidence": 40,      # proof of agreement above the floor: e-value 1/alpha (2.5%)
+    "min_sample": 30,          # the evidence gate also wants at least this many answers
+    # out-of-domain share of a cell's cases against its region's shadow-stage share
+    "ood_rate_factor": 3.0,    # the share allowed: factor x baseline ...
+    "ood_rate_margin": 0.05,   # ... and at least baseline + margin (a zero baseline is not a
+                               # hair trigger); the same sequential test watches it
+    "ood_min_cases": 30,       # a region's baseline needs this many shadow-stage cases
+    # the adaptive audit rate: the policy's audit rate once a cell's agreement is proven,
+    # 4x it while the evidence is thin, audit_rate_max while answers lean towards failure
+    "audit_adaptive": 1,
+    "audit_rate_max": 1.0,
     # evidence for a widening
     "replay_days": 14,
 }
+RETIRED_GUARDRAIL_SETTINGS = frozenset({"window_days"})
+"""Settings of an earlier guardrail that stored versions may still carry; dropped on publish."""
 
 
 class ChangeKind(models.TextChoices):
@@ -88,6 +99,30 @@ class PolicyVersion(models.Model):
             "paused_cells": [list(c) for c in self.paused_cells],
             "guardrails": dict(self.guardrails or {}),
         }
+
+
+class CellAuditRate(models.Model):
+    """The audit rate the guardrail set for a cell of a policy version at its last check: the
+    router uses it while that version is current (otherwise the thin-evidence rate)."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    policy_version = models.ForeignKey("PolicyVersion", on_delete=models.CASCADE,
+                                       related_name="+")
+    rule = models.CharField(max_length=100)
+    region = models.CharField(max_length=50)
+    rate = models.FloatField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "rule", "region"],
+                                    name="cell_audit_rate_unique"),
+            models.CheckConstraint(condition=models.Q(rate__gte=0, rate__lte=1),
+                                   name="cell_audit_rate_in_unit_interval"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} in {self.region}: audit {self.rate:.0%}"
 
 
 class ScheduledChange(models.Model):
@@ -164,7 +199,8 @@ class ReportKind(models.IntegerChoices):
                     "reason, model, label (human), other label (model), confidence bin")
     PAIR = 5, ("two models' OK predictions on such a decision: region, day, policy, reason, "
                "model, other model, agreed, other agreed")
-    AUDIT = 6, "an audit review of a model decision: region, day, the task's policy, agreed"
+    AUDIT = 6, ("an audit review of a model decision: region, day, the task's policy, agreed, "
+                 "bin (its sampling rate in 1/10,000; NULL: the policy's rate)")
     SECOND = 7, "a second opinion: region, day, label (the review it checks), other label (its own)"
     TASK = 8, ("a done review task other than gold: region, day, reason, waiting-time bin; "
                "valued and total: the review's seconds")

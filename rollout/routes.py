@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db.models import OuterRef, Subquery
+from django.db.models.functions import JSONObject
 
 from inference.models import ModelVersion, Prediction, StoredPrediction
 from reviewplatform import lifecycle
@@ -20,19 +23,23 @@ from reviewplatform.models import Case, ReviewTask
 
 from . import routing
 from .evidence import policy_for
-from .models import PolicyVersion
+from .models import CellAuditRate, PolicyVersion
+from .verdicts import audit_rates_for
 
 logger = logging.getLogger(__name__)
 
 
 def _policies(deployment_ids: set[int]) -> dict[int, PolicyVersion]:
     """The policy in force of each deployment that has one, with the id of the deployment's
-    champion model version as `champion_id` (None without a champion)."""
+    champion model version as `champion_id` (None without a champion) and the audit rates the
+    guardrail set for its cells as `cell_rates`."""
     champion = (ModelVersion.objects.filter(deployment_id=OuterRef("deployment_id"),
                                             is_champion=True).order_by().values("pk")[:1])
+    rates = (CellAuditRate.objects.filter(policy_version=OuterRef("pk"))
+             .values(cell=JSONObject(rule="rule", region="region", rate="rate")))
     newest: dict[int, PolicyVersion] = {}
     for version in (PolicyVersion.objects.filter(deployment_id__in=deployment_ids)
-                    .annotate(champion_id=Subquery(champion))
+                    .annotate(champion_id=Subquery(champion), cell_rates=ArraySubquery(rates))
                     .order_by("deployment_id", "-version").distinct("deployment_id")):
         newest[version.deployment_id] = version
     return newest
@@ -61,6 +68,17 @@ def _champions(cases: list[Case], policies: Mapping[int, PolicyVersion],
     return champions
 
 
+def _policy(version: PolicyVersion, group_id: str) -> routing.Policy:
+    """The version as routing reads it: a cell audited at the rate the guardrail set for it
+    at its last check of this version, else at the thin-evidence rate (a cell new to this
+    version has no evidence yet)."""
+    spec = version.spec()
+    spec["audit_rate"] = audit_rates_for(version.guardrail_settings, base=version.audit_rate).thin
+    policy = policy_for(spec, group_id=group_id)
+    return replace(policy, audit_rates={(c["rule"], c["region"]): float(c["rate"])
+                                        for c in getattr(version, "cell_rates", None) or ()})
+
+
 def cases_routes(cases: list[Case], *,
                  predicted: Mapping[int, Mapping[int, StoredPrediction]] | None = None
                  ) -> list[lifecycle.CaseRoute]:
@@ -85,8 +103,7 @@ def cases_routes(cases: list[Case], *,
         try:
             if case.deployment_id not in compiled:
                 try:
-                    compiled[case.deployment_id] = policy_for(version.spec(),
-                                                              group_id=case.deployment.slug)
+                    compiled[case.deployment_id] = _policy(version, case.deployment.slug)
                 except Exception as exc:
                     compiled[case.deployment_id] = exc
             policy = compiled[case.deployment_id]
@@ -110,7 +127,8 @@ def cases_routes(cases: list[Case], *,
             routes.append(lifecycle.CaseRoute(
                 case_id=case.pk, policy_version_id=version.pk, rule=outcome.rule,
                 model_label=champion.label, prediction_id=champion.id, urgent=urgent,
-                review_reason=ReviewTask.Reason.AUDIT if outcome.audit else None))
+                review_reason=ReviewTask.Reason.AUDIT if outcome.audit else None,
+                audit_rate=outcome.audit_rate if outcome.audit else None))
         else:
             routes.append(lifecycle.CaseRoute(
                 case_id=case.pk, policy_version_id=version.pk, rule=outcome.rule,

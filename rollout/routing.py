@@ -5,7 +5,7 @@ Plain values in, a plain value out, so the same code serves the worker, the API 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,7 +59,9 @@ class ChampionAnswer:
 @dataclass(frozen=True)
 class Policy:
     """A policy version as plain values. `group_id` is the deployment's bucketing group;
-    `paused_cells` holds (rule name, region) pairs a guardrail has paused."""
+    `paused_cells` holds (rule name, region) pairs a guardrail has paused; `audit_rates` the
+    adaptive audit rate of a (rule name, region) cell, where the guardrail set one
+    (otherwise `audit_rate`)."""
 
     stage: str
     rules: Sequence[dict[str, Any]] = field(default_factory=tuple)
@@ -67,6 +69,7 @@ class Policy:
     audit_rate: float = 0.0
     group_id: str = ""
     paused_cells: Collection[tuple[str, str]] = frozenset()
+    audit_rates: Mapping[tuple[str, str], float] = field(default_factory=dict)
     compiled: tuple[CompiledRule, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,11 +82,13 @@ class Policy:
 @dataclass(frozen=True, slots=True)
 class Route:
     """`model_decides`: the champion's answer becomes the Decision. With reason `audit` the
-    model decides and a blind review of the same case is queued as well."""
+    model decides and a blind review of the same case is queued as well; `audit_rate` is the
+    rate it was drawn at (what the report weights it by)."""
 
     model_decides: bool
     reason: str
     rule: str = ""
+    audit_rate: float = 0.0
 
     @property
     def audit(self) -> bool:
@@ -124,9 +129,10 @@ def _automated(case: CaseFacts, champion: ChampionAnswer, policy: Policy) -> Rou
         return Route(model_decides=False, reason=_OUT_OF_DOMAIN, rule=name)
     if champion.confidence is None or champion.confidence < threshold:
         return Route(model_decides=False, reason=_LOW_CONFIDENCE, rule=name)
-    if audit_selected(policy.group_id, case.case_key, policy.audit_rate):
-        return Route(model_decides=True, reason=_AUDIT, rule=name)
-    return Route(model_decides=True, reason=IN_SCOPE, rule=name)
+    rate = policy.audit_rates.get((name, case.region), policy.audit_rate)
+    if audit_selected(policy.group_id, case.case_key, rate):
+        return Route(model_decides=True, reason=_AUDIT, rule=name, audit_rate=rate)
+    return Route(model_decides=True, reason=IN_SCOPE, rule=name, audit_rate=rate)
 
 
 def route(case: CaseFacts, champion: ChampionAnswer, policy: Policy) -> Route:

@@ -48,6 +48,7 @@ def _page(request: HttpRequest, deployment: Deployment, *, form: dict[str, Any] 
         "model_versions": deployment.model_versions.order_by("-is_champion", "name"),
         "regions": deployment.regions.all(),
         "cells": guardrails.guardrails_check(deployment=deployment),
+        "guardrail_settings": policy.guardrail_settings,
         "scheduled": deployment.scheduled_changes.order_by("-effective_at")[:10],
         "stages": Stage.choices,
         "form": form or {"stage": policy.stage, "rules": json.dumps(policy.rules, indent=2),

@@ -28,7 +28,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, ExtractHour, Floor, Least, TruncDate
+from django.db.models.functions import Cast, Coalesce, ExtractHour, Floor, Least, TruncDate
 
 from inference.models import Prediction
 from reviewplatform.models import Decision, Review, ReviewTask
@@ -165,7 +165,7 @@ def audit_estimate(f: ReportFilters) -> AuditEstimate:
     qs = qs.filter(f.on_case())
     if f.stage:
         qs = qs.filter(task__policy_version__stage=f.stage)
-    groups = (qs.values_list("task__policy_version__audit_rate")
+    groups = (qs.values_list(Coalesce("task__audit_rate", "task__policy_version__audit_rate"))
               .annotate(n=Count("id"),
                         agreed=Count("id", filter=Q(answer=F("case__decision__label"))))
               .order_by())

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from rest_framework.test import APIClient
 
+from rollout.models import PolicyVersion
 from rollout.selectors import policy_current
 from rollout.services import policy_publish
 from tests.reports_factory import decide, sim_model
@@ -190,18 +191,33 @@ def test_the_api_reports_the_guardrail_figures_of_each_cell_of_a_limited_stage(
 
     north, east = cells
     assert (north["rule"], north["region"], north["paused"]) == ("north-day", "north", False)
-    assert north["agreement"] == {"agreed": 3, "n": 4, "low": pytest.approx(0.3006, abs=1e-3),
-                                  "high": pytest.approx(0.9544, abs=1e-3), "verdict": "fail"}
+    # Four answers are thin evidence at any floor: inconclusive, never a pause. The figures by
+    # hand (floor 0.5, answers agree, agree, agree, disagree): the e-detector's alternatives
+    # 0.45 and 0.25 restart at each agreement and end at 0.55/0.5 and 0.75/0.5 after the
+    # disagreement, averaging 1.3; the proof's alternatives 0.53, 0.57, 0.62 give
+    # (q/0.5)^3 ((1-q)/0.5), averaging 1.2809.
+    assert north["agreement"] == {
+        "agreed": 3, "n": 4, "low": pytest.approx(0.3006, abs=1e-3),
+        "high": pytest.approx(0.9544, abs=1e-3), "verdict": "inconclusive",
+        "fail_evidence": pytest.approx(1.3), "pass_evidence": pytest.approx(1.2809, abs=1e-4),
+        "answers_to_prove": 46}
+    # Not proven and not leaning: audited at the thin-evidence rate, 4 x the policy's 5%.
+    assert north["audit_rate"] == pytest.approx(0.2)
     assert north["low_confidence_reviews"] == {"agreed": 1, "n": 1}
     # Out of domain: 1 of the 4 model decisions and 2 cases sent on; no shadow baseline.
-    assert north["out_of_domain"] == {"count": 1, "n": 6, "baseline": None,
-                                      "verdict": "inconclusive"}
+    assert north["out_of_domain"] == {"count": 1, "n": 6, "baseline": None, "limit": None,
+                                      "fail_evidence": None, "verdict": "inconclusive"}
+    published = PolicyVersion.objects.get(deployment=deployment, version=2).created_at
     assert east == {"rule": "east", "region": "east", "paused": False,
+                    "since": published.isoformat(),
+                    "audit_rate": pytest.approx(0.2),
                     "agreement": {"agreed": 0, "n": 0, "low": None, "high": None,
-                                  "verdict": "inconclusive"},
+                                  "verdict": "inconclusive", "fail_evidence": 1.0,
+                                  "pass_evidence": 1.0, "answers_to_prove": 22},
                     "low_confidence_reviews": {"agreed": 0, "n": 0},
-                    "out_of_domain": {"count": 0, "n": 0, "baseline": None,
-                                      "verdict": "inconclusive"}}
+                    "out_of_domain": {"count": 0, "n": 0, "baseline": None, "limit": None,
+                                      "fail_evidence": None, "verdict": "inconclusive"}}
+    assert north["since"] == east["since"]
 
 
 def test_the_api_is_for_staff_only(client_user, reviewer, deployment, api):

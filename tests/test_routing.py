@@ -172,3 +172,30 @@ def test_it_lets_the_model_decide_only_with_a_confident_in_domain_label(
         assert champion.label is not None
         assert champion.confidence is not None
         assert not champion.out_of_domain
+
+
+def test_it_audits_a_cell_at_the_rate_the_guardrail_set_for_it():
+    policy = Policy(stage="full", audit_rate=0.0, audit_rates={("full", "north"): 1.0})
+    cases = [CaseFacts(region=region, case_key=str(key))
+             for region in ("north", "east") for key in range(200)]
+
+    outcomes = [route(case, CONFIDENT, policy) for case in cases]
+
+    north = [o for c, o in zip(cases, outcomes, strict=True) if c.region == "north"]
+    east = [o for c, o in zip(cases, outcomes, strict=True) if c.region == "east"]
+    assert all(o.model_decides and o.audit and o.audit_rate == 1.0 for o in north)
+    # East has no rate of its own: the policy's, here none.
+    assert all(o.model_decides and not o.audit and o.audit_rate == 0.0 for o in east)
+
+
+def test_it_draws_audits_sticky_and_nested_as_the_rate_rises():
+    keys = [str(key) for key in range(2000)]
+
+    def audited(rate: float) -> set[str]:
+        policy = Policy(stage="full", audit_rates={("full", "north"): rate})
+        return {k for k in keys
+                if route(CaseFacts(region="north", case_key=k), CONFIDENT, policy).audit}
+
+    low, high = audited(0.05), audited(0.2)
+    assert low < high  # a case audited at the lower rate is audited at the higher one too
+    assert 60 <= len(low) <= 140 and 320 <= len(high) <= 480

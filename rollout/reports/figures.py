@@ -13,6 +13,7 @@ from . import stats
 from .filters import ReportFilters
 
 CONFIDENCE_BINS = 10
+AUDIT_RATE_SCALE = 10_000  # an audit fact's bin: its sampling rate in 1/10,000
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 PERCENTILES = (0.5, 0.9, 0.99)
 

@@ -17,7 +17,7 @@ from reviewplatform.models import Case, Decision, ReviewTask
 
 from ..models import PolicyVersion, ReportKind, Stage
 from . import sections
-from .figures import PERCENTILES, Counts, Report, Route, Workload
+from .figures import AUDIT_RATE_SCALE, PERCENTILES, Counts, Report, Route, Workload
 from .filters import ReportFilters, report_cases, workload_tasks
 from .rollup import Where, rollup_corrected, rollup_read, wait_bin_sql, wait_percentiles
 
@@ -48,8 +48,10 @@ def _report(f: ReportFilters) -> Report:
            for row in rollup_read(ReportKind.DECISION, base,
                                   ["region_id", "rule", "policy_version_id", "label"])]
     audits: dict[float, list[int]] = defaultdict(lambda: [0, 0])
-    for row in rollup_read(ReportKind.AUDIT, staged, ["policy_version_id", "agreed"]):
-        counted = audits[float(policies[row["policy_version_id"]][1])]
+    for row in rollup_read(ReportKind.AUDIT, staged, ["policy_version_id", "agreed", "bin"]):
+        rate = (row["bin"] / AUDIT_RATE_SCALE if row["bin"] is not None
+                else float(policies[row["policy_version_id"]][1]))
+        counted = audits[rate]
         counted[0] += int(row["n"])
         counted[1] += int(row["n"]) if row["agreed"] else 0
     return Report(

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ..models import ReportCounted, ReportKind
-from .figures import CONFIDENCE_BINS
+from .figures import AUDIT_RATE_SCALE, CONFIDENCE_BINS
 
 # Folds take this advisory lock, so that two never work on the same case at once.
 FOLD_LOCK = 0x5245504F  # "REPO"
@@ -128,7 +128,8 @@ WITH c AS (
             "c JOIN reviewplatform_review AS rv ON rv.case_id = c.case_id"
             " JOIN reviewplatform_reviewtask AS t ON t.id = rv.task_id AND t.reason = 'audit'"
             " JOIN reviewplatform_decision AS d ON d.case_id = c.case_id AND d.source = 'model'",
-            policy_version_id="t.policy_version_id", agreed="rv.answer = d.label"),
+            policy_version_id="t.policy_version_id", agreed="rv.answer = d.label",
+            bin=f"ROUND(t.audit_rate * {AUDIT_RATE_SCALE})::int"),
     _branch(ReportKind.SECOND,
             "c JOIN reviewplatform_review AS rv ON rv.case_id = c.case_id"
             " JOIN reviewplatform_reviewtask AS t ON t.id = rv.task_id"

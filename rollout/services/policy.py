@@ -22,17 +22,24 @@ from reviewplatform.models import Deployment
 
 from .. import routing, scope
 from ..evidence import Evidence, evidence_for
-from ..models import GUARDRAIL_DEFAULTS, ChangeKind, PolicyVersion, Stage
+from ..models import (
+    GUARDRAIL_DEFAULTS,
+    RETIRED_GUARDRAIL_SETTINGS,
+    ChangeKind,
+    PolicyVersion,
+    Stage,
+)
 from ..selectors import policy_current
 
 logger = logging.getLogger(__name__)
 
 _GUARDRAIL_LIMITS: dict[str, tuple[float, float, bool]] = {
     # name: (min, max, integer)
-    "agreement_floor": (0, 1, False), "min_sample": (1, 100_000, True),
-    "window_days": (1, 365, True), "ood_rate_factor": (1, 1000, False),
-    "ood_rate_margin": (0, 1, False), "ood_min_cases": (1, 100_000, True),
-    "replay_days": (1, 90, True),
+    "agreement_floor": (0.01, 0.99, False), "pause_evidence": (2, 1e9, False),
+    "proof_evidence": (2, 1e9, False), "min_sample": (1, 100_000, True),
+    "ood_rate_factor": (1, 1000, False), "ood_rate_margin": (0, 1, False),
+    "ood_min_cases": (1, 100_000, True), "audit_adaptive": (0, 1, True),
+    "audit_rate_max": (0, 1, False), "replay_days": (1, 90, True),
 }
 
 
@@ -41,6 +48,8 @@ def _guardrails_validate(guardrails: Any) -> dict[str, Any]:
         raise ServiceError("guardrails must be an object", field="guardrails")
     out: dict[str, Any] = {}
     for key, value in guardrails.items():
+        if key in RETIRED_GUARDRAIL_SETTINGS:
+            continue
         if key not in GUARDRAIL_DEFAULTS:
             raise ServiceError(f"unknown guardrail setting {key!r} (known: "
                                f"{', '.join(GUARDRAIL_DEFAULTS)})", field=f"guardrails.{key}")
