@@ -324,9 +324,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviewplatform.tasks.cases_stuck_check",
         "schedule": 60.0,
     },
+    # Every minute: the sequential tests stay valid however often they are looked at, and the
+    # adaptive audit rates they set should follow the evidence closely.
     "rollout-guardrails": {
         "task": "rollout.tasks.guardrails_run",
-        "schedule": 300.0,
+        "schedule": 60.0,
     },
     "rollout-scheduled-changes": {
         "task": "rollout.tasks.scheduled_changes_apply",
