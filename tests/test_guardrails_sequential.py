@@ -126,3 +126,11 @@ def test_the_report_weights_each_audit_by_the_rate_it_was_drawn_at(
     weighted = (agreed / 0.2) / (agreed / 0.2 + len(heavy) / 1.0)
     assert report.audits.weighted.estimate == pytest.approx(weighted)
     assert Decision.objects.filter(case__in=cases, source="model").count() == 300
+
+
+def test_a_setting_of_the_earlier_rule_is_dropped_on_publish(deployment, admin_user):
+    version = policy_publish(deployment=deployment, stage="limited", actor=admin_user,
+                             reason="go", rules=[NORTH], override_reason="tested elsewhere",
+                             guardrails={"window_days": 14, "agreement_floor": 0.9})
+
+    assert version.guardrails == {"agreement_floor": 0.9}
