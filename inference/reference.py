@@ -112,6 +112,7 @@ def reference_sets_fill(*, size: int) -> list[ReferenceSet]:
                     .select_related("deployment")):
         decisions = list(Decision.objects.filter(
             case__deployment=version.deployment, source=Decision.Source.HUMAN,
+            case__image_deleted_at__isnull=True,  # deleted under retention
             label__in=list(version.labels)).select_related("case")
             .order_by("decided_at", "id")[:size])
         if len(decisions) < size:

@@ -81,7 +81,7 @@ class CaseOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Case
         fields = ["id", "external_id", "deployment", "region", "captured_at", "status",
-                  "width", "height", "created_at", "decision", "timeline"]
+                  "width", "height", "image_deleted_at", "created_at", "decision", "timeline"]
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # ModelSerializer builds its fields from the model for each serializer made, which

@@ -67,6 +67,10 @@ class OnboardIn(serializers.Serializer):
     labels = JsonListField(serializers.CharField(max_length=100), required=False,
                            help_text="The learner's labels in display order (JSON list).")
     model_name = serializers.CharField(max_length=100, required=False, default="v1")
+    image_retention_days = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=36_500,
+        help_text="Delete a case's image this many days after its decision (its decision, "
+                  "reviews and statistics stay). Left out: images are kept.")
 
     class Meta:
         ref_name = "DeploymentOnboard"
@@ -84,6 +88,7 @@ def onboarded_out(done: Onboarded) -> dict[str, Any]:
     return {
         "deployment": {"slug": deployment.slug, "name": deployment.name,
                        "labels": deployment.labels, "stage": "shadow",
+                       "image_retention_days": deployment.image_retention_days,
                        "regions": [{"code": r.code, "name": r.name, "timezone": r.timezone}
                                    for r in deployment.regions.order_by("code")]},
         "champion": {"name": done.champion.name, "sha256": done.champion.sha256,
@@ -127,5 +132,6 @@ class DeploymentsApi(APIView):
                 regions=[RegionIn(**region) for region in values["regions"]],
                 reference=values["reference"], client=values["client"],
                 labels=values.get("labels"), model_name=values["model_name"],
+                image_retention_days=values["image_retention_days"],
                 actor=cast(User, request.user))
         return Response(onboarded_out(done), status=status.HTTP_201_CREATED)

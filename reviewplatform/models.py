@@ -48,6 +48,10 @@ class Deployment(models.Model):
         default=0.0, help_text="share of cases (0-1) that get a second blind review anyway")
     gold_rate = models.FloatField(
         default=0.0, help_text="share of claims (0-1) that serve a gold case instead")
+    image_retention_days = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="delete a case's image this many days after its decision (its decision, "
+                  "reviews and statistics stay); empty keeps images")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -129,6 +133,8 @@ class Case(models.Model):
     image = models.ImageField(upload_to="cases/%Y/%m/%d/", width_field="width",
                               height_field="height")
     image_sha256 = models.CharField(max_length=64)
+    image_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the image was deleted under retention")
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     captured_at = models.DateTimeField(help_text="capture time, stored in UTC")

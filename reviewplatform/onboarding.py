@@ -110,7 +110,8 @@ def _client_create(username: str) -> User:
 
 def deployment_onboard(*, slug: str, name: str, learner: Path, regions: Sequence[RegionIn],
                        reference: IO[bytes], client: str, labels: Sequence[str] | None = None,
-                       model_name: str = "v1", actor: User | None) -> Onboarded:
+                       model_name: str = "v1", image_retention_days: int | None = None,
+                       actor: User | None) -> Onboarded:
     """A deployment for a team's learner, protected from its first case (module docstring)."""
     slug = slug.strip()
     if not SLUG.match(slug):
@@ -120,6 +121,9 @@ def deployment_onboard(*, slug: str, name: str, learner: Path, regions: Sequence
         raise ServiceError("a deployment needs a name", field="name")
     if Deployment.objects.filter(slug=slug).exists():
         raise Conflict(f"a deployment {slug!r} exists already", field="slug")
+    if image_retention_days is not None and image_retention_days < 1:
+        raise ServiceError("images are kept at least a day after the decision",
+                           field="image_retention_days")
     checked_regions = _regions_checked(regions)
     existing_client = _client_check(client)
     checked = learner_check(learner)
@@ -129,6 +133,9 @@ def deployment_onboard(*, slug: str, name: str, learner: Path, regions: Sequence
         with files_deleted_on_error() as written, transaction.atomic():
             deployment = deployment_create(slug=slug, name=name.strip(), labels=checked_labels,
                                            regions=checked_regions, actor=actor)
+            if image_retention_days is not None:
+                deployment.image_retention_days = image_retention_days
+                deployment.save(update_fields=["image_retention_days"])
             champion = model_version_register(deployment=deployment, checked=checked,
                                               name=model_name, champion=True, actor=actor,
                                               notes="registered at onboarding")

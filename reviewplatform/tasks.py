@@ -23,6 +23,7 @@ from . import pipeline
 from .models import Case
 from .selectors import cases_stuck
 from .services.idempotency import idempotency_keys_expire as keys_expire
+from .services.retention import case_images_expire as images_expire
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,12 @@ def reference_sets_fill() -> int:
         logger.info("reference set of %d reviewed cases for %s", reference.size,
                     reference.model_version)
     return len(made)
+
+
+@shared_task
+def case_images_expire() -> int:
+    """Delete case images past their deployment's retention (beat, every hour)."""
+    return images_expire()
 
 
 @shared_task

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -248,11 +249,14 @@ def review_lease(request: HttpRequest, task_id: int) -> JsonResponse:
 
 @require_GET
 @login_required
-def case_image(request: HttpRequest, case_id: int) -> FileResponse:
+def case_image(request: HttpRequest, case_id: int) -> HttpResponseBase:
     """Case images are private: served only to users who may see the case."""
     if not request.user.has_perm("reviewplatform.view_case"):
         raise Http404
     case = get_object_or_404(Case, pk=case_id)
+    if case.image_deleted_at is not None:
+        return HttpResponse("This case's image was deleted under its deployment's retention.",
+                            status=410, content_type="text/plain")
     response = FileResponse(case.image.open("rb"))
     response["Cache-Control"] = "private, max-age=3600"
     return response

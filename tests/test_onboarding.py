@@ -109,6 +109,7 @@ def test_it_onboards_a_learner_as_a_protected_deployment(learner, reference, med
     ({"regions": [OSLO, OSLO]}, "regions", "once"),
     ({"labels": ["0", "1"]}, "labels", "the learner's own"),
     ({"client": "bad name!"}, "client", "may hold letters"),
+    ({"image_retention_days": 0}, "image_retention_days", "at least a day"),
 ])
 def test_it_refuses_bad_input_storing_nothing(learner, reference, media_root, overrides,  # noqa: F811
                                               field, words):
@@ -209,12 +210,15 @@ def key_of(user, deployment) -> APIClient:
 def test_the_staff_api_onboards(learner, reference, media_root, admin_user, deployment):  # noqa: F811
     response = key_of(admin_user, deployment).post(
         "/api/v1/deployments/", api_form(learner, reference, labels='["9","8","7","6","5",'
-                                                                    '"4","3","2","1","0"]'),
+                                                                    '"4","3","2","1","0"]',
+                                         image_retention_days="90"),
         format="multipart")
 
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["deployment"]["labels"] == LABELS[::-1]
+    assert body["deployment"]["image_retention_days"] == 90
+    assert Deployment.objects.get(slug="bears").image_retention_days == 90
     assert body["deployment"]["stage"] == "shadow"
     assert body["reference"]["size"] == 20
     assert body["api_key"]["client"] == "bear-app"
@@ -233,6 +237,11 @@ def test_the_staff_api_refuses_others_and_bad_input_storing_nothing(
         format="multipart")
     assert bad.status_code == 400, bad.content
     assert bad.json()["code"] == "invalid" and "regions" in bad.json()["fields"]
+    no_days = key_of(admin_user, deployment).post(
+        "/api/v1/deployments/", api_form(learner, reference, image_retention_days="-3"),
+        format="multipart")
+    assert no_days.status_code == 400, no_days.content
+    assert "image_retention_days" in no_days.json()["fields"]
     assert not Deployment.objects.filter(slug="bears").exists()
     assert stored_files() == media_before
 

@@ -9,6 +9,7 @@ from .cases import (
     case_submit,
     deployment_store,
 )
+from .retention import case_images_expire
 
 __all__ = [
     "api_key_create",
@@ -17,6 +18,7 @@ __all__ = [
     "case_gold_mark",
     "case_gold_unmark",
     "case_images_deleted_on_error",
+    "case_images_expire",
     "case_submit",
     "deployment_store",
 ]

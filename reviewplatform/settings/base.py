@@ -316,6 +316,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviewplatform.tasks.webhooks_drain",
         "schedule": float(WEBHOOK_DRAIN_SECONDS),
     },
+    "case-images-retention": {
+        "task": "reviewplatform.tasks.case_images_expire",
+        "schedule": 3600.0,
+    },
     "reference-sets-fill": {
         "task": "reviewplatform.tasks.reference_sets_fill",
         "schedule": 600.0,

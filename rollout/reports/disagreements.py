@@ -25,6 +25,7 @@ class Disagreement:
     confidence: float | None
     out_of_domain: bool
     adjudicated: str | None
+    image_deleted_at: Any  # set when the image was deleted under retention
 
     @property
     def captured_local(self) -> str:
@@ -54,7 +55,8 @@ def disagreements(f: ReportFilters, *, human: str = "", model: str = "", limit: 
     rows = (qs.annotate(adjudicated=newest)
             .values_list("case_id", "case__external_id", "case__region__code",
                          "case__region__timezone", "case__captured_at", "label", "mp__label",
-                         "mp__confidence", "mp__out_of_domain", "adjudicated")  # type: ignore[misc]
+                         "mp__confidence", "mp__out_of_domain", "adjudicated",
+                         "case__image_deleted_at")  # type: ignore[misc]
             .order_by(F("mp__confidence").desc(nulls_last=True), "-case_id")
             [offset:offset + limit])
     return [Disagreement(*row) for row in rows]
