@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,8 +48,20 @@ STORED = ("stored: the simulated model's answers (right with the scenario's accu
           "case's region, local hour and drift), written through the worker's own path; "
           "the learner did not run")
 PREDICTED = "predicted: the registered learner ran on every case's image"
-IDLE_SECONDS = 600  # a reviewer who finds the queue empty looks again this much later
+IDLE_SECONDS = 900  # a reviewer who finds the queue empty looks again this much later
 WORKER_BATCH = 64
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The services log a line per case at INFO, thousands in a run: silenced while it runs
+    (warnings, a guardrail's pause among them, still show)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 @dataclass
@@ -85,7 +98,7 @@ def simulate(scenario: Scenario, *, prepare: Prepare, images: list[Path], seed: 
     predict = None if predict_with_learner else model.predict
     clock = SimClock(start, end)
     first_version = 0
-    with clock.travelling():
+    with _quiet(), clock.travelling():
         deployment = prepare(scenario)
         first_version = deployment.policy_versions.order_by("-version").values_list(
             "version", flat=True).first() or 0
