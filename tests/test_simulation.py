@@ -4,6 +4,7 @@ the simulated model's answers, the review queue, the evidence gate, the guardrai
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 
 from inference.demo_model import DIGIT_LABELS, digits_write
+from inference.models import ModelVersion
 from reviewplatform.models import Case, CaseEvent, Decision, Review, ReviewTask
 from reviewplatform.simulation import STORED, ScenarioError, scenario_load, simulate
 from rollout.models import ChangeKind, PolicyVersion
@@ -200,3 +202,22 @@ def test_a_drift_pauses_only_the_drifting_cell_and_alerts(
                                        source="model").exists()
     assert ReviewTask.objects.filter(case__in=after, reason=ReviewTask.Reason.PAUSED,
                                      case__region__code="west").exists()
+
+
+def test_the_command_makes_the_deployment_and_prints_what_happened(tmp_path, trained_model):
+    short = (ROOT / "scenarios" / "drift_north.toml").read_text().replace(
+        "days = 3", "days = 1").replace("day = 1\n", "day = 0.6\n").replace(
+        "start_day = 1.8", "start_day = 0.8")
+    path = _scenario(tmp_path, text=short)
+    out = io.StringIO()
+
+    call_command("simulate", str(path), "--seed", "2", "--model", str(trained_model.path),
+                 "--images", str(trained_model.path.parent / "digits" / "test"), stdout=out)
+
+    output = out.getvalue()
+    assert f"model answers: {STORED}" in output
+    assert "(reconciles)" in output and "guardrails: checked 96 times, every 15" in output
+    champion = ModelVersion.objects.get(deployment__slug="sim-digits", is_champion=True)
+    assert champion.name == "simulated-champion"
+    assert Case.objects.filter(deployment__slug="sim-digits").count() == int(
+        re.search(r"cases: (\d+)", output).group(1))
