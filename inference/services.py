@@ -8,7 +8,7 @@ import json
 import logging
 import statistics
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -305,7 +305,12 @@ class Predicted:
     stored: dict[int, dict[int, StoredPrediction]] = field(default_factory=dict)
 
 
-def predictions_make(*, case_ids: Sequence[int]) -> Predicted:
+Predict = Callable[[ModelVersion, Sequence[Case]], list[predictor.Output]]
+"""Stands in for the learners' forward pass: one version's outputs for a batch of cases, in
+order (a simulation's answers). Everything around it is the worker's own path."""
+
+
+def predictions_make(*, case_ids: Sequence[int], predict: Predict | None = None) -> Predicted:
     """Predict claimed cases with every active model version of their deployment, in one
     batch per version; returns the cases still waiting (`received`) and the predictions
     written.
@@ -315,7 +320,8 @@ def predictions_make(*, case_ids: Sequence[int]) -> Predicted:
     whose predictions fail for another reason: the other deployments of the batch carry on.
     Versions that already predicted a case are skipped: a redelivered job changes nothing.
     After INFERENCE_MAX_ATTEMPTS claims of the same case (workers that died on it), the case
-    gets failed predictions, so that humans decide it.
+    gets failed predictions, so that humans decide it. `predict`, when given, answers instead
+    of the learners (`Predict`).
     """
     # Each case with the versions that have predicted it already (`predicted_by`).
     cases = list(Case.objects.filter(pk__in=case_ids, status=Case.Status.RECEIVED)
@@ -331,7 +337,7 @@ def predictions_make(*, case_ids: Sequence[int]) -> Predicted:
     for deployment_id, group in by_deployment.items():
         versions, limits = active.get(deployment_id, ([], Limits()))
         try:
-            _group_predict(group, versions, limits=limits, predicted=predicted)
+            _group_predict(group, versions, limits=limits, predicted=predicted, predict=predict)
         except SoftTimeLimitExceeded:
             raise
         except Exception as exc:  # one deployment's failure must not hold up the others
@@ -421,7 +427,7 @@ def _predictions_store(rows: list[_Row], *, predicted: Predicted) -> None:
 
 
 def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: Limits,
-                   predicted: Predicted) -> None:
+                   predicted: Predicted, predict: Predict | None = None) -> None:
     done = {(case.pk, version_id) for case in cases
             for version_id in case.predicted_by}  # type: ignore[attr-defined]
     images: dict[int, bytes] = {}
@@ -443,7 +449,7 @@ def _group_predict(cases: list[Case], versions: list[ModelVersion], *, limits: L
         rows = [_failed(c, version, failed[c.pk]) for c in todo if c.pk in failed]
         todo = [c for c in todo if c.pk not in failed]
         if todo:
-            rows += _version_predict(todo, version, images, stats, limits)
+            rows += _version_predict(todo, version, images, stats, limits, predict=predict)
         _predictions_store(rows, predicted=predicted)
 
 
@@ -453,11 +459,15 @@ def _failed(case: Case, version: ModelVersion, error: str) -> _Row:
 
 
 def _version_predict(cases: list[Case], version: ModelVersion, images: dict[int, bytes],
-                     stats: dict[int, predictor.InputStats], limits: Limits) -> list[_Row]:
+                     stats: dict[int, predictor.InputStats], limits: Limits,
+                     predict: Predict | None = None) -> list[_Row]:
     try:
-        learn = predictor.learner_for(version_id=version.pk, sha256=version.sha256,
-                                      open_artifact=lambda: version.artifact.open("rb"))
-        outputs = predictor.predict_images(learn, [images[c.pk] for c in cases])
+        if predict is not None:
+            outputs = predict(version, cases)
+        else:
+            learn = predictor.learner_for(version_id=version.pk, sha256=version.sha256,
+                                          open_artifact=lambda: version.artifact.open("rb"))
+            outputs = predictor.predict_images(learn, [images[c.pk] for c in cases])
     except SoftTimeLimitExceeded:
         logger.error("model version %s timed out on %d cases", version.pk, len(cases))
         return [_failed(c, version, f"timed out after {settings.INFERENCE_TIME_LIMIT}s")

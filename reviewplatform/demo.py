@@ -9,16 +9,20 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import transaction
 
 from inference.demo_model import DIGIT_LABELS
 from inference.models import DomainThresholds
 from inference.services import domain_thresholds_fit, model_version_register
 from rollout.services import deployment_create
 
-from .models import ApiKey, Deployment
+from .errors import ServiceError
+from .models import ApiKey, Case, Deployment
 from .services import api_key_create
+from .simulation import Summary, digit_images, scenario_load, simulate
 
 DEMO_DEPLOYMENT = "digits"
+HISTORY_PREFIX = "history"  # external ids of the simulated history's cases
 DEMO_REGIONS = [
     ("north", "North", "Europe/Oslo"),
     ("east", "East", "Asia/Tokyo"),
@@ -82,3 +86,36 @@ def demo_setup(*, model_path: Path, challenger_path: Path | None, training_image
         api_key_file.write_text(key + "\n")
         api_key_file.chmod(0o600)
     return DemoSetup(deployment=deployment, api_key=key)
+
+
+def demo_history_seeded() -> bool:
+    return Case.objects.filter(deployment__slug=DEMO_DEPLOYMENT,
+                               external_id__startswith=f"{HISTORY_PREFIX}-").exists()
+
+
+def demo_history_seed(*, scenario: Path, model_path: Path, challenger_path: Path | None,
+                      training_images: Path, images: Path, api_key_file: Path, seed: int = 0
+                      ) -> Summary | None:
+    """Two simulated weeks before now (the scenario), through the simulator and the real
+    services; None when the history is already there.
+
+    The demo is set up (`demo_setup`) at the simulated start, so a new deployment's history
+    begins with it. The weeks are written in one transaction: a seeding that fails leaves
+    nothing, and a second run finds the history or seeds it afresh.
+    """
+    loaded = scenario_load(scenario)
+    if loaded.deployment_slug != DEMO_DEPLOYMENT:
+        raise ServiceError(f"{scenario}: the demo's history is for deployment "
+                           f"{DEMO_DEPLOYMENT}, not {loaded.deployment_slug}")
+    if demo_history_seeded():
+        return None
+    files = digit_images(images)
+
+    def prepare(_: object) -> Deployment:
+        return demo_setup(model_path=model_path, challenger_path=challenger_path,
+                          training_images=training_images, api_key_file=api_key_file
+                          ).deployment
+
+    with transaction.atomic():
+        return simulate(loaded, prepare=prepare, images=files, seed=seed,
+                        external_prefix=HISTORY_PREFIX)

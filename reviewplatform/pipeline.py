@@ -18,17 +18,20 @@ from rollout.routes import cases_routes
 from . import lifecycle
 
 
-def cases_predict(*, case_ids: Sequence[int]) -> None:
+def cases_predict(*, case_ids: Sequence[int], predict: inference.Predict | None = None
+                  ) -> None:
     """Predict claimed cases, route them, and release the claims of those routed (a case left
-    waiting keeps its claim until it goes stale, so it is not retried at once)."""
-    predicted = inference.predictions_make(case_ids=case_ids)
+    waiting keeps its claim until it goes stale, so it is not retried at once). `predict`
+    stands in for the learners (a simulation's answers)."""
+    predicted = inference.predictions_make(case_ids=case_ids, predict=predict)
     routed = lifecycle.cases_route(
         case_ids=predicted.waiting,
         router=lambda cases: cases_routes(cases, predicted=predicted.stored))
     inference.claims_release(case_ids=routed)
 
 
-def predict_waiting(*, batch_size: int | None = None, wait_ms: int | None = None) -> int:
+def predict_waiting(*, batch_size: int | None = None, wait_ms: int | None = None,
+                    predict: inference.Predict | None = None) -> int:
     """Claim a batch of waiting cases, predict them and route them; returns how many.
 
     Takes what is waiting, then keeps topping the batch up until it is full or `wait_ms` has
@@ -43,7 +46,7 @@ def predict_waiting(*, batch_size: int | None = None, wait_ms: int | None = None
     while len(ids) < size and time.monotonic() < deadline:
         time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
         ids += inference.cases_claim(limit=size - len(ids))
-    cases_predict(case_ids=ids)
+    cases_predict(case_ids=ids, predict=predict)
     return len(ids)
 
 

@@ -8,7 +8,9 @@ reuses what exists and starts in seconds.
 Environment: DEMO_PORT, DEMO_REDIS_PORT, DEMO_PG_PORT (ports), DEMO_VAR (the folder for all it
 writes: database, Redis, media, models, logs; default var/), DEMO_EPOCHS (training epochs of
 each demo model; default 8 for the champion, 4 for the challenger), DEMO_CASES (cases
-submitted; default 200).
+submitted; default 200), DEMO_HISTORY (default 1: the first run seeds two simulated weeks
+before now through the simulator, scenarios/demo_history.toml, in under a minute; 0 starts
+empty).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def environment() -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     # The demo runs on one machine: a webhook receiver tried beside it listens on 127.0.0.1.
     env.setdefault("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "true")
+    # Guardrail alerts (the history's pause among them) are emailed to the console.
+    env.setdefault("ROLLOUT_ALERT_EMAILS", "admin@localhost")
     return env
 
 

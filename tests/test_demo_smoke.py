@@ -1,6 +1,8 @@
 """`make demo` as a newcomer runs it: scripts/demo.py starts everything on its own ports and in
 its own folder, serves the pages, predicts every demo case, and stops cleanly on SIGTERM
-(Ctrl-C)."""
+(Ctrl-C). It runs as `make demo DEMO_HISTORY=0` (no simulated history: the deployment starts
+in the shadow stage with only the submitted cases); tests/test_demo_history.py seeds the
+history."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ class Demo:
                                "MEDIA_ROOT", "STATIC_ROOT", "SECRET_KEY", "ENV_FILE"}}
         env.update({name: str(port) for name, port in ports.items()})
         env.update({"DEMO_VAR": str(var), "DEMO_EPOCHS": "1", "DEMO_CASES": str(CASES),
-                    "PYTHONPATH": str(ROOT)})
+                    "DEMO_HISTORY": "0", "PYTHONPATH": str(ROOT)})
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
             stdout=self.output.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -108,6 +110,7 @@ def test_make_demo_serves_predicts_and_stops(demo):
             return connection.execute(sql).fetchone()[0]
 
         assert one("SELECT count(*) FROM reviewplatform_case") == CASES
+        assert one("SELECT count(*) FROM auth_user WHERE username LIKE 'sim-%'") == 0
         assert one("SELECT count(*) FROM inference_modelversion WHERE is_active") == 2
         while waiting := one("SELECT count(*) FROM reviewplatform_case c "
                              "JOIN inference_modelversion v ON v.deployment_id = c.deployment_id "

@@ -10,7 +10,8 @@ from reviewplatform.demo import demo_setup
 
 class Command(BaseCommand):
     help = ("Everything `make demo` needs before it starts the servers, in one process: migrate, "
-            "collect static files, train the demo model if missing, create the demo users, "
+            "collect static files, train the demo model if missing, seed two simulated weeks "
+            "of history (demo_history; DEMO_HISTORY=0 skips it), create the demo users, "
             "deployment, champion and API key. Idempotent.")
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,6 +40,9 @@ class Command(BaseCommand):
             call_command("train_demo_model", out=challenger, data_dir=data_dir,
                          epochs=challenger_epochs, seed=1, channels=[32, 64, 96],
                          stdout=self.stdout)
+        # The history first: it sets the demo up at its simulated start (DEMO_HISTORY=0: none).
+        call_command("demo_history", model=model, challenger=challenger,
+                     api_key_file=api_key_file, images=data_dir / "test", stdout=self.stdout)
         setup = demo_setup(model_path=model, challenger_path=challenger,
                            training_images=data_dir / "train",
                            api_key_file=api_key_file)

@@ -55,11 +55,13 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--unless-any", action="store_true",
-                            help="do nothing if the demo deployment already has cases")
+                            help="do nothing if demo cases were submitted already (the "
+                                 "simulated history's cases do not count)")
 
     def handle(self, *args: Any, url: str, api_key_file: Path, images: Path, count: int,
                seed: int, unless_any: bool, **options: Any) -> None:
-        if unless_any and Case.objects.filter(deployment__slug=DEMO_DEPLOYMENT).exists():
+        if unless_any and Case.objects.filter(deployment__slug=DEMO_DEPLOYMENT,
+                                              external_id__startswith="demo-").exists():
             self.stdout.write("the demo cases are already there")
             return
         files = sorted(images.glob("*/*.png"))
