@@ -141,7 +141,10 @@ def _cell_scope(version: Mapping[str, Any], rule: str, region: str, regions: lis
     if region not in allowed:
         return None
     threshold = definition.get("confidence_threshold", version["confidence_threshold"])
-    return (kind, json.dumps(definition, sort_keys=True), threshold)
+    # The rule's other regions are not this cell's scope: widening a rule to a new region
+    # keeps the evidence of the regions it had.
+    conditions = {k: v for k, v in definition.items() if k not in ("regions", "regions_not")}
+    return (kind, json.dumps(conditions, sort_keys=True), threshold)
 
 
 def _cells_since(deployment: Deployment, cells: list[tuple[str, str]], regions: list[str]

@@ -60,6 +60,11 @@ def test_a_pause_elsewhere_keeps_a_cell_s_evidence_and_a_resumed_cell_starts_afr
     assert pause is not None and pause.paused_cells == [["east", "east"]]
     north = _cells(deployment)["north"]
     assert (north.since, north.agreement.n) == (published.created_at, 10)
+    # Widening the rule to another region keeps north's evidence too.
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="west too",
+                   rules=[{**NORTH, "regions": ["north", "west"]}, EAST], audit_rate=1.0,
+                   paused_cells=[["east", "east"]], override_reason="tested elsewhere")
+    assert _cells(deployment)["north"].since == published.created_at
     resumed = policy_cell_resume(deployment=deployment, actor=admin_user, rule="east",
                                  region="east", reason="retrained",
                                  override_reason="new camera settings")
