@@ -221,3 +221,31 @@ def test_the_command_makes_the_deployment_and_prints_what_happened(tmp_path, tra
     assert champion.name == "simulated-champion"
     assert Case.objects.filter(deployment__slug="sim-digits").count() == int(
         re.search(r"cases: (\d+)", output).group(1))
+
+
+def test_the_fast_mode_runs_the_scenario_s_cells_through_the_statistics_alone():
+    out = io.StringIO()
+
+    call_command("simulate", str(ROOT / "scenarios" / "demo_history.toml"), "--fast",
+                 "--runs", "40", "--seed", "3", stdout=out)
+
+    output = out.getvalue()
+    assert "fast mode: the guardrail's statistics alone, 40 runs per cell" in output
+    lines = {line.split(" (")[0].strip(): line for line in output.splitlines()
+             if line.startswith("  ")}
+    assert set(lines) == {"north", "west"}  # the cells of the first automated policy
+    assert "steady at 0.995): paused in 0.0% of runs" in lines["north"]
+    assert "drift to 0.5 on day 3.5 after publishing): paused in 100.0% of runs" in lines["west"]
+    assert not Case.objects.exists()  # no database writes
+
+
+def test_the_fast_mode_refuses_a_scenario_without_automation(tmp_path):
+    text = re.sub(r"\[\[policy\]\].*", "", (ROOT / "scenarios" / "demo_history.toml")
+                  .read_text(), flags=re.S)
+    path = tmp_path / "shadow.toml"
+    path.write_text(text)
+
+    with pytest.raises(CommandError, match="no policy automates anything"):
+        call_command("simulate", str(path), "--fast", "--runs", "5")
+    with pytest.raises(CommandError, match="--runs must be at least 1"):
+        call_command("simulate", str(path), "--fast", "--runs", "0")

@@ -12,6 +12,7 @@ from reviewplatform.simulation import (
     scenario_load,
     simulate,
 )
+from reviewplatform.simulation.fast_mode import fast_lines
 
 
 class Command(BaseCommand):
@@ -30,14 +31,25 @@ class Command(BaseCommand):
         parser.add_argument("--model", type=Path,
                             default=settings.VAR_DIR / "demo" / "digits.pkl",
                             help="the learner registered as champion of a new deployment")
+        parser.add_argument("--fast", action="store_true",
+                            help="the guardrail's statistics alone, many runs per automated "
+                                 "cell, without the database (bench/guardrails.py's mode)")
+        parser.add_argument("--runs", type=int, default=200,
+                            help="runs per cell in the fast mode")
         parser.add_argument("--predict-with-learner", action="store_true",
                             help="let the registered learner predict every case (slower; the "
                                  "scenario's accuracy table is then not used)")
 
     def handle(self, *args: Any, scenario: Path, seed: int, images: Path, model: Path,
-               predict_with_learner: bool, **options: Any) -> None:
+               predict_with_learner: bool, fast: bool, runs: int, **options: Any) -> None:
+        if runs < 1:
+            raise CommandError("--runs must be at least 1")
         try:
             loaded = scenario_load(scenario)
+            if fast:
+                for line in fast_lines(loaded, runs=runs, seed=seed):
+                    self.stdout.write(line)
+                return
             summary = simulate(loaded, seed=seed, images=digit_images(images),
                                prepare=lambda s: deployment_prepare(s, model=model),
                                predict_with_learner=predict_with_learner)
