@@ -43,6 +43,7 @@ PGDATA = VAR / "pg"
 URL = f"http://{HOST}:{PORT}"
 EPOCHS = os.environ.get("DEMO_EPOCHS", "")
 CASES = os.environ.get("DEMO_CASES", "200")
+LIVE_SECONDS = os.environ.get("DEMO_LIVE_SECONDS", "20")
 
 
 def environment() -> dict[str, str]:
@@ -147,6 +148,11 @@ def main() -> int:
         manage(env, "demo_submit", "--url", URL, "--unless-any", "--count", CASES,
                "--api-key-file", str(DEMO / "api-key.txt"),
                "--images", str(DEMO / "digits" / "test"))
+        if float(LIVE_SECONDS) > 0:
+            start("live-cases", str(BIN / "python"), str(ROOT / "manage.py"), "demo_submit",
+                  "--url", URL, "--count", "0", "--every", LIVE_SECONDS, "--seed",
+                  str(int(time.time())), "--api-key-file", str(DEMO / "api-key.txt"),
+                  "--images", str(DEMO / "digits" / "test"))
         api_key = (DEMO / "api-key.txt").read_text().strip()
         print(f"""
 The review platform is running at {URL}/

@@ -48,7 +48,7 @@ class Demo:
                                "MEDIA_ROOT", "STATIC_ROOT", "SECRET_KEY", "ENV_FILE"}}
         env.update({name: str(port) for name, port in ports.items()})
         env.update({"DEMO_VAR": str(var), "DEMO_EPOCHS": "1", "DEMO_CASES": str(CASES),
-                    "DEMO_HISTORY": "0", "PYTHONPATH": str(ROOT)})
+                    "DEMO_HISTORY": "0", "DEMO_LIVE_SECONDS": "3", "PYTHONPATH": str(ROOT)})
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, env=env,
             stdout=self.output.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -109,18 +109,29 @@ def test_make_demo_serves_predicts_and_stops(demo):
         def one(sql: str) -> int:
             return connection.execute(sql).fetchone()[0]
 
-        assert one("SELECT count(*) FROM reviewplatform_case") == CASES
+        assert one("SELECT count(*) FROM reviewplatform_case WHERE external_id LIKE 'demo-%'"
+                   ) == CASES
         assert one("SELECT count(*) FROM auth_user WHERE username LIKE 'sim-%'") == 0
         assert one("SELECT count(*) FROM inference_modelversion WHERE is_active") == 2
+        # Live cases keep arriving, one every DEMO_LIVE_SECONDS: wait for two of them, then
+        # for every case submitted so far to be predicted by both versions and routed.
+        while one("SELECT count(*) FROM reviewplatform_case WHERE external_id LIKE 'live-%'"
+                  ) < 2:
+            assert time.monotonic() < deadline, f"no live cases arrive:\n{demo.log()}"
+            time.sleep(1)
+        last = one("SELECT max(id) FROM reviewplatform_case")
         while waiting := one("SELECT count(*) FROM reviewplatform_case c "
                              "JOIN inference_modelversion v ON v.deployment_id = c.deployment_id "
-                             "AND v.is_active WHERE NOT EXISTS (SELECT 1 FROM "
-                             "inference_prediction p WHERE p.case_id = c.id "
+                             f"AND v.is_active WHERE c.id <= {last} AND NOT EXISTS (SELECT 1 "
+                             "FROM inference_prediction p WHERE p.case_id = c.id "
                              "AND p.model_version_id = v.id)"):
             assert time.monotonic() < deadline, f"{waiting} predictions missing:\n{demo.log()}"
             time.sleep(1)
-        assert one("SELECT count(*) FROM inference_prediction WHERE status = 'ok'") == 2 * CASES
-        while one("SELECT count(*) FROM reviewplatform_case WHERE status = 'received'"):
+        assert one("SELECT count(*) FROM inference_prediction WHERE status = 'ok' "
+                   f"AND case_id <= {last}") == 2 * one(
+                       f"SELECT count(*) FROM reviewplatform_case WHERE id <= {last}")
+        while one("SELECT count(*) FROM reviewplatform_case WHERE status = 'received' "
+                  f"AND id <= {last}"):
             assert time.monotonic() < deadline, f"cases were not routed:\n{demo.log()}"
             time.sleep(1)
         case_id = one("SELECT min(id) FROM reviewplatform_case")
@@ -140,7 +151,8 @@ def test_make_demo_serves_predicts_and_stops(demo):
     assert home.status_code == 200 and home.url == f"{url}/", home.text[:500]
     rows = re.findall(r'<tr><td>(\w+)</td><td title="[^"]*">(\w+)</td>\s*<td class="num">(\d+)',
                       home.text)
-    assert rows == [("digits", "shadow", str(CASES))], home.text
+    assert [(name, stage) for name, stage, _ in rows] == [("digits", "shadow")], home.text
+    assert int(rows[0][2]) >= CASES + 2, home.text  # the demo's cases and the live ones
 
     # Ctrl-C: everything stops, the embedded PostgreSQL too, and the ports are free again.
     demo.process.send_signal(signal.SIGTERM)
@@ -150,6 +162,6 @@ def test_make_demo_serves_predicts_and_stops(demo):
         assert port_free(port), f"{name} {port} is still taken"
     assert not (demo.var / "pg" / "postmaster.pid").exists()
     # Everything it wrote is under DEMO_VAR, the media too.
-    assert len(list((demo.var / "media").rglob("*.png"))) == CASES
+    assert len(list((demo.var / "media").rglob("*.png"))) >= CASES + 2
     assert (demo.var / "demo" / "digits.pkl").exists()
     print(f"demo: predicted every case {predicted:.0f}s after start")
