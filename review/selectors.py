@@ -114,10 +114,17 @@ class Backlog:
     oldest_created_at: datetime | None
     arrivals_per_hour: float
     answered_per_hour: float
+    window_hours: float  # what the rates are counted over: 24 hours, or since the first task
+
+    @property
+    def window_words(self) -> str:
+        if self.window_hours >= 2:
+            return f"{self.window_hours:.0f} hours"
+        return f"{max(self.window_hours * 60, 1):.0f} minutes"
 
     @property
     def hours_to_clear(self) -> float | None:
-        """At the last 24 hours' pace, net of arrivals; None when the backlog is not shrinking."""
+        """At the window's pace, net of arrivals; None when the backlog is not shrinking."""
         net = self.answered_per_hour - self.arrivals_per_hour
         total = self.waiting + self.being_reviewed
         if total == 0:
@@ -126,10 +133,14 @@ class Backlog:
 
 
 def queue_backlog(*, now: datetime | None = None) -> Backlog:
-    """The backlog against the arrival rate (last 24 hours), and the oldest waiting task."""
+    """The backlog against the arrival rate, and the oldest waiting task. The rates are counted
+    over the last 24 hours, or since the first task where that is more recent: a platform
+    started ten minutes ago has ten minutes of arrivals, not a day's."""
     now = now or timezone.now()
-    since = now - timedelta(hours=24)
     tasks = ReviewTask.objects.exclude(reason=ReviewTask.Reason.GOLD)
+    first = tasks.aggregate(first=Min("created_at"))["first"]
+    since = max(now - timedelta(hours=24), first or now)
+    hours = max((now - since).total_seconds() / 3600, 1 / 60)
     waiting = tasks.filter(status__in=WAITING).aggregate(
         waiting=Count("id", filter=Q(status=ReviewTask.Status.OPEN)),
         claimed=Count("id", filter=Q(status=ReviewTask.Status.CLAIMED)),
@@ -139,7 +150,8 @@ def queue_backlog(*, now: datetime | None = None) -> Backlog:
     answered = tasks.filter(status=ReviewTask.Status.DONE, completed_at__gte=since).count()
     return Backlog(waiting=waiting["waiting"], being_reviewed=waiting["claimed"],
                    urgent=waiting["urgent"], oldest_created_at=waiting["oldest"],
-                   arrivals_per_hour=arrived / 24, answered_per_hour=answered / 24)
+                   arrivals_per_hour=arrived / hours, answered_per_hour=answered / hours,
+                   window_hours=hours)
 
 
 def human_agreement() -> Proportion:

@@ -370,3 +370,22 @@ def test_it_puts_a_skipped_case_back_and_serves_it_only_when_nothing_else_is_lef
     first.refresh_from_db()
     assert (first.status, first.claimed_by_id) == (ReviewTask.Status.CLAIMED, reviewer.pk)
     assert list(Review.objects.values_list("task_id", "answer")) == [(second.pk, "3")]
+
+
+def test_it_counts_arrival_rates_over_the_time_the_queue_has_existed(client, enqueue, senior):
+    # A platform started half an hour ago: four tasks, one answered. Per hour that is 8
+    # arrivals and 2 answers, not a day's average of a few minutes' work.
+    tasks = [enqueue() for _ in range(4)]
+    for task in tasks:
+        created_ago(task, minutes=30)
+    claimed = review_claim_next(reviewer=senior)
+    review_submit(task_id=claimed.pk, lease_token=claimed.lease_token, reviewer=senior,
+                  answer="2")
+    client.force_login(senior)
+
+    html = client.get("/review/team/").content.decode()
+
+    assert text_of(html, "rate-window") == "30 minutes"
+    assert "(since the first task)" in html
+    assert text_of(html, "arrivals") == "8.0"
+    assert text_of(html, "answered") == "2.0"
