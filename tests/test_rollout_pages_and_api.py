@@ -102,6 +102,18 @@ def test_it_pauses_and_rolls_back_from_the_page(client, admin_user, deployment):
     assert (current.stage, current.copied_from, current.kind) == ("shadow", 1, "rollback")
 
 
+def test_its_cells_read_paused_while_all_automation_is(client, admin_user, deployment):
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="pilot",
+                   rules=NORTH_DAY, override_reason="tested elsewhere")
+    client.force_login(admin_user)
+    assert "<td>active</td>" in client.get("/deployments/digits/rollout/").content.decode()
+
+    client.post("/deployments/digits/rollout/pause/", {"reason": "incident"})
+
+    page = client.get("/deployments/digits/rollout/").content.decode()
+    assert "<td>paused with all automation</td>" in page and "<td>active</td>" not in page
+
+
 def test_it_keeps_the_page_and_its_actions_from_reviewers(client, reviewer, deployment):
     client.force_login(reviewer)
     assert client.get("/deployments/digits/rollout/").status_code == 403
