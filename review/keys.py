@@ -2,14 +2,15 @@
 
 A label that is a single character is its own key (on the digits deployment `5` answers 5,
 never the fifth label); the others take 1-9 and 0 in order, skipping keys already taken. Keys
-the page uses itself (cannot tell, out of domain, skip, next, zoom) are never a label's."""
+the page uses itself (cannot tell, out of domain, skip, next, zoom, brightness, contrast) are
+never a label's."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-#: c cannot tell, o out of domain, s skip, n next, z/+/=/- zoom
-PAGE_KEYS = frozenset({"c", "o", "s", "n", "z", "+", "=", "-"})
+#: c cannot tell, o out of domain, s skip, n next, z/+/=/- zoom, [ ] brightness, { } contrast
+PAGE_KEYS = frozenset({"c", "o", "s", "n", "z", "+", "=", "-", "[", "]", "{", "}"})
 NUMBER_KEYS = "1234567890"
 
 

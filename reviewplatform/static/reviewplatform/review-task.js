@@ -15,6 +15,27 @@
       viewer.scrollTop = y * viewer.scrollHeight - viewer.clientHeight / 2;
     }
   }
+  // Brightness and contrast, for night-time captures: a CSS filter on the image only.
+  const brightness = document.getElementById("brightness");
+  const contrast = document.getElementById("contrast");
+  function setFilter() {
+    image.style.filter = "brightness(" + brightness.value + ") contrast(" + contrast.value + ")";
+    document.getElementById("brightness-level").textContent = Math.round(brightness.value * 100) + "%";
+    document.getElementById("contrast-level").textContent = Math.round(contrast.value * 100) + "%";
+  }
+  function step(input, by) {
+    input.value = Math.min(Number(input.max), Math.max(Number(input.min), Number(input.value) + by));
+    setFilter();
+  }
+  brightness.addEventListener("input", setFilter);
+  contrast.addEventListener("input", setFilter);
+  function viewReset() {
+    brightness.value = contrast.value = 1;
+    setFilter();
+    setZoom(1);
+  }
+  document.getElementById("view-reset").addEventListener("click", viewReset);
+
   viewer.addEventListener("click", function (event) {
     const box = viewer.getBoundingClientRect();
     const x = (viewer.scrollLeft + event.clientX - box.left) / viewer.scrollWidth;
@@ -48,7 +69,9 @@
     const key = event.key.toLowerCase();
     if (key === "+" || key === "=") { setZoom(zoom * 1.5); event.preventDefault(); return; }
     if (key === "-") { setZoom(zoom / 1.5); event.preventDefault(); return; }
-    if (key === "z") { setZoom(1); event.preventDefault(); return; }
+    if (key === "z") { viewReset(); event.preventDefault(); return; }
+    if (key === "[" || key === "]") { step(brightness, key === "]" ? 0.25 : -0.25); event.preventDefault(); return; }
+    if (key === "{" || key === "}") { step(contrast, key === "}" ? 0.25 : -0.25); event.preventDefault(); return; }
     if (key.startsWith("arrow") && zoom > 1) {
       const step = viewer.clientWidth / 4;
       viewer.scrollBy(key === "arrowleft" ? -step : key === "arrowright" ? step : 0,
