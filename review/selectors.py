@@ -189,3 +189,22 @@ def queue_peek_next(*, reviewer: User, after: ReviewTask) -> int | None:
     return (queue_for(reviewer).filter(status=ReviewTask.Status.OPEN)
             .exclude(case_id=after.case_id).order_by(*SERVING_ORDER)
             .values_list("case_id", flat=True).first())
+
+
+@dataclass(frozen=True)
+class RecentAnswer:
+    case_id: int
+    answer: str
+    at: datetime
+
+
+def reviewer_recent(*, reviewer: User, limit: int = 5) -> list[RecentAnswer]:
+    """The reviewer's last answers, newest first (gold cases included: they are answers too)."""
+    return [RecentAnswer(case_id=case_id, answer=answer, at=at) for case_id, answer, at in
+            Review.objects.filter(reviewer=reviewer).order_by("-created_at", "-id")
+            .values_list("case_id", "answer", "created_at")[:limit]]
+
+
+def reviewer_answers_since(*, reviewer: User, since: datetime) -> int:
+    return Review.objects.filter(reviewer=reviewer, created_at__gte=since).count()
+

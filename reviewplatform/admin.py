@@ -96,7 +96,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "review_mode", "second_opinion_rate", "gold_rate",
                     "created_at"]
     fields = ["slug", "name", "labels", "urgent_labels", "review_mode", "second_opinion_rate",
-              "gold_rate", "image_retention_days", "created_at"]
+              "gold_rate", "image_retention_days", "guidelines", "created_at"]
     add_form = DeploymentAddForm
     add_fieldsets = [(None, {"fields": ["slug", "name", "labels", "regions"]})]
 

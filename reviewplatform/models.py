@@ -48,6 +48,9 @@ class Deployment(models.Model):
         default=0.0, help_text="share of cases (0-1) that get a second blind review anyway")
     gold_rate = models.FloatField(
         default=0.0, help_text="share of claims (0-1) that serve a gold case instead")
+    guidelines = models.TextField(
+        blank=True, help_text="guidance for reviewers, in Markdown, shown on the review page "
+                              "with example images per label from gold cases")
     image_retention_days = models.PositiveIntegerField(
         null=True, blank=True,
         help_text="delete a case's image this many days after its decision (its decision, "

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import cast
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from inference.models import Prediction
 from inference.ood import MODEL_OUTPUT_REASONS, OodReason
+from review.guidelines import guideline_examples, guidelines_html
 from review.keys import label_keys
 from review.selectors import (
     human_agreement,
@@ -25,7 +27,9 @@ from review.selectors import (
     queue_counts,
     queue_peek_next,
     reveal_effect,
+    reviewer_answers_since,
     reviewer_figures,
+    reviewer_recent,
     reviewers_active,
 )
 from review.services import (
@@ -52,6 +56,9 @@ def _user(request: HttpRequest) -> User:
     return cast(User, request.user)
 
 
+SESSION_KEY = "review_session"
+
+
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
@@ -65,6 +72,8 @@ def home(request: HttpRequest) -> HttpResponse:
         "audit_within_minutes": settings.AUDIT_SERVE_WITHIN_SECONDS / 60,
         "deployments": deployments,
         "count_today": mine.today,
+        "session_goal": (request.session.get(SESSION_KEY) or {}).get(
+            "goal", settings.REVIEW_SESSION_GOAL),
         "mine": mine,
         "can_review": user.has_perm(REVIEW_PERM),
         "can_see_team": user.has_perm(TEAM_PERM),
@@ -99,10 +108,30 @@ def _go_next(request: HttpRequest) -> HttpResponse:
     return redirect("review-task", task_id=task.pk)
 
 
+def _review_session(request: HttpRequest, *, goal: str | None = None) -> dict[str, Any]:
+    """The reviewer's session: when it started and its goal (answers). Starting from the
+    dashboard with a goal starts a new one; otherwise the current one, or a new one with the
+    default goal after REVIEW_SESSION_HOURS."""
+    now = timezone.now()
+    current = request.session.get(SESSION_KEY)
+    stale = (current is None or datetime.fromisoformat(current["started"])
+             < now - timedelta(hours=settings.REVIEW_SESSION_HOURS))
+    if goal is not None or stale:
+        try:
+            target = int(goal or settings.REVIEW_SESSION_GOAL)
+        except ValueError:
+            target = settings.REVIEW_SESSION_GOAL
+        current = {"started": now.isoformat(), "goal": min(max(target, 1), 1000)}
+        request.session[SESSION_KEY] = current
+    return cast(dict[str, Any], current)
+
+
 @require_POST
 @login_required
 @permission_required(REVIEW_PERM, raise_exception=True)
 def review_next(request: HttpRequest) -> HttpResponse:
+    if "goal" in request.POST:
+        _review_session(request, goal=request.POST["goal"])
     return _go_next(request)
 
 
@@ -145,6 +174,9 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
     reason = task_shown_reason(task)
     local = case.captured_at_local
     lease = settings.REVIEW_LEASE_SECONDS
+    session = _review_session(request)
+    done = reviewer_answers_since(reviewer=_user(request),
+                                  since=datetime.fromisoformat(session["started"]))
     return render(request, "review/task.html", {
         "task": task,
         "case": case,
@@ -164,6 +196,12 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
         "model": _model_answer(case) if shows_model else None,
         "next_case_id": queue_peek_next(reviewer=_user(request), after=task),
         "renew_every_ms": max(2, lease // 4) * 1000,
+        "session_goal": session["goal"],
+        "session_done": done,
+        "session_percent": min(100, round(100 * done / session["goal"])),
+        "recent": reviewer_recent(reviewer=_user(request)),
+        "guidelines": guidelines_html(case.deployment.guidelines),
+        "examples": guideline_examples(deployment_id=case.deployment_id),
     })
 
 

@@ -96,6 +96,10 @@ WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", Fa
 WEBHOOK_DRAIN_SECONDS = env_int("WEBHOOK_DRAIN_SECONDS", 5, minimum=1)
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 300, minimum=10)
 REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 15, minimum=0)
+# The review page's session goal: answers, by default, and how long a session lasts when the
+# reviewer does not start a new one from the dashboard.
+REVIEW_SESSION_GOAL = env_int("REVIEW_SESSION_GOAL", 50, minimum=1)
+REVIEW_SESSION_HOURS = env_int("REVIEW_SESSION_HOURS", 8, minimum=1)
 # An audit task waiting longer than this is served before every task that is not urgent: the
 # guardrails judge the model by audits, so they must not wait behind the whole backlog.
 AUDIT_SERVE_WITHIN_SECONDS = env_int("AUDIT_SERVE_WITHIN_SECONDS", 900, minimum=0)
