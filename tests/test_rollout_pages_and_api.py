@@ -93,13 +93,55 @@ def test_it_offers_pause_only_where_the_model_decides_something(client, admin_us
 
 def test_it_pauses_and_rolls_back_from_the_page(client, admin_user, deployment):
     client.force_login(admin_user)
-    client.post("/deployments/digits/rollout/pause/", {"reason": "incident"})
+    client.post("/deployments/digits/rollout/pause/", {"reason": "incident",
+                                                           "confirm": "yes"})
     assert policy_current(deployment_id=deployment.pk).stage == "paused"
 
-    client.post("/deployments/digits/rollout/rollback/", {"version": "1"})
+    client.post("/deployments/digits/rollout/rollback/", {"version": "1", "confirm": "yes"})
 
     current = policy_current(deployment_id=deployment.pk)
     assert (current.stage, current.copied_from, current.kind) == ("shadow", 1, "rollback")
+
+
+def test_pause_and_rollback_wait_for_a_confirmation_and_say_so_at_the_top(
+        client, admin_user, deployment):
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="test", override_reason="test: no evidence needed")
+    client.force_login(admin_user)
+
+    unconfirmed = client.post("/deployments/digits/rollout/pause/", {"reason": "incident"})
+    back = client.post("/deployments/digits/rollout/rollback/", {"version": "1"})
+
+    assert (unconfirmed.status_code, back.status_code) == (400, 400)
+    page = unconfirmed.content.decode()
+    assert "tick the box to confirm: pausing sends every new case" in page
+    assert page.index('id="error"') < page.index('id="stage"')  # above the page, not below
+    assert "rolling back publishes the policy of version 1 again" in back.content.decode()
+    assert deployment.policy_versions.count() == 2  # nothing published
+
+
+def test_a_rollback_that_widens_takes_an_override_from_the_page(client, admin_user,
+                                                                 deployment):
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="test", override_reason="test: no evidence needed")
+    policy_publish(deployment=deployment, stage="paused", rules=[], actor=admin_user,
+                   reason="incident")
+    client.force_login(admin_user)
+    page = client.get("/deployments/digits/rollout/").content.decode()
+    assert 'name="override_reason" placeholder="override reason, if it widens' in page
+
+    refused = client.post("/deployments/digits/rollout/rollback/",
+                          {"version": "2", "confirm": "yes", "reason": "fixed"})
+    assert refused.status_code == 400
+    assert "override" in refused.content.decode()
+    done = client.post("/deployments/digits/rollout/rollback/",
+                       {"version": "2", "confirm": "yes", "reason": "fixed",
+                        "override_reason": "the incident was the camera, now replaced"})
+
+    assert done.status_code == 302
+    current = policy_current(deployment_id=deployment.pk)
+    assert (current.stage, current.copied_from, current.override_reason) == (
+        "full", 2, "the incident was the camera, now replaced")
 
 
 def test_its_cells_read_paused_while_all_automation_is(client, admin_user, deployment):
@@ -108,7 +150,8 @@ def test_its_cells_read_paused_while_all_automation_is(client, admin_user, deplo
     client.force_login(admin_user)
     assert "<td>active</td>" in client.get("/deployments/digits/rollout/").content.decode()
 
-    client.post("/deployments/digits/rollout/pause/", {"reason": "incident"})
+    client.post("/deployments/digits/rollout/pause/", {"reason": "incident",
+                                                           "confirm": "yes"})
 
     page = client.get("/deployments/digits/rollout/").content.decode()
     assert "<td>paused with all automation</td>" in page and "<td>active</td>" not in page
