@@ -21,9 +21,7 @@ GUARDRAIL_DEFAULTS). A failing cell is paused by a new policy version authored b
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -31,27 +29,21 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import (
-    BooleanField,
-    CharField,
-    Count,
-    Exists,
-    ExpressionWrapper,
-    F,
-    OuterRef,
-    Q,
-    Subquery,
-    When,
-)
-from django.db.models import Case as CaseWhen
 from django.utils import timezone
 
-from inference.models import Prediction
-from reviewplatform.models import Decision, Deployment, Review, ReviewTask
+from reviewplatform.models import Deployment
 from reviewplatform.stats import Proportion, proportion
 
 from . import routing
 from .alerts import admins_alert
+from .guardrail_evidence import (
+    AUTOMATED_STAGES,
+    cell_answers,
+    cell_in_domain,
+    cell_unsure,
+    cells_since,
+    ood_baselines,
+)
 from .models import CellAuditRate, ChangeKind, PolicyVersion, Stage
 from .selectors import policy_current
 from .sequential import CellVerdict, SequentialTest, cell_verdict
@@ -60,7 +52,6 @@ from .verdicts import Verdict, agreement_test, audit_rates_for
 
 logger = logging.getLogger(__name__)
 
-AUTOMATED_STAGES = (Stage.LIMITED, Stage.EXPANDING, Stage.FULL)
 
 
 @dataclass(frozen=True)
@@ -117,123 +108,6 @@ def _cells(policy: PolicyVersion, regions: list[str]) -> list[tuple[str, str]]:
     return cells
 
 
-def _cell_scope(version: Mapping[str, Any], rule: str, region: str, regions: list[str]
-                ) -> tuple[Any, ...] | None:
-    """What a version lets the model do in a cell (None: nothing); equal values mean the
-    cell's scope did not change between two versions."""
-    stage = version["stage"]
-    if stage == Stage.SHADOW:
-        kind = "shadow"
-    elif stage in AUTOMATED_STAGES:
-        kind = "automated"
-    else:
-        return None
-    if [rule, region] in version["paused_cells"]:
-        return None
-    if stage == Stage.FULL:
-        definition: dict[str, Any] | None = {"name": rule} if rule == routing.FULL_RULE else None
-    else:
-        definition = next((r for r in version["rules"] if r.get("name") == rule), None)
-    if definition is None:
-        return None
-    allowed = (set(definition.get("regions") or regions)
-               - set(definition.get("regions_not") or ()))
-    if region not in allowed:
-        return None
-    threshold = definition.get("confidence_threshold", version["confidence_threshold"])
-    # The rule's other regions are not this cell's scope: widening a rule to a new region
-    # keeps the evidence of the regions it had.
-    conditions = {k: v for k, v in definition.items() if k not in ("regions", "regions_not")}
-    return (kind, json.dumps(conditions, sort_keys=True), threshold)
-
-
-def _cells_since(deployment: Deployment, cells: list[tuple[str, str]], regions: list[str]
-                 ) -> dict[tuple[str, str], datetime | None]:
-    """Per cell, when its current scope was published: the oldest version of the unbroken run
-    of versions, ending at the current one, that give the cell the same scope."""
-    versions = list(PolicyVersion.objects.filter(deployment=deployment).order_by("-version")
-                    .values("created_at", "stage", "rules", "confidence_threshold",
-                            "paused_cells"))
-    since: dict[tuple[str, str], datetime | None] = {}
-    for rule, region in cells:
-        current = _cell_scope(versions[0], rule, region, regions)
-        start = versions[0]["created_at"]
-        for version in versions[1:]:
-            if _cell_scope(version, rule, region, regions) != current:
-                break
-            start = version["created_at"]
-        since[(rule, region)] = start
-    return since
-
-
-def _answers(*, deployment: Deployment, rule: str, region: str, since: datetime | None,
-             until: datetime) -> list[bool]:
-    """The cell's human answers to cases the model decided (or would have, in shadow), in the
-    order given: agreed with the model or not. "Cannot tell" is no answer."""
-    champion = Prediction.objects.champion().filter(case=OuterRef("case")).values("label")[:1]
-    answers = (Review.objects
-               .filter(task__policy_version__deployment=deployment, task__rule=rule,
-                       task__reason__in=[ReviewTask.Reason.SHADOW, ReviewTask.Reason.AUDIT],
-                       case__region__code=region, created_at__lte=until)
-               .exclude(answer=Review.CANNOT_TELL)
-               .annotate(model_label=CaseWhen(
-                   When(task__reason=ReviewTask.Reason.AUDIT, then=F("case__decision__label")),
-                   default=Subquery(champion), output_field=CharField()))
-               .annotate(agreed=ExpressionWrapper(Q(answer=F("model_label")),
-                                                  output_field=BooleanField()))
-               .order_by("created_at", "id"))
-    if since is not None:
-        answers = answers.filter(created_at__gte=since)
-    return [bool(agreed) for agreed in answers.values_list("agreed", flat=True)]
-
-
-def _unsure(*, deployment: Deployment, rule: str, region: str, since: datetime | None
-            ) -> Proportion:
-    champion = Prediction.objects.champion().filter(case=OuterRef("case")).values("label")[:1]
-    reviews = Review.objects.filter(
-        task__policy_version__deployment=deployment, task__rule=rule,
-        task__reason=ReviewTask.Reason.LOW_CONFIDENCE, case__region__code=region)
-    if since is not None:
-        reviews = reviews.filter(created_at__gte=since)
-    counted = (reviews.annotate(model_label=Subquery(champion))
-               .aggregate(n=Count("id"), agreed=Count("id", filter=Q(answer=F("model_label")))))
-    return proportion(counted["agreed"], counted["n"])
-
-
-def _in_domain(*, deployment: Deployment, rule: str, region: str, since: datetime | None,
-               until: datetime) -> list[bool]:
-    """The cell's cases in order: in domain (the model decided, or they went to reviewers for
-    low confidence) or out of domain."""
-    in_cell: dict[str, Any] = dict(case__deployment=deployment, case__region__code=region,
-                                   rule=rule)
-    decided = Decision.objects.filter(source=Decision.Source.MODEL, decided_at__lte=until,
-                                      **in_cell)
-    tasks = ReviewTask.objects.filter(reason__in=[ReviewTask.Reason.LOW_CONFIDENCE,
-                                                  ReviewTask.Reason.OUT_OF_DOMAIN],
-                                      created_at__lte=until, **in_cell)
-    if since is not None:
-        decided = decided.filter(decided_at__gte=since)
-        tasks = tasks.filter(created_at__gte=since)
-    rows = [(at, True) for at in decided.values_list("decided_at", flat=True)]
-    rows += [(at, reason != ReviewTask.Reason.OUT_OF_DOMAIN)
-             for at, reason in tasks.values_list("created_at", "reason")]
-    rows.sort(key=lambda row: row[0])
-    return [in_domain for _, in_domain in rows]
-
-
-def _ood_baselines(*, deployment: Deployment) -> dict[str, tuple[float | None, int]]:
-    """Per region, the shadow-stage out-of-domain rate of the champion and its n: every
-    region in one pass (cells share their region's baseline)."""
-    rows = (Prediction.objects.champion()
-            .filter(case__deployment=deployment)
-            .filter(Exists(ReviewTask.objects.filter(case_id=OuterRef("case_id"),
-                                                     reason=ReviewTask.Reason.SHADOW)))
-            .values_list("case__region__code")
-            .annotate(n=Count("id"), ood=Count("id", filter=Q(out_of_domain=True)))
-            .order_by())
-    return {region: (ood / n if n else None, n) for region, n, ood in rows}
-
-
 def _ood_check(*, limits: dict[str, Any], baseline: float | None, baseline_n: int,
                in_domain: list[bool]) -> tuple[float | None, CellVerdict | None]:
     """The out-of-domain limit of a cell and the sequential verdict on its cases (None: no
@@ -261,18 +135,18 @@ def guardrails_check(*, deployment: Deployment, now: datetime | None = None
     cells = _cells(policy, regions)
     if not cells:
         return []
-    since = _cells_since(deployment, cells, regions)
-    baselines = _ood_baselines(deployment=deployment)
+    since = cells_since(deployment, cells, regions)
+    baselines = ood_baselines(deployment=deployment)
     reports = []
     for rule, region in cells:
         start = since[(rule, region)]
-        answers = _answers(deployment=deployment, rule=rule, region=region, since=start,
+        answers = cell_answers(deployment=deployment, rule=rule, region=region, since=start,
                            until=now)
         verdict = cell_verdict(test, answers)
         detector = test.detector_fold(answers)
         rate = float(rates.rate(test, detector=detector,
                                 pass_log=test.pass_log_evidence(verdict.n, verdict.agreed)))
-        in_domain = _in_domain(deployment=deployment, rule=rule, region=region, since=start,
+        in_domain = cell_in_domain(deployment=deployment, rule=rule, region=region, since=start,
                                until=now)
         baseline, baseline_n = baselines.get(region, (None, 0))
         limit, ood = _ood_check(limits=limits, baseline=baseline, baseline_n=baseline_n,
@@ -280,7 +154,7 @@ def guardrails_check(*, deployment: Deployment, now: datetime | None = None
         reports.append(CellReport(
             rule=rule, region=region, since=start,
             agreement=proportion(verdict.agreed, verdict.n), agreement_test=verdict,
-            unsure=_unsure(deployment=deployment, rule=rule, region=region, since=start),
+            unsure=cell_unsure(deployment=deployment, rule=rule, region=region, since=start),
             ood_recent=proportion(len(in_domain) - sum(in_domain), len(in_domain)),
             ood_baseline=baseline, ood_limit=limit, ood_test=ood,
             paused=(rule, region) in paused, audit_rate=rate))
