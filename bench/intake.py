@@ -10,11 +10,15 @@ API_THROTTLE_RATE raised out of the way; everything else is the demo's default.
 Four windows of INTAKE_SECONDS (default 30) each, after a short warm-up:
 - end to end: the policy published at full scope, the workers and beat running; clients submit the
   demo's held-out digits at a steady offered rate (INTAKE_E2E_RATE, default 120 cases/s, paced
-  per client). Every case's submit time is taken at the client, its decision time is
-  `Decision.decided_at` read from the database once the window's cases have left `received`.
-  `e2e_cases_per_s`: the model's decisions over the span from the first submit to the last
-  decision; `e2e_p95_s`: p95 of submit to decision over those cases. Cases the policy hands to
-  reviewers (low confidence, out of domain) have no decision to wait for: counted apart.
+  per client). The bench publishes that policy itself (`demo_prepare`): the full stage with no
+  rule, confidence threshold 0 and audit rate 0, so that the model decides every case it
+  answers within the domain checks; those checks (the demo's fitted brightness, contrast and
+  size limits, and its confidence floor of 0.5) still send cases to reviewers. Every case's
+  submit time is taken at the client, its decision time is `Decision.decided_at` read from the
+  database once the window's cases have left `received`. `e2e_cases_per_s`: the model's
+  decisions over the span from the first submit to the last decision; `e2e_p95_s`: p95 of
+  submit to decision over those cases. Cases the policy hands to reviewers (out of domain, low
+  confidence) have no decision to wait for: counted apart.
 - intake: the worker and beat stopped, `POST /api/v1/cases/` with 100 KB JPEGs, closed loop
   (each client sends its next case when the last one is answered); `cases_per_s`, `p95_ms`.
 - batches: the same clients posting 100-case multipart batches to `POST /api/v1/cases/batch/`.
@@ -30,7 +34,7 @@ Writes bench/results/intake.json. Targets: cases_per_s >= 150, p95_ms <= 150,
 ratio_vs_minimal >= 0.5, batch_cases_per_s >= 300, e2e_cases_per_s >= 100, e2e_p95_s <= 2.
 Needs PostgreSQL and Redis (`make bench` starts them). DEMO_EPOCHS sets both demo models' training
 epochs, as for `make demo` (default: the demo's, 8 for the champion and 4 for the challenger;
-fewer leave more cases below the confidence threshold, for reviewers).
+fewer leave more cases below the domain checks' confidence floor, for reviewers).
 """
 
 from __future__ import annotations
@@ -325,8 +329,9 @@ def running(commands: dict[str, list[str]], *, env: dict[str, str], logs: Path,
 # --- the windows ----------------------------------------------------------------------------
 
 def demo_prepare(work: Path) -> str:
-    """The demo's set-up on the test database, then its policy widened to full scope; returns
-    the API key."""
+    """The demo's set-up on the test database, then its policy widened to full scope with no
+    confidence threshold and no audits (the model decides every in-domain case it answers);
+    returns the API key."""
     from django.contrib.auth.models import User
     from django.core.management import call_command
 
@@ -341,8 +346,9 @@ def demo_prepare(work: Path) -> str:
                  challenger=work / "demo" / "digits-challenger.pkl",
                  api_key_file=work / "demo" / "api-key.txt", **epochs)
     policy_publish(deployment=Deployment.objects.get(slug=DEMO_DEPLOYMENT), stage=Stage.FULL,
-                   rules=[], actor=User.objects.get(username="admin"),
-                   reason="intake benchmark: the demo model decides every case it is sure of")
+                   rules=[], confidence_threshold=0.0, audit_rate=0.0,
+                   actor=User.objects.get(username="admin"),
+                   reason="intake benchmark: the demo model decides every in-domain case")
     print(f"demo set up in {time.perf_counter() - started:.0f} s", flush=True)
     return (work / "demo" / "api-key.txt").read_text().strip()
 

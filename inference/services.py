@@ -279,8 +279,8 @@ def cases_claim(*, limit: int, case_ids: Sequence[int] | None = None,
     return [case_id for case_id in ids if case_id in claimed]
 
 
-# Cases this process has routed lately: a job for one of them (every case has its own job,
-# but batches take many cases at once) is answered without asking the database.
+# Cases this process has routed lately: a job named for one of them (beat's sweep queues one
+# per case, but batches take many cases at once) is answered without asking the database.
 _recently_routed: OrderedDict[int, None] = OrderedDict()
 _RECENT_MAX = 50_000
 

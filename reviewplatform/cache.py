@@ -2,8 +2,8 @@
 
 Django's client makes a `redis.Redis` for each operation, and making one (its table of
 response callbacks) costs more than the command it sends on a local Redis; an API request
-makes three (its key, its throttle's read and write). A client is a thin, thread-safe handle
-on its pool, so one is kept per pool.
+makes several (its key, its throttle's window, the prediction job's marker). A client is a
+thin, thread-safe handle on its pool, so one is kept per pool.
 """
 
 from __future__ import annotations

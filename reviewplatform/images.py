@@ -54,7 +54,12 @@ def image_inspect(file: IO[bytes], *, size: int) -> ImageFacts:
             if min(width, height) < settings.MIN_IMAGE_SIDE:
                 raise ServiceError(f"the image is {width}x{height}; each side must be at least "
                                    f"{settings.MIN_IMAGE_SIDE} pixels", field="image")
-            image.load()  # decode every pixel: a truncated file fails here, not in the worker
+            # Decode the whole stream: a truncated or broken file fails here, not in the
+            # worker. A JPEG is decoded at an eighth of its size (`draft`): every block's data
+            # is still read and entropy-decoded, which is where a damaged file fails, and the
+            # full-size pixels, never used here, are not computed. Other formats ignore it.
+            image.draft(image.mode, (1, 1))
+            image.load()
     except ServiceError:
         raise
     except Image.DecompressionBombError as exc:

@@ -1,5 +1,5 @@
-"""Intake: a submitted case is stored, and its prediction queued once the row is committed
-(a batch's cases: one job for them all)."""
+"""Intake: a submitted case is stored, and its prediction asked for once the row is committed
+(one job for a burst of submits; a batch's cases: one job for them all)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db import transaction
 
 from .models import Case, Deployment
 from .services import case_submit
-from .tasks import predict_case, predict_cases
+from .tasks import predict_cases, predict_soon
 
 
 def case_intake(
@@ -26,15 +26,13 @@ def case_intake(
     submitted_by: User,
     metadata: Any = None,
 ) -> Case:
-    """Store a submitted case (validated by `case_submit`) and queue its prediction once the
-    row is committed. Should its transaction fail once the case is stored (at its commit), its
-    image is deleted (`case_submit`)."""
-    def queue(case: Case) -> None:
-        transaction.on_commit(lambda: predict_case.delay(case.pk), robust=True)
-
+    """Store a submitted case (validated by `case_submit`) and ask for its prediction once the
+    row is committed (`predict_soon`: a job already queued takes it). Should its transaction
+    fail once the case is stored (at its commit), its image is deleted (`case_submit`)."""
     return case_submit(deployment=deployment, region_code=region_code, image=image,
                        captured_at=captured_at, external_id=external_id,
-                       submitted_by=submitted_by, metadata=metadata, on_stored=queue)
+                       submitted_by=submitted_by, metadata=metadata,
+                       on_stored=lambda case: predict_soon())
 
 
 def predictions_queue(*, cases: Sequence[Case]) -> None:

@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 # enough that a worker listening to several queues gets back to the others.
 DRAIN_SECONDS = 10.0
 
+# Set (shared cache) while a `predict_waiting` job is queued and has not begun to drain: the
+# cases submitted meanwhile need no job of their own. Expires on its own, so that a lost job
+# holds back the jobs of later cases for at most this long.
+PREDICT_SOON_KEY = "predict-soon"
+PREDICT_SOON_SECONDS = 1
+
 
 @shared_task(acks_late=True, reject_on_worker_lost=True,
              autoretry_for=(OperationalError, InterfaceError), max_retries=3,
@@ -45,6 +51,38 @@ def predict_case(case_id: int) -> None:
         return
     _waiting_predict()
     webhooks_drain_soon()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(OperationalError, InterfaceError), max_retries=3,
+             retry_backoff=True)
+def predict_waiting() -> None:
+    """Cases are waiting (`predict_soon` asked): predict batches of them until none is left.
+
+    The marker goes first, before any claim: a case committed after that asks for a job of
+    its own, and one committed before it is seen by this job's claims, so no case is left
+    without a job. Should the drain stop at its time limit with cases still waiting, this job
+    asks for another. Idempotent by state, as `predict_case`.
+    """
+    cache.delete(PREDICT_SOON_KEY)
+    if not _waiting_predict():
+        predict_waiting.delay()
+    webhooks_drain_soon()
+
+
+def predict_soon() -> None:
+    """Ask for a `predict_waiting` job once the current transaction commits, unless one is
+    queued and has not begun yet (its drain will take the committed case): a burst of submits
+    makes one job, not one per case. A cache or broker that cannot be reached leaves the case
+    to beat's sweep (`cases_requeue_stale`).
+
+    Needs the cache that the workers share (Redis): with a cache of its own per process (the
+    tests'), a marker no worker clears holds back the jobs of later cases until it expires.
+    """
+    def ask() -> None:
+        if cache.add(PREDICT_SOON_KEY, True, timeout=PREDICT_SOON_SECONDS):
+            predict_waiting.delay()
+    transaction.on_commit(ask, robust=True)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True,
@@ -76,12 +114,12 @@ def _waiting_predict() -> bool:
 
 @worker_init.connect
 def predict_case_limits_set(**_: object) -> None:
-    """A worker times `predict_case` and `predict_cases` out after its own
+    """A worker times the prediction jobs out after its own
     INFERENCE_TIME_LIMIT (soft: the failed prediction is stored) and 30 s later for good. Set
     in the worker only: Celery sends a task's limits along with each message, so limits given
     to the decorator would be those of the process that queued the job (the web server), and
     the worker's setting ignored."""
-    for task in (predict_case, predict_cases):
+    for task in (predict_case, predict_cases, predict_waiting):
         task.soft_time_limit = settings.INFERENCE_TIME_LIMIT
         task.time_limit = settings.INFERENCE_TIME_LIMIT + 30
 

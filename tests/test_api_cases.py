@@ -146,6 +146,23 @@ def test_it_refuses_a_truncated_png(api, deployment, make_upload,
     assert_refused(response, callbacks, "image")
 
 
+@pytest.mark.parametrize("progressive", [False, True])
+def test_it_refuses_a_truncated_or_damaged_jpeg(api, deployment, make_upload, progressive,
+                                                django_capture_on_commit_callbacks):
+    buffer = io.BytesIO()
+    Image.effect_noise((640, 480), 60).convert("RGB").save(buffer, format="JPEG", quality=85,
+                                                            progressive=progressive)
+    whole = buffer.getvalue()
+    damaged = bytearray(whole)
+    damaged[len(whole) // 2: len(whole) // 2 + 2000] = b"\xff" * 2000
+
+    for content in (whole[: len(whole) - 10], bytes(damaged)):
+        response, callbacks = submit(api, form(make_upload, image=make_upload(content=content)),
+                                     django_capture_on_commit_callbacks)
+
+        assert_refused(response, callbacks, "image")
+
+
 def test_it_refuses_an_image_over_the_size_limit(api, deployment, make_upload, settings,
                                                  django_capture_on_commit_callbacks):
     image = noise_png()

@@ -3,11 +3,13 @@ changes nothing."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient
 
@@ -28,8 +30,18 @@ def low_rate(settings, tmp_path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(params=["locmem", "redis"])
+def shared_cache(request, settings):
+    """The tests' cache of their own, or Redis as in production (its own key prefix)."""
+    if request.param == "redis":
+        settings.CACHES = {"default": {
+            "BACKEND": "reviewplatform.cache.ReusedClientRedisCache",
+            "LOCATION": settings.REDIS_URL, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}}
+    return request.param
+
+
 @pytest.fixture
-def clock(monkeypatch) -> list[float]:
+def clock(monkeypatch, shared_cache) -> list[float]:
     """The throttle's clock, moved by hand: now[0] seconds."""
     now = [1_000_000.0]
     monkeypatch.setattr(ApiKeyRateThrottle, "timer", lambda self: now[0])
@@ -39,6 +51,10 @@ def clock(monkeypatch) -> list[float]:
 def stored_files() -> list[Path]:
     root = Path(settings.MEDIA_ROOT)
     return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+
+
+def api_key_prefix(client: APIClient) -> str:
+    return client._credentials["HTTP_AUTHORIZATION"].split()[1].partition(".")[0]
 
 
 def client_with(secret: str) -> APIClient:
@@ -66,7 +82,7 @@ def submit(client: APIClient, make_upload, capture, number: int):
 
 
 def test_it_answers_429_with_retry_after_over_the_rate_storing_nothing(
-        api, deployment, make_upload, django_capture_on_commit_callbacks, clock):
+        api, deployment, make_upload, django_capture_on_commit_callbacks, clock, shared_cache):
     for number in (1, 2):
         accepted, _ = submit(api, make_upload, django_capture_on_commit_callbacks, number)
         assert accepted.status_code == 201, accepted.content
@@ -81,6 +97,10 @@ def test_it_answers_429_with_retry_after_over_the_rate_storing_nothing(
     assert Case.objects.count() == 2
     assert len(stored_files()) == 2
     assert callbacks == []
+    if shared_cache == "redis":  # the window: the two requests let through, as a sorted set
+        backend = caches["default"]
+        key = backend.make_and_validate_key(f"throttle_api_key_key:{api_key_prefix(api)}")
+        assert backend._cache.get_client(key).zcard(key) == 2
 
 
 def test_the_key_may_submit_again_once_the_window_has_passed(

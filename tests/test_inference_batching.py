@@ -732,3 +732,49 @@ def test_a_batchs_job_queues_its_cases_again_when_the_drain_runs_out_of_time(
     with mock.patch.object(tasks.predict_cases, "delay") as delay:
         tasks.predict_cases(ids)
     delay.assert_not_called()
+
+
+def test_a_burst_of_submits_queues_one_job_which_predicts_every_case(
+        champion, deployment, client_user, make_upload, held_out, settings,
+        django_capture_on_commit_callbacks):
+    from reviewplatform import tasks
+    from reviewplatform.intake import case_intake
+
+    settings.INFERENCE_BATCH_WAIT_MS = 0
+
+    def intake(path: Path, external_id: str) -> Case:
+        with django_capture_on_commit_callbacks(execute=True):
+            return case_intake(deployment=deployment, region_code="north",
+                               image=make_upload(path), captured_at=CAPTURED_AT,
+                               external_id=external_id, submitted_by=client_user)
+
+    with mock.patch.object(tasks.predict_waiting, "delay") as delay:
+        burst = [intake(path, f"burst-{i}") for i, path in enumerate(held_out[:6])]
+    delay.assert_called_once_with()
+
+    tasks.predict_waiting()  # the one job, run by the worker
+
+    assert not Case.objects.filter(pk__in=[c.pk for c in burst],
+                                   status=Case.Status.RECEIVED).exists()
+    assert Prediction.objects.filter(case__in=burst, status=Prediction.Status.OK).count() == 6
+    # The job began: a case submitted from now on queues the next one.
+    with mock.patch.object(tasks.predict_waiting, "delay") as delay:
+        later = intake(held_out[6], "later")
+    delay.assert_called_once_with()
+    tasks.predict_waiting()
+    assert Case.objects.get(pk=later.pk).status != Case.Status.RECEIVED
+
+
+def test_a_waiting_job_queues_another_when_the_drain_runs_out_of_time(db, monkeypatch):
+    from reviewplatform import tasks
+
+    monkeypatch.setattr(tasks, "DRAIN_SECONDS", 0)
+    monkeypatch.setattr(tasks.pipeline, "predict_waiting", lambda: 1)  # never done in time
+    with mock.patch.object(tasks.predict_waiting, "delay") as delay:
+        tasks.predict_waiting()
+    delay.assert_called_once_with()
+
+    monkeypatch.setattr(tasks.pipeline, "predict_waiting", lambda: 0)
+    with mock.patch.object(tasks.predict_waiting, "delay") as delay:
+        tasks.predict_waiting()
+    delay.assert_not_called()

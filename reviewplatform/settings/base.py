@@ -303,6 +303,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # threads (`-Q webhooks -P threads`): a slow receiver never holds a worker that predicts.
 CELERY_TASK_QUEUES = (Queue("default"), Queue("inference"), Queue("webhooks"))
 CELERY_TASK_ROUTES = {"reviewplatform.tasks.predict_case": {"queue": "inference"},
+                      "reviewplatform.tasks.predict_waiting": {"queue": "inference"},
                       "reviewplatform.tasks.predict_cases": {"queue": "inference"},
                       "reviewplatform.tasks.webhooks_drain": {"queue": "webhooks"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
