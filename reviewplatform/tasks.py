@@ -9,7 +9,7 @@ from datetime import timedelta
 from celery import shared_task
 from celery.signals import worker_init
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
@@ -64,7 +64,7 @@ def predict_waiting() -> None:
     without a job. Should the drain stop at its time limit with cases still waiting, this job
     asks for another. Idempotent by state, as `predict_case`.
     """
-    cache.delete(PREDICT_SOON_KEY)
+    caches["shared"].delete(PREDICT_SOON_KEY)
     if not _waiting_predict():
         predict_waiting.delay()
     webhooks_drain_soon()
@@ -76,11 +76,11 @@ def predict_soon() -> None:
     makes one job, not one per case. A cache or broker that cannot be reached leaves the case
     to beat's sweep (`cases_requeue_stale`).
 
-    Needs the cache that the workers share (Redis): with a cache of its own per process (the
-    tests'), a marker no worker clears holds back the jobs of later cases until it expires.
+    The marker is in the cache the web processes and the workers share (`shared`, Redis):
+    one that only this process saw would hold back the jobs of later cases until it expires.
     """
     def ask() -> None:
-        if cache.add(PREDICT_SOON_KEY, True, timeout=PREDICT_SOON_SECONDS):
+        if caches["shared"].add(PREDICT_SOON_KEY, True, timeout=PREDICT_SOON_SECONDS):
             predict_waiting.delay()
     transaction.on_commit(ask, robust=True)
 

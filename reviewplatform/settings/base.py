@@ -376,4 +376,11 @@ CACHES = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "reviewplatform",
     },
+    # What the web processes and the workers must see alike (the prediction job's marker):
+    # Redis always, even where "default" is a cache of each process's own (the tests).
+    "shared": {
+        "BACKEND": "reviewplatform.cache.ReusedClientRedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "reviewplatform-shared",
+    },
 }

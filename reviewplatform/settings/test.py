@@ -16,8 +16,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Each test process keeps its own cache (cleared before every test), not the shared Redis.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Each test process keeps its own default cache (cleared before every test); the "shared"
+# cache stays on Redis, as the workers the end-to-end tests start must see it.
+CACHES = {**CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # noqa: F405
 
 # Webhook receivers in the tests listen on 127.0.0.1 (the demo allows it too); a test turns
 # this off to check that private addresses are refused.
