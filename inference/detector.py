@@ -5,14 +5,19 @@ from the forward pass that predicts. A case is compared with the model version's
 its distance is the Mahalanobis distance to the nearest label's mean of the reference features,
 with one covariance shared by all labels (Lee et al., 2018) and shrunk towards a multiple of the
 identity (Ledoit-Wolf), so that a few hundred images of a few hundred features still give a
-usable inverse. A share of the reference images (HELD_OUT_SHARE, at least MIN_HELD_OUT) is kept
-out of the fit: their distances set the threshold (KEEP of them lie within it) and turn any
-distance into a percentile ("farther than 99.6% of them").
+usable inverse.
 
-The fitted state stored in the database is the reference features themselves (with the held-out
-mark), the threshold and the held-out distances; the means and the covariance are computed again
-from them when a worker first needs the detector (a fraction of a second), so nothing opaque is
-stored.
+The threshold is calibrated on held-out reference images, by cross-fitting: the images are
+dealt into FOLDS folds, and each fold's distances are measured by a detector fitted on the
+other folds. Every image is thus held out once, so the threshold (KEEP of the held-out
+distances lie within it) rests on all of them rather than on a fifth, and those distances turn
+any distance into a percentile ("farther than 99.6% of them"). The detector that scores cases
+is then fitted on every image.
+
+The fitted state stored in the database is the reference features themselves (with each
+image's fold), the threshold and the held-out distances; the means and the covariance are
+computed again from the features when a worker first needs the detector (a fraction of a
+second), so nothing opaque is stored.
 """
 
 from __future__ import annotations
@@ -33,10 +38,8 @@ if TYPE_CHECKING:
     from .models import ModelVersion
 
 KEEP = 0.95
-HELD_OUT_SHARE = 0.2
-MIN_HELD_OUT = 20
-MIN_FIT = 20
-MIN_IMAGES = MIN_HELD_OUT + MIN_FIT
+FOLDS = 5
+MIN_IMAGES = 40  # 8 held out per fold, 32 to fit on
 
 
 @dataclass(frozen=True)
@@ -65,17 +68,16 @@ class Detector:
                 for d, p in zip(distances, percentiles, strict=True)]
 
 
-def held_out_mask(size: int, *, seed: int = 0) -> np.ndarray:
-    """Which of `size` reference images are held out of the fit (a fixed random choice)."""
+def folds_deal(size: int, *, seed: int = 0) -> np.ndarray:
+    """Each of `size` reference images' fold, 0 to FOLDS - 1 (a fixed random deal)."""
     if size < MIN_IMAGES:
         raise ServiceError(
             f"the reference set has {size} images; the out-of-domain detector needs at least "
-            f"{MIN_IMAGES} ({MIN_FIT} to fit on and {MIN_HELD_OUT} held out to set its "
-            "threshold)", field="reference")
-    held = max(MIN_HELD_OUT, round(size * HELD_OUT_SHARE))
-    mask = np.zeros(size, dtype=bool)
-    mask[np.random.default_rng(seed).permutation(size)[:held]] = True
-    return mask
+            f"{MIN_IMAGES} (a fifth of them is held out in turn to set its threshold)",
+            field="reference")
+    folds = np.empty(size, dtype=np.int64)
+    folds[np.random.default_rng(seed).permutation(size)] = np.arange(size) % FOLDS
+    return folds
 
 
 def _fit(features: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -92,19 +94,23 @@ def _fit(features: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.nd
     return means @ whiten, whiten
 
 
-def detector_calibrate(features: np.ndarray, labels: Sequence[str], held_out: np.ndarray
+def detector_calibrate(features: np.ndarray, labels: Sequence[str], folds: np.ndarray
                        ) -> Detector:
-    """Fit on the images not held out; set the threshold so that KEEP of the held-out images
-    lie within it."""
+    """Each fold's distances by a detector fitted on the other folds; the threshold within
+    which KEEP of those held-out distances lie; the detector itself fitted on every image."""
     if not np.all(np.isfinite(features)):
         raise ServiceError("the model's features of the reference images are not all finite",
                            field="reference")
-    fit = ~held_out
-    fit_labels = [label for label, keep in zip(labels, fit, strict=True) if keep]
-    whitened_means, whiten = _fit(features[fit], fit_labels)
-    partial = Detector(whitened_means=whitened_means, whiten=whiten, threshold=0.0,
-                       calibration=np.zeros(1))
-    calibration = np.sort(partial.distances(features[held_out]))
+    names = np.asarray(labels)
+    held_out = []
+    for fold in range(FOLDS):
+        fit = folds != fold
+        whitened_means, whiten = _fit(features[fit], list(names[fit]))
+        partial = Detector(whitened_means=whitened_means, whiten=whiten, threshold=0.0,
+                           calibration=np.zeros(1))
+        held_out.append(partial.distances(features[~fit]))
+    calibration = np.sort(np.concatenate(held_out))
+    whitened_means, whiten = _fit(features, list(names))
     return Detector(whitened_means=whitened_means, whiten=whiten,
                     threshold=float(np.quantile(calibration, KEEP)), calibration=calibration)
 
@@ -124,8 +130,7 @@ def detector_for(version: ModelVersion) -> Detector | None:
     cached = _detectors.get(reference.pk)
     if cached is not None and cached[0] == reference.detector_fitted_at:
         return cached[1]
-    rows = list(ReferenceImage.objects.filter(reference_set=reference, held_out=False,
-                                              features__isnull=False)
+    rows = list(ReferenceImage.objects.filter(reference_set=reference, features__isnull=False)
                 .order_by("id").values_list("label", "features"))
     if not rows:
         return None

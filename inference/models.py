@@ -193,9 +193,9 @@ class InferenceClaim(models.Model):
 class ReferenceSet(models.Model):
     """Images like those a model version was trained on, kept to judge what it is shown
     against: the input limits are fitted from them, and so is the out-of-domain detector on
-    the model's features (`inference.detector`): its threshold keeps 95% of the held-out
-    images, whose distances (`detector_calibration`) turn a case's distance into a
-    percentile."""
+    the model's features (`inference.detector`): its threshold keeps 95% of the reference
+    images, each held out of the fit in turn, whose distances (`detector_calibration`) turn a
+    case's distance into a percentile."""
 
     class Origin(models.TextChoices):
         UPLOAD = "upload", "uploaded at registration (one folder per label)"
@@ -227,8 +227,9 @@ class ReferenceImage(models.Model):
     image = models.FileField(upload_to="references/")
     features = VectorField(null=True, blank=True,
                            help_text="the model version's features of this image")
-    held_out = models.BooleanField(
-        default=False, help_text="kept out of the detector's fit, to calibrate its threshold")
+    fold = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="held out of the detector's fit with this fold, to calibrate its threshold")
 
     def __str__(self) -> str:
         return f"{self.label}: {self.image.name}"

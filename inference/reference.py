@@ -25,7 +25,7 @@ from reviewplatform.files import files_deleted_on_error
 from reviewplatform.models import Decision
 
 from . import predictor
-from .detector import detector_calibrate, held_out_mask
+from .detector import detector_calibrate, folds_deal
 from .models import DomainThresholds, ModelVersion, ReferenceImage, ReferenceSet
 from .services import domain_thresholds_fit
 
@@ -147,12 +147,12 @@ FEATURE_BATCH = 64
 def reference_detector_fit(*, reference: ReferenceSet) -> ReferenceSet:
     """Fit the reference set's out-of-domain detector (`inference.detector`) for its model
     version's artifact: the version's features of every image, from its own forward pass, the
-    held-out share's distances and the threshold. Slow (the model predicts every image): call
+    held-out distances (cross-fitted) and the threshold. Slow (the model predicts every image): call
     it outside any transaction; the result is stored in one short one. Refused with a reason:
     too few images to hold some out, a model without a linear layer to take features from."""
     version = reference.model_version
     rows = list(reference.images.order_by("id"))
-    held_out = held_out_mask(len(rows))
+    folds = folds_deal(len(rows))
     learn = predictor.learner_for(version_id=version.pk, sha256=version.sha256,
                                   open_artifact=lambda: version.artifact.open("rb"))
     features = []
@@ -167,12 +167,12 @@ def reference_detector_fit(*, reference: ReferenceSet) -> ReferenceSet:
                                    "only input statistics guard it", field="reference")
             features.append(output.features)
     matrix = np.stack(features)
-    detector = detector_calibrate(matrix, [row.label for row in rows], held_out)
-    for row, vector, held in zip(rows, matrix, held_out, strict=True):
+    detector = detector_calibrate(matrix, [row.label for row in rows], folds)
+    for row, vector, fold in zip(rows, matrix, folds, strict=True):
         row.features = vector
-        row.held_out = bool(held)
+        row.fold = int(fold)
     with transaction.atomic():
-        ReferenceImage.objects.bulk_update(rows, ["features", "held_out"], batch_size=500)
+        ReferenceImage.objects.bulk_update(rows, ["features", "fold"], batch_size=500)
         reference.detector_threshold = detector.threshold
         reference.detector_calibration = [float(d) for d in detector.calibration]
         reference.detector_sha256 = version.sha256

@@ -34,8 +34,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='referenceimage',
-            name='held_out',
-            field=models.BooleanField(default=False, help_text="kept out of the detector's fit, to calibrate its threshold"),
+            name='fold',
+            field=models.PositiveSmallIntegerField(blank=True, help_text="held out of the detector's fit with this fold, to calibrate its threshold", null=True),
         ),
         migrations.AddField(
             model_name='referenceset',
