@@ -76,12 +76,15 @@ def demo_setup(*, model_path: Path, challenger_path: Path | None, training_image
     if not DomainThresholds.objects.filter(deployment=deployment).exists():
         images = [path.read_bytes() for path in sorted(training_images.glob("*/*.png"))]
         domain_thresholds_fit(deployment=deployment, images=images)
-    # Each version's reference set: the training digits (its detector is fitted after the
-    # set-up, outside any transaction: `reference_detectors_fit`).
+    # Each version's reference set: the training and validation digits (images the network
+    # learnt from alone would set too tight a threshold: new digits lie a little farther). Its
+    # detector is fitted after the set-up, outside any transaction (`reference_detectors_fit`).
+    reference_files = [path for folder in (training_images, training_images.parent / "valid")
+                       for path in sorted(folder.glob("*/*.png"))]
     for version in deployment.model_versions.filter(reference_set__isnull=True):
         reference_set_store(version=version, images=[
             ReferenceImageIn(label=path.parent.name, name=path.name, data=path.read_bytes())
-            for path in sorted(training_images.glob("*/*.png"))])
+            for path in reference_files])
 
     key = api_key_file.read_text().strip() if api_key_file.exists() else ""
     prefix = key.partition(".")[0]
