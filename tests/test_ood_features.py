@@ -269,3 +269,24 @@ def test_a_detector_fitted_for_another_artifact_is_not_used(fitted, champion):
     assert detector_for(type(champion).objects.select_related("reference_set")
                         .get(pk=champion.pk)) is None
 
+
+
+def test_the_models_page_shows_the_detectors_threshold(fitted, champion, admin_user, client):
+    client.force_login(admin_user)
+
+    page = client.get(f"/deployments/{champion.deployment.slug}/models/").content.decode()
+
+    assert (f"out-of-domain detector: farther than {fitted.detector_threshold:.1f} "
+            "(keeps 95% of the reference)") in page
+
+
+def test_the_models_page_says_why_a_version_has_no_detector(champion, trained_model,
+                                                            admin_user, client):
+    reference_set_store(version=champion,
+                        images=training_references(trained_model, MIN_IMAGES - 1))
+    reference_detectors_fit()
+    client.force_login(admin_user)
+
+    page = client.get(f"/deployments/{champion.deployment.slug}/models/").content.decode()
+
+    assert "no out-of-domain detector: the reference set has 39 images" in page
