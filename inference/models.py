@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from pgvector.django import VectorField
 
 from reviewplatform.models import Case, Deployment
 
@@ -99,6 +100,14 @@ class Prediction(models.Model):
     ood_reasons = models.JSONField(
         default=list, blank=True,
         help_text='why the input looks out of domain: [{"code": OodReason, "text": words}]')
+    # From the same forward pass as the label: the input of the model's last linear layer.
+    features = VectorField(null=True, blank=True, help_text="the model's pooled features")
+    ood_distance = models.FloatField(
+        null=True, blank=True,
+        help_text="Mahalanobis distance of the features to the reference set's nearest label")
+    ood_percentile = models.FloatField(
+        null=True, blank=True,
+        help_text="share of held-out reference images nearer than this case, 0-100")
     error = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -183,7 +192,10 @@ class InferenceClaim(models.Model):
 
 class ReferenceSet(models.Model):
     """Images like those a model version was trained on, kept to judge what it is shown
-    against: the input limits are fitted from them."""
+    against: the input limits are fitted from them, and so is the out-of-domain detector on
+    the model's features (`inference.detector`): its threshold keeps 95% of the reference
+    images, each held out of the fit in turn, whose distances (`detector_calibration`) turn a
+    case's distance into a percentile."""
 
     class Origin(models.TextChoices):
         UPLOAD = "upload", "uploaded at registration (one folder per label)"
@@ -195,6 +207,14 @@ class ReferenceSet(models.Model):
     size = models.PositiveIntegerField()
     by_label = models.JSONField(help_text="images per label")
     created_at = models.DateTimeField(auto_now_add=True)
+    detector_threshold = models.FloatField(
+        null=True, blank=True, help_text="farther than this: out of domain (None: not fitted)")
+    detector_calibration = models.JSONField(
+        default=list, blank=True, help_text="distances of the held-out images, ascending")
+    detector_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="the artifact whose features were fitted")
+    detector_fitted_at = models.DateTimeField(null=True, blank=True)
+    detector_error = models.TextField(blank=True, help_text="why no detector could be fitted")
 
     def __str__(self) -> str:
         return f"reference set of {self.model_version} ({self.size} images, {self.origin})"
@@ -205,6 +225,11 @@ class ReferenceImage(models.Model):
                                       related_name="images")
     label = models.CharField(max_length=100)
     image = models.FileField(upload_to="references/")
+    features = VectorField(null=True, blank=True,
+                           help_text="the model version's features of this image")
+    fold = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="held out of the detector's fit with this fold, to calibrate its threshold")
 
     def __str__(self) -> str:
         return f"{self.label}: {self.image.name}"

@@ -8,6 +8,7 @@ check failed (readers test the code, never the words), the text says it with its
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -23,6 +24,7 @@ class OodReason(models.TextChoices):
     LOW_RESOLUTION = "low_resolution", "low resolution"
     UNCERTAIN = "uncertain", "uncertain model"
     SPREAD_OUT = "spread_out", "spread-out prediction"
+    UNLIKE_REFERENCE = "unlike_reference", "unlike the images this model was trained on"
     OTHER = "other", "other"
 
 
@@ -45,15 +47,36 @@ class Limits:
     min_pixels: int | None = None
 
 
+@dataclass(frozen=True)
+class FeatureDistance:
+    """How far a case's features lie from the model version's reference images."""
+
+    distance: float
+    percentile: float  # share of held-out reference images nearer, 0-100
+    threshold: float  # farther than this: out of domain
+
+
 def _reason(code: OodReason, figures: str) -> StoredReason:
     return {"code": code.value, "text": f"{code.label} ({figures})"}
 
 
+def _farther_than(percentile: float) -> str:
+    if percentile >= 100:
+        return "all of them"
+    # Floored, so that "99.9%" never reads as more than it is.
+    return f"{math.floor(percentile * 10) / 10:.1f}% of them"
+
+
 def ood_reasons(*, brightness: float, contrast: float, width: int, height: int,
-                confidence: float | None, entropy: float | None, limits: Limits
-                ) -> list[StoredReason]:
+                confidence: float | None, entropy: float | None, limits: Limits,
+                features: FeatureDistance | None = None) -> list[StoredReason]:
     """Why the input looks unlike the training data; empty when it looks in domain."""
-    reasons = []
+    reasons: list[StoredReason] = []
+    if features is not None and features.distance > features.threshold:
+        reasons.append({"code": OodReason.UNLIKE_REFERENCE.value, "text": (
+            f"{OodReason.UNLIKE_REFERENCE.label}: farther than "
+            f"{_farther_than(features.percentile)} (distance {features.distance:.1f} > "
+            f"{features.threshold:.1f})")})
     if limits.min_brightness is not None and brightness < limits.min_brightness:
         reasons.append(_reason(OodReason.TOO_DARK, f"mean brightness {brightness:.0f} < "
                                                    f"{limits.min_brightness:.0f}"))

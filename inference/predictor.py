@@ -13,9 +13,10 @@ import operator
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
+import numpy as np
 from django.conf import settings
 from PIL import Image
 
@@ -129,10 +130,27 @@ class Output:
     probabilities: dict[str, float]
     entropy: float
     latency_ms: float
+    # The input of the model's last linear layer (pooled penultimate features, float32), taken
+    # from the same forward pass; None for a model without a linear layer.
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+def feature_layer(model: Any) -> Any:
+    """The model's last `nn.Linear` (the classifier of a fastai `vision_learner`'s head, or of
+    a small CNN); its input is what the out-of-domain detector compares. None if it has none."""
+    from torch import nn
+
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return last
 
 
 def predict_images(learn: Any, images: list[bytes]) -> list[Output]:
-    """Predict encoded images in one batch (one forward pass); probabilities keyed by label.
+    """Predict encoded images in one batch (one forward pass); probabilities keyed by label,
+    and each image's features (the last linear layer's input, taken with a forward hook: no
+    second pass).
 
     The learner's own item and batch transforms run, so outputs equal `learn.predict`.
     `latency_ms` is the batch's time shared out per image.
@@ -144,13 +162,27 @@ def predict_images(learn: Any, images: list[bytes]) -> list[Output]:
     # What `learn.get_preds` computes, without its callback machinery: the model's output
     # through the loss function's activation (softmax for classifiers).
     activation = getattr(learn.loss_func, "activation", lambda x: x)
-    with torch.inference_mode():
-        probs = torch.cat([activation(learn.model(*_inputs(batch))).float().cpu()
-                           for batch in dl])
+    taken: list[Any] = []
+    layer = feature_layer(learn.model)
+    hook = None if layer is None else layer.register_forward_hook(
+        lambda _module, args, _output: taken.append(args[0].flatten(1)))
+    try:
+        with torch.inference_mode():
+            probs = torch.cat([activation(learn.model(*_inputs(batch))).float().cpu()
+                               for batch in dl])
+    finally:
+        if hook is not None:
+            hook.remove()
+    features: np.ndarray | None = None
+    if taken:
+        # fastai's tensor subclasses become plain tensors, then one float32 matrix.
+        matrix = torch.cat([t.as_subclass(torch.Tensor).float().cpu() for t in taken])
+        if len(matrix) == len(probs):  # a layer called once per item: its input is per item
+            features = matrix.numpy()
     per_item_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
     vocab = learner_vocab(learn)
     outputs = []
-    for row in probs.tolist():
+    for n, row in enumerate(probs.tolist()):
         best = max(range(len(row)), key=row.__getitem__)
         outputs.append(Output(
             label=vocab[best],
@@ -158,5 +190,6 @@ def predict_images(learn: Any, images: list[bytes]) -> list[Output]:
             probabilities={label: float(p) for label, p in zip(vocab, row, strict=True)},
             entropy=float(-sum(p * math.log(p) for p in row if p > 0)),
             latency_ms=per_item_ms,
+            features=None if features is None else features[n],
         ))
     return outputs

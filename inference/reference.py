@@ -5,23 +5,31 @@ a champion registered without one, the first cases reviewers decided with one of
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from reviewplatform.errors import ServiceError
 from reviewplatform.files import files_deleted_on_error
 from reviewplatform.models import Decision
 
+from . import predictor
+from .detector import detector_calibrate, folds_deal
 from .models import DomainThresholds, ModelVersion, ReferenceImage, ReferenceSet
 from .services import domain_thresholds_fit
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MIN_IMAGES = 10
@@ -131,3 +139,72 @@ def reference_sets_fill(*, size: int) -> list[ReferenceSet]:
                 domain_thresholds_fit(deployment=version.deployment,
                                       images=[image.data for image in images])
     return made
+
+
+FEATURE_BATCH = 64
+
+
+def reference_detector_fit(*, reference: ReferenceSet) -> ReferenceSet:
+    """Fit the reference set's out-of-domain detector (`inference.detector`) for its model
+    version's artifact: the version's features of every image, from its own forward pass, the
+    held-out distances (cross-fitted) and the threshold. Slow (the model predicts every image): call
+    it outside any transaction; the result is stored in one short one. Refused with a reason:
+    too few images to hold some out, a model without a linear layer to take features from."""
+    version = reference.model_version
+    rows = list(reference.images.order_by("id"))
+    folds = folds_deal(len(rows))
+    learn = predictor.learner_for(version_id=version.pk, sha256=version.sha256,
+                                  open_artifact=lambda: version.artifact.open("rb"))
+    features = []
+    for start in range(0, len(rows), FEATURE_BATCH):
+        images = []
+        for row in rows[start:start + FEATURE_BATCH]:
+            with row.image.open("rb") as file:
+                images.append(file.read())
+        for output in predictor.predict_images(learn, images):
+            if output.features is None:
+                raise ServiceError(f"{version} has no linear layer to take features from: "
+                                   "only input statistics guard it", field="reference")
+            features.append(output.features)
+    matrix = np.stack(features)
+    detector = detector_calibrate(matrix, [row.label for row in rows], folds)
+    for row, vector, fold in zip(rows, matrix, folds, strict=True):
+        row.features = vector
+        row.fold = int(fold)
+    with transaction.atomic():
+        ReferenceImage.objects.bulk_update(rows, ["features", "fold"], batch_size=500)
+        reference.detector_threshold = detector.threshold
+        reference.detector_calibration = [float(d) for d in detector.calibration]
+        reference.detector_sha256 = version.sha256
+        reference.detector_fitted_at = timezone.now()
+        reference.detector_error = ""
+        reference.save(update_fields=["detector_threshold", "detector_calibration",
+                                      "detector_sha256", "detector_fitted_at",
+                                      "detector_error"])
+    logger.info("out-of-domain detector of %s: threshold %.2f, keeps %d of %d held out",
+                version, detector.threshold,
+                int((detector.calibration <= detector.threshold).sum()), len(detector.calibration))
+    return reference
+
+
+def reference_detectors_fit(*, reference_ids: list[int] | None = None) -> list[ReferenceSet]:
+    """Fit the detectors of the reference sets that have none for their version's current
+    artifact (or of `reference_ids`); a set that cannot be fitted keeps the reason
+    (`detector_error`) and is not tried again until its artifact changes. Returns those fitted.
+    """
+    todo = ReferenceSet.objects.select_related("model_version__deployment")
+    if reference_ids is not None:
+        todo = todo.filter(pk__in=reference_ids)
+    else:
+        todo = todo.filter(model_version__is_active=True).filter(
+            ~Q(detector_sha256=F("model_version__sha256"))
+            | Q(detector_fitted_at__isnull=True, detector_error=""))
+    fitted = []
+    for reference in todo.order_by("id"):
+        try:
+            fitted.append(reference_detector_fit(reference=reference))
+        except ServiceError as exc:
+            logger.warning("no out-of-domain detector for %s: %s", reference.model_version, exc)
+            ReferenceSet.objects.filter(pk=reference.pk).update(
+                detector_error=str(exc), detector_sha256=reference.model_version.sha256)
+    return fitted

@@ -15,9 +15,11 @@ from .models import ModelVersionEvent, Prediction
 
 def model_versions_summary(*, deployment: Deployment) -> list[dict[str, Any]]:
     """Per model version: predictions, failures, out-of-domain flags, latency, agreement with
-    the champion and with human decisions on the cases both saw, and its reference set."""
+    the champion and with human decisions on the cases both saw, and its reference set (with
+    its out-of-domain detector's threshold)."""
     versions = list(deployment.model_versions.order_by("-is_champion", "-is_active", "name")
-                    .select_related("reference_set"))
+                    .select_related("reference_set")
+                    .defer("reference_set__detector_calibration"))
     champion = next((v for v in versions if v.is_champion), None)
     # The champion's answer on the same case, joined once (a subquery would probe it for
     # every prediction).

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -28,6 +29,7 @@ from reviewplatform.errors import Conflict, ServiceError
 from reviewplatform.models import Case, Deployment
 
 from . import predictor
+from .detector import detector_for
 from .models import (
     DomainThresholds,
     ModelVersion,
@@ -35,7 +37,7 @@ from .models import (
     Prediction,
     StoredPrediction,
 )
-from .ood import Limits, StoredReason, ood_reasons
+from .ood import FeatureDistance, Limits, StoredReason, ood_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -224,11 +226,14 @@ def _limits(thresholds: DomainThresholds | None) -> Limits:
 
 
 def _active_versions() -> dict[int, tuple[list[ModelVersion], Limits]]:
-    """Every deployment's active model versions (champion first) and input limits, in one
-    statement: a worker serves every deployment, and keeps the learners of all of them."""
+    """Every deployment's active model versions (champion first, each with its reference
+    set's detector fit) and input limits, in one statement: a worker serves every deployment,
+    and keeps the learners of all of them."""
     found: dict[int, tuple[list[ModelVersion], Limits]] = {}
     for version in (ModelVersion.objects.filter(is_active=True)
-                    .select_related("deployment__domain_thresholds")
+                    .select_related("deployment__domain_thresholds", "reference_set")
+                    # read once per fit, when the worker builds the detector
+                    .defer("reference_set__detector_calibration", "reference_set__by_label")
                     .order_by("deployment_id", "-is_champion", "name")):
         if version.deployment_id not in found:
             thresholds = getattr(version.deployment, "domain_thresholds", None)
@@ -378,6 +383,9 @@ class _Row:
     pixels: int | None = None
     out_of_domain: bool = False
     ood_reasons: list[StoredReason] = field(default_factory=list)
+    features: str | None = None  # pgvector's text form, '[0.1,2.5,...]'
+    ood_distance: float | None = None
+    ood_percentile: float | None = None
     error: str = ""
     latency_ms: float | None = None
 
@@ -390,18 +398,20 @@ _JSON_COLUMNS = {"probabilities", "ood_reasons"}
 _PREDICTIONS_INSERT_SQL = """
     INSERT INTO inference_prediction (case_id, model_version_id, status, label, confidence,
                                       probabilities, entropy, brightness, contrast, pixels,
-                                      out_of_domain, ood_reasons, error, latency_ms,
-                                      created_at)
+                                      out_of_domain, ood_reasons, features, ood_distance,
+                                      ood_percentile, error, latency_ms, created_at)
     SELECT case_id, model_version_id, status, label, confidence, probabilities::jsonb, entropy,
-           brightness, contrast, pixels, out_of_domain, ood_reasons::jsonb, error, latency_ms,
-           %(now)s
+           brightness, contrast, pixels, out_of_domain, ood_reasons::jsonb, features::vector,
+           ood_distance, ood_percentile, error, latency_ms, %(now)s
     FROM unnest(%(case_id)s::bigint[], %(model_version_id)s::bigint[], %(status)s::text[],
                 %(label)s::text[], %(confidence)s::float8[], %(probabilities)s::text[],
                 %(entropy)s::float8[], %(brightness)s::float8[], %(contrast)s::float8[],
                 %(pixels)s::integer[], %(out_of_domain)s::boolean[], %(ood_reasons)s::text[],
+                %(features)s::text[], %(ood_distance)s::float8[], %(ood_percentile)s::float8[],
                 %(error)s::text[], %(latency_ms)s::float8[])
          AS row (case_id, model_version_id, status, label, confidence, probabilities, entropy,
-                 brightness, contrast, pixels, out_of_domain, ood_reasons, error, latency_ms)
+                 brightness, contrast, pixels, out_of_domain, ood_reasons, features,
+                 ood_distance, ood_percentile, error, latency_ms)
     ON CONFLICT DO NOTHING
     RETURNING id, case_id, model_version_id, status, label, confidence, out_of_domain"""
 
@@ -475,16 +485,44 @@ def _version_predict(cases: list[Case], version: ModelVersion, images: dict[int,
     except Exception as exc:  # a broken model must not block cases: humans decide them
         logger.exception("model version %s failed on %d cases", version.pk, len(cases))
         return [_failed(c, version, f"{type(exc).__name__}: {exc}") for c in cases]
+    distances = _feature_distances(version, outputs)
     rows = []
-    for case, output in zip(cases, outputs, strict=True):
+    for case, output, distance in zip(cases, outputs, distances, strict=True):
         s = stats[case.pk]
         reasons = ood_reasons(brightness=s.brightness, contrast=s.contrast, width=s.width,
                               height=s.height, confidence=output.confidence,
-                              entropy=output.entropy, limits=limits)
+                              entropy=output.entropy, limits=limits, features=distance)
         rows.append(_Row(
             case_id=case.pk, model_version_id=version.pk, status=Prediction.Status.OK,
             label=output.label, confidence=output.confidence,
             probabilities=output.probabilities, entropy=output.entropy,
             latency_ms=output.latency_ms, brightness=s.brightness, contrast=s.contrast,
-            pixels=s.pixels, out_of_domain=bool(reasons), ood_reasons=reasons))
+            pixels=s.pixels, out_of_domain=bool(reasons), ood_reasons=reasons,
+            features=vector_text(output.features),
+            ood_distance=None if distance is None else distance.distance,
+            ood_percentile=None if distance is None else distance.percentile))
     return rows
+
+
+_SEVEN_DIGITS = "{:.7g}".format
+
+
+def vector_text(features: Any) -> str | None:
+    """A feature row in pgvector's text form: seven significant digits, about what the
+    column's float32 keeps (and a third of the time of exact `repr`s)."""
+    if features is None:
+        return None
+    return "[" + ",".join(map(_SEVEN_DIGITS, features.tolist())) + "]"
+
+
+def _feature_distances(version: ModelVersion, outputs: list[predictor.Output]
+                       ) -> list[FeatureDistance | None]:
+    """Each output's distance to the version's reference set, scored as one batch; None where
+    the version has no fitted detector or the output no features."""
+    rows = [output.features for output in outputs]
+    if not rows or any(row is None for row in rows):
+        return [None] * len(outputs)
+    detector = detector_for(version)
+    if detector is None:
+        return [None] * len(outputs)
+    return list(detector.score(np.stack(rows)))  # type: ignore[arg-type]  # no None left

@@ -1,5 +1,6 @@
 """The demo's set-up: users, a deployment with regions in several time zones, a champion and a
-challenger model, input limits fitted to the training images, and an API key. Every step reuses
+challenger model, input limits fitted to the training images, the training images as each
+version's reference set, and an API key. Every step reuses
 what exists, so running it again changes nothing."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.db import transaction
 
 from inference.demo_model import DIGIT_LABELS
 from inference.models import DomainThresholds
+from inference.reference import ReferenceImageIn, reference_set_store
 from inference.services import domain_thresholds_fit, model_version_register
 from rollout.services import deployment_create
 
@@ -74,6 +76,15 @@ def demo_setup(*, model_path: Path, challenger_path: Path | None, training_image
     if not DomainThresholds.objects.filter(deployment=deployment).exists():
         images = [path.read_bytes() for path in sorted(training_images.glob("*/*.png"))]
         domain_thresholds_fit(deployment=deployment, images=images)
+    # Each version's reference set: the training and validation digits (images the network
+    # learnt from alone would set too tight a threshold: new digits lie a little farther). Its
+    # detector is fitted after the set-up, outside any transaction (`reference_detectors_fit`).
+    reference_files = [path for folder in (training_images, training_images.parent / "valid")
+                       for path in sorted(folder.glob("*/*.png"))]
+    for version in deployment.model_versions.filter(reference_set__isnull=True):
+        reference_set_store(version=version, images=[
+            ReferenceImageIn(label=path.parent.name, name=path.name, data=path.read_bytes())
+            for path in reference_files])
 
     key = api_key_file.read_text().strip() if api_key_file.exists() else ""
     prefix = key.partition(".")[0]

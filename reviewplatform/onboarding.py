@@ -25,7 +25,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from inference.models import ModelVersion, ReferenceSet
-from inference.reference import reference_set_store, reference_zip_read
+from inference.reference import (
+    reference_detectors_fit,
+    reference_set_store,
+    reference_zip_read,
+)
 from inference.services import domain_thresholds_fit, learner_check, model_version_register
 from rollout.services import deployment_create
 
@@ -147,5 +151,10 @@ def deployment_onboard(*, slug: str, name: str, learner: Path, regions: Sequence
                 deployments=[deployment])
     except ValidationError as exc:
         raise ServiceError("; ".join(exc.messages), field="slug") from exc
+    # After the commit (the model predicts every reference image): the detector on the model's
+    # features guards the deployment from its first case. A set too small to calibrate keeps
+    # the reason, shown on the models page; the input limits still guard it.
+    reference_detectors_fit(reference_ids=[stored.pk])
+    stored.refresh_from_db()
     return Onboarded(deployment=deployment, champion=champion, reference=stored,
                      api_key=api_key, api_key_secret=secret)

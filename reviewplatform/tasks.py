@@ -13,6 +13,7 @@ from django.core.cache import cache, caches
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from inference.reference import reference_detectors_fit as detectors_fit
 from inference.reference import reference_sets_fill as reference_sets_make
 from inference.selectors import last_prediction_at
 from inference.services import recently_routed
@@ -181,6 +182,13 @@ def reference_sets_fill() -> int:
         logger.info("reference set of %d reviewed cases for %s", reference.size,
                     reference.model_version)
     return len(made)
+
+
+@shared_task
+def reference_detectors_fit() -> int:
+    """Out-of-domain detectors for reference sets without one for their version's artifact
+    (sets made from reviews, sets stored before detectors, a changed artifact)."""
+    return len(detectors_fit())
 
 
 @shared_task

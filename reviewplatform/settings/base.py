@@ -305,6 +305,7 @@ CELERY_TASK_QUEUES = (Queue("default"), Queue("inference"), Queue("webhooks"))
 CELERY_TASK_ROUTES = {"reviewplatform.tasks.predict_case": {"queue": "inference"},
                       "reviewplatform.tasks.predict_waiting": {"queue": "inference"},
                       "reviewplatform.tasks.predict_cases": {"queue": "inference"},
+                      "reviewplatform.tasks.reference_detectors_fit": {"queue": "inference"},
                       "reviewplatform.tasks.webhooks_drain": {"queue": "webhooks"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -327,6 +328,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "reference-sets-fill": {
         "task": "reviewplatform.tasks.reference_sets_fill",
+        "schedule": 600.0,
+    },
+    "reference-detectors-fit": {
+        "task": "reviewplatform.tasks.reference_detectors_fit",
         "schedule": 600.0,
     },
     "stuck-cases": {

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from inference.reference import reference_detectors_fit
 from reviewplatform.demo import demo_setup
 
 
@@ -46,4 +47,7 @@ class Command(BaseCommand):
         setup = demo_setup(model_path=model, challenger_path=challenger,
                            training_images=data_dir / "train",
                            api_key_file=api_key_file)
+        for reference in reference_detectors_fit():
+            self.stdout.write(f"out-of-domain detector of {reference.model_version}: "
+                              f"threshold {reference.detector_threshold:.1f}")
         self.stdout.write(f"deployment {setup.deployment.slug} ready; API key in {api_key_file}")
