@@ -30,11 +30,14 @@ class Tally:
     lost: int = 0
     duplicated: int = 0
     problems: list[str] = field(default_factory=list)
+    #: what the fault did, in a few words (when it struck, what it left)
+    notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"{self.fault}: {self.pushed} cases pushed, {self.stored} stored, "
                 f"{self.decided} decided, {self.waiting} waiting in review; "
-                f"lost {self.lost}, duplicated {self.duplicated}")
+                f"lost {self.lost}, duplicated {self.duplicated}"
+                + "".join(f"\n    {note}" for note in self.notes))
 
 
 def _extra(rows: Collection[int]) -> int:
@@ -47,11 +50,12 @@ def _per(queryset: QuerySet, *fields: str) -> list[int]:
     return [row["n"] for row in queryset.values(*fields).annotate(n=Count("id")).order_by()]
 
 
-def reconcile(*, fault: str, deployment: Deployment, external_ids: Collection[str]) -> Tally:
+def reconcile(*, fault: str, deployment: Deployment, external_ids: Collection[str],
+              notes: Collection[str] = ()) -> Tally:
     """Count the fault's cases and everything written for them; `Tally.problems` names each
     count that does not reconcile (empty: all do)."""
     wanted = set(external_ids)
-    tally = Tally(fault=fault, pushed=len(wanted))
+    tally = Tally(fault=fault, pushed=len(wanted), notes=list(notes))
     problems = tally.problems
     cases = Case.objects.filter(deployment=deployment, external_id__in=wanted)
     per_id = dict(cases.values_list("external_id").annotate(n=Count("id")).order_by())
