@@ -15,6 +15,12 @@ from .models import Case, Deployment
 from .services import case_submit
 from .tasks import predict_case, predict_cases
 
+# Queueing a prediction after the commit tries once more at once, then gives up: the case row
+# is stored, and beat's sweep (`cases_requeue_stale`) queues it once the broker is back. A
+# broker that is down must not hold every submit for Celery's default retries.
+QUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1,
+                      "interval_max": 0.1}
+
 
 def case_intake(
     *,
@@ -30,7 +36,8 @@ def case_intake(
     row is committed. Should its transaction fail once the case is stored (at its commit), its
     image is deleted (`case_submit`)."""
     def queue(case: Case) -> None:
-        transaction.on_commit(lambda: predict_case.delay(case.pk), robust=True)
+        transaction.on_commit(lambda: predict_case.apply_async(
+            (case.pk,), retry_policy=QUEUE_RETRY_POLICY), robust=True)
 
     return case_submit(deployment=deployment, region_code=region_code, image=image,
                        captured_at=captured_at, external_id=external_id,
@@ -43,4 +50,5 @@ def predictions_queue(*, cases: Sequence[Case]) -> None:
     case anyway (`predict_cases`)."""
     case_ids = [case.pk for case in cases]
     if case_ids:
-        transaction.on_commit(lambda: predict_cases.delay(case_ids), robust=True)
+        transaction.on_commit(lambda: predict_cases.apply_async(
+            (case_ids,), retry_policy=QUEUE_RETRY_POLICY), robust=True)

@@ -370,5 +370,7 @@ CACHES = {
         "BACKEND": "reviewplatform.cache.ReusedClientRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "reviewplatform",
+        # A Redis that does not answer costs a request a second at most (reviewplatform.cache).
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     },
 }

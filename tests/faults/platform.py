@@ -198,6 +198,7 @@ class Answer:
     status: int | None  # None: no answer (the connection failed)
     body: bytes
     at: float
+    seconds: float  # from sending to the answer
 
 
 @dataclass
@@ -235,14 +236,17 @@ class Clients:
             body = case_body(external_id=external_id, image=self.images[n % len(self.images)],
                              region=self.regions[n % len(self.regions)])
             conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+            began = time.perf_counter()
             try:
                 conn.request("POST", "/api/v1/cases/", body, {
                     "Authorization": f"Api-Key {self.key}",
                     "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
                 response = conn.getresponse()
-                answer = Answer(external_id, response.status, response.read(), time.time())
+                answer = Answer(external_id, response.status, response.read(), time.time(),
+                                time.perf_counter() - began)
             except (OSError, http.client.HTTPException) as exc:
-                answer = Answer(external_id, None, repr(exc).encode(), time.time())
+                answer = Answer(external_id, None, repr(exc).encode(), time.time(),
+                                time.perf_counter() - began)
             finally:
                 conn.close()
             with self._lock:
