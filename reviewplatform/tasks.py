@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from inference.reference import reference_sets_fill as reference_sets_make
-from inference.selectors import last_prediction_at
+from inference.selectors import FAILING_WINDOW, last_prediction_at, versions_failing
 from inference.services import recently_routed
 from rollout.alerts import admins_alert
 from webhooks.delivery import drain
@@ -133,6 +133,32 @@ def cases_stuck_check() -> int:
                      "by_deployment": stuck.by_deployment, "workers_idle": idle,
                      "last_prediction_at": last.isoformat() if last else None})
     return stuck.count
+
+
+@shared_task
+def models_failing_check() -> int:
+    """Tell the admins of each active model version whose predictions failed lately (an
+    artifact damaged on disk, a learner that no longer loads, time-outs): its cases go to
+    reviewers meanwhile. At most once per version per CASE_STUCK_ALERT_REPEAT_SECONDS."""
+    failing = versions_failing()
+    for f in failing:
+        version = f.version
+        if not cache.add(f"model-failing-alerted:{version.pk}", True,
+                         timeout=settings.CASE_STUCK_ALERT_REPEAT_SECONDS):
+            continue
+        role = "champion" if version.is_champion else "challenger"
+        minutes = FAILING_WINDOW.total_seconds() / 60
+        admins_alert(
+            subject=(f"model version {version.name} ({role}) of {version.deployment.name} is "
+                     f"failing: {f.failed} of {f.n} predictions in {minutes:g} min"),
+            body=(f"{f.failed} of the {f.n} predictions of model version {version.name} "
+                  f"({role}, deployment {version.deployment.slug}) in the last {minutes:g} "
+                  f"minutes failed; the cases it could not predict went to reviewers "
+                  f"(reason: model_failed). Last reason: {f.last_error}"),
+            payload={"event": "model_failing", "deployment": version.deployment.slug,
+                     "model_version": version.name, "champion": version.is_champion,
+                     "failed": f.failed, "predictions": f.n, "last_error": f.last_error})
+    return len(failing)
 
 
 @shared_task

@@ -328,6 +328,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviewplatform.tasks.cases_stuck_check",
         "schedule": 60.0,
     },
+    "models-failing": {
+        "task": "reviewplatform.tasks.models_failing_check",
+        "schedule": 60.0,
+    },
     # Every minute: the sequential tests stay valid however often they are looked at, and the
     # adaptive audit rates they set should follow the evidence closely.
     "rollout-guardrails": {

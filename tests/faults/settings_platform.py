@@ -9,4 +9,5 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-cases": {"task": "reviewplatform.tasks.cases_requeue_stale", "schedule": 2.0},
     "webhooks-drain": {"task": "reviewplatform.tasks.webhooks_drain", "schedule": 1.0},
     "stuck-cases": {"task": "reviewplatform.tasks.cases_stuck_check", "schedule": 5.0},
+    "models-failing": {"task": "reviewplatform.tasks.models_failing_check", "schedule": 2.0},
 }
