@@ -8,6 +8,7 @@ export SECRET_KEY=${SECRET_KEY:-test-secret-key}
 export DJANGO_SETTINGS_MODULE=reviewplatform.settings.test
 started=$(date +%s)
 status=0
-.venv/bin/pytest -m faults tests/faults -p no:cacheprovider "$@" || status=$?
+# Arguments replace the default selection (make faults PYTEST_ARGS=tests/faults/test_soak.py).
+.venv/bin/pytest -m faults -p no:cacheprovider "${@:-tests/faults}" || status=$?
 echo "make faults took $(( $(date +%s) - started )) s"
 exit $status

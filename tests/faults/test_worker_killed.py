@@ -1,6 +1,7 @@
 """A worker is killed (SIGKILL, the worker and its pool) in the middle of a batch of 500
-cases; another is started. Beat's sweep and the stale claims bring every unfinished case
-back: each is predicted once per model version and routed once."""
+cases; another is started. The dead worker's claims go stale and the new worker takes them
+(beat's sweep queues again any case whose job was lost): each case is predicted once per model
+version and routed once."""
 
 from __future__ import annotations
 
@@ -55,9 +56,12 @@ def test_a_worker_killed_mid_batch_loses_no_case(platform, champion, challenger,
         assert time.monotonic() < deadline, f"cases were left:\n{platform.logs()}"
         time.sleep(0.5)
 
-    assert re.search(r"re-queued \d+ cases whose prediction job was lost",
-                     platform.log("worker").read_text()), "beat's sweep found none"
+    # Their jobs may still be queued (a new worker takes the dead one's claims once stale),
+    # or lost with it: beat's sweep queues those again.
+    requeued = sum(int(n) for n in re.findall(
+        r"re-queued (\d+) cases whose prediction job was lost",
+        platform.log("worker").read_text()))
     tally = faults_record(reconcile(fault="worker SIGKILLed mid-batch",
                                     deployment=champion.deployment, external_ids=ids,
-                                    notes=[killed]))
+                                    notes=[killed, f"{requeued} re-queued by beat's sweep"]))
     assert tally.stored == CASES and tally.decided > 0
