@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint audit install clean
+.PHONY: demo test faults bench lint audit install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ lint: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-system.sh --browser
 	scripts/with-services.sh scripts/run-tests.sh $(PYTEST_ARGS)
+
+# Faults on the real processes (tests/faults; docs/reliability.md): a worker killed, Redis
+# stopped, PostgreSQL restarted, a corrupt model, an expired lease, a receiver down, a soak.
+faults: $(STAMP)
+	scripts/ensure-system.sh
+	scripts/with-services.sh scripts/run-faults.sh $(PYTEST_ARGS)
 
 # Known vulnerabilities in the installed dependencies (PyPI's advisory data, over the network).
 # Known vulnerabilities fail it; dependencies the advisory service could not be asked about are

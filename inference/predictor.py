@@ -6,6 +6,7 @@ Nothing here touches the database: callers predict outside any transaction.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -62,11 +63,30 @@ def learner_vocab(learn: Any) -> list[str]:
     return [str(label) for label in learn.dls.vocab]
 
 
+class ArtifactCorrupt(Exception):
+    """The artifact on disk is not the file that was registered."""
+
+
+def artifact_check(*, sha256: str, open_artifact: Callable[[], IO[bytes]]) -> None:
+    """Raise `ArtifactCorrupt` unless the artifact's bytes hash to the registered sha256:
+    a damaged or replaced pickle is never loaded."""
+    digest = hashlib.sha256()
+    with open_artifact() as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ArtifactCorrupt(f"the artifact on disk has sha256 {digest.hexdigest()[:12]}, "
+                              f"not the registered {sha256[:12]}: it is damaged or was "
+                              "replaced; register the model again")
+
+
 def learner_for(*, version_id: int, sha256: str, open_artifact: Callable[[], IO[bytes]]) -> Any:
-    """The cached learner of a model version, loaded on first use or when its artifact changed."""
+    """The cached learner of a model version, loaded on first use or when its artifact changed,
+    once its bytes are checked against the registered sha256."""
     cached = _learners.get(version_id)
     if cached is not None and cached[0] == sha256:
         return cached[1]
+    artifact_check(sha256=sha256, open_artifact=open_artifact)
     with open_artifact() as file:
         learn = learner_load(file)
     _learners[version_id] = (sha256, learn)

@@ -3,14 +3,19 @@ predicted. The database counts."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, F, FilteredRelation, Max, Q
+from django.db.models import Avg, Count, F, FilteredRelation, Max, OuterRef, Q, Subquery
+from django.utils import timezone
 
 from reviewplatform.models import Decision, Deployment
 
-from .models import ModelVersionEvent, Prediction
+from .models import ModelVersion, ModelVersionEvent, Prediction
+
+# How far back a model version's failures make it "failing" (the models page, the alert).
+FAILING_WINDOW = timedelta(minutes=10)
 
 
 def model_versions_summary(*, deployment: Deployment) -> list[dict[str, Any]]:
@@ -48,7 +53,43 @@ def model_versions_summary(*, deployment: Deployment) -> list[dict[str, Any]]:
     for row in rows:
         values: dict[str, Any] = dict(row)
         figures[values.pop("model_version")] = values
-    return [{"version": v, **figures.get(v.pk, {"n": 0})} for v in versions]
+    failing = {f.version.pk: f for f in versions_failing(deployment=deployment)}
+    return [{"version": v, **figures.get(v.pk, {"n": 0}), "failing": failing.get(v.pk)}
+            for v in versions]
+
+
+@dataclass(frozen=True)
+class Failing:
+    """An active model version whose predictions failed lately: how many of how many, and
+    the last failure's reason."""
+
+    version: ModelVersion
+    failed: int
+    n: int
+    last_error: str
+    since: datetime
+
+
+def versions_failing(*, deployment: Deployment | None = None, now: datetime | None = None
+                     ) -> list[Failing]:
+    """Active model versions with failed predictions within FAILING_WINDOW (of every
+    deployment, or of one)."""
+    since = (now or timezone.now()) - FAILING_WINDOW
+    recent = Q(predictions__created_at__gte=since)
+    failed = recent & Q(predictions__status=Prediction.Status.FAILED)
+    last_error = (Prediction.objects.filter(model_version=OuterRef("pk"),
+                                            status=Prediction.Status.FAILED)
+                  .order_by("-created_at", "-id").values("error")[:1])
+    versions = ModelVersion.objects.filter(is_active=True).select_related("deployment")
+    if deployment is not None:
+        versions = versions.filter(deployment=deployment)
+    rows = (versions.annotate(n=Count("predictions", filter=recent),
+                              failed=Count("predictions", filter=failed),
+                              last_error=Subquery(last_error))
+            .filter(failed__gt=0).order_by("deployment__slug", "name"))
+    return [Failing(version=v, failed=v.failed, n=v.n,  # type: ignore[attr-defined]
+                    last_error=v.last_error or "", since=since)  # type: ignore[attr-defined]
+            for v in rows]
 
 
 def model_version_events(*, deployment: Deployment, limit: int = 50) -> list[ModelVersionEvent]:

@@ -5,7 +5,8 @@
 `code` is one of `invalid`, `not_found`, `conflict`, `not_authenticated`,
 `authentication_failed`, `permission_denied`, `throttled`, `method_not_allowed`,
 `not_acceptable`, `unsupported_media_type`, `parse_error`, `request_too_large`,
-`idempotency_key_reused` and `idempotency_key_in_progress`; clients branch on it, never on the
+`idempotency_key_reused` and `idempotency_key_in_progress`, and `unavailable` (503, with
+`Retry-After`: the database cannot be reached for a moment); clients branch on it, never on the
 message. `fields` names the
 inputs at fault (empty when the error is not about one input).
 """
@@ -13,13 +14,16 @@ inputs at fault (empty when the error is not about one input).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template import loader
 from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -162,3 +166,24 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
         return JsonResponse(envelope("not_found", f"there is no API endpoint at {request.path}"),
                             status=404)
     return defaults.page_not_found(request, exception)
+
+
+DATABASE_UNAVAILABLE = ("the database cannot be reached just now (a restart or a failover); "
+                        "try again in a few seconds")
+RETRY_AFTER_SECONDS = 5
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 for an uncaught exception; but a 503 with `Retry-After` when the database
+    could not be reached (restarting, failing over, refusing connections), wherever in the
+    request that happened: a passing outage, not a fault in the request or a bug. The envelope
+    under /api/, a page elsewhere; neither touches the database."""
+    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
+        if request.path.startswith("/api/"):
+            response: HttpResponse = JsonResponse(
+                envelope("unavailable", DATABASE_UNAVAILABLE), status=503)
+        else:
+            response = HttpResponse(loader.render_to_string("503.html"), status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return defaults.server_error(request)

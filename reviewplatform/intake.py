@@ -13,7 +13,7 @@ from django.db import transaction
 
 from .models import Case, Deployment
 from .services import case_submit
-from .tasks import predict_cases, predict_soon
+from .tasks import QUEUE_RETRY_POLICY, predict_cases, predict_soon
 
 
 def case_intake(
@@ -41,4 +41,5 @@ def predictions_queue(*, cases: Sequence[Case]) -> None:
     case anyway (`predict_cases`)."""
     case_ids = [case.pk for case in cases]
     if case_ids:
-        transaction.on_commit(lambda: predict_cases.delay(case_ids), robust=True)
+        transaction.on_commit(lambda: predict_cases.apply_async(
+            (case_ids,), retry_policy=QUEUE_RETRY_POLICY), robust=True)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from inference.reference import reference_detectors_fit as detectors_fit
 from inference.reference import reference_sets_fill as reference_sets_make
-from inference.selectors import last_prediction_at
+from inference.selectors import FAILING_WINDOW, last_prediction_at, versions_failing
 from inference.services import recently_routed
 from rollout.alerts import admins_alert
 from webhooks.delivery import drain
@@ -36,6 +36,11 @@ DRAIN_SECONDS = 10.0
 # cases submitted meanwhile need no job of their own. Expires on its own, so that a lost job
 # holds back the jobs of later cases for at most this long.
 PREDICT_SOON_KEY = "predict-soon"
+# Queueing a prediction after a submit's commit tries once more at once, then gives up: the
+# case row is stored, and beat's sweep (`cases_requeue_stale`) queues it once the broker is
+# back. A broker that is down must not hold every submit for Celery's default retries.
+QUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1,
+                      "interval_max": 0.1}
 PREDICT_SOON_SECONDS = 1
 
 
@@ -82,7 +87,7 @@ def predict_soon() -> None:
     """
     def ask() -> None:
         if caches["shared"].add(PREDICT_SOON_KEY, True, timeout=PREDICT_SOON_SECONDS):
-            predict_waiting.delay()
+            predict_waiting.apply_async(retry_policy=QUEUE_RETRY_POLICY)
     transaction.on_commit(ask, robust=True)
 
 
@@ -172,6 +177,32 @@ def cases_stuck_check() -> int:
                      "by_deployment": stuck.by_deployment, "workers_idle": idle,
                      "last_prediction_at": last.isoformat() if last else None})
     return stuck.count
+
+
+@shared_task
+def models_failing_check() -> int:
+    """Tell the admins of each active model version whose predictions failed lately (an
+    artifact damaged on disk, a learner that no longer loads, time-outs): its cases go to
+    reviewers meanwhile. At most once per version per CASE_STUCK_ALERT_REPEAT_SECONDS."""
+    failing = versions_failing()
+    for f in failing:
+        version = f.version
+        if not cache.add(f"model-failing-alerted:{version.pk}", True,
+                         timeout=settings.CASE_STUCK_ALERT_REPEAT_SECONDS):
+            continue
+        role = "champion" if version.is_champion else "challenger"
+        minutes = FAILING_WINDOW.total_seconds() / 60
+        admins_alert(
+            subject=(f"model version {version.name} ({role}) of {version.deployment.name} is "
+                     f"failing: {f.failed} of {f.n} predictions in {minutes:g} min"),
+            body=(f"{f.failed} of the {f.n} predictions of model version {version.name} "
+                  f"({role}, deployment {version.deployment.slug}) in the last {minutes:g} "
+                  f"minutes failed; the cases it could not predict went to reviewers "
+                  f"(reason: model_failed). Last reason: {f.last_error}"),
+            payload={"event": "model_failing", "deployment": version.deployment.slug,
+                     "model_version": version.name, "champion": version.is_champion,
+                     "failed": f.failed, "predictions": f.n, "last_error": f.last_error})
+    return len(failing)
 
 
 @shared_task

@@ -15,6 +15,7 @@ from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from .cache import UNREACHABLE, ReusedClientRedisCache
 from .models import ApiKey
 
 # The sliding window on Redis, in one round trip: the key's requests as a sorted set scored by
@@ -77,8 +78,14 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         if script is None:
             script = _scripts[id(client)] = client.register_script(_WINDOW_SCRIPT)
         self.now = self.timer()
-        allowed, count, oldest = script(keys=[key], args=[
-            repr(self.now), duration, limit, uuid.uuid4().hex])
+        try:
+            allowed, count, oldest = script(keys=[key], args=[
+                repr(self.now), duration, limit, uuid.uuid4().hex])
+        except UNREACHABLE as exc:
+            # As the cache answers while Redis is down: the API keeps answering, unthrottled.
+            if isinstance(backend, ReusedClientRedisCache):
+                backend._unreachable(exc, "the throttle")
+            return True
         if allowed:
             return True
         # What DRF's `wait` reads: the history's length and its oldest time.

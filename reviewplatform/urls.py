@@ -23,6 +23,7 @@ from . import (
 )
 
 handler404 = "reviewplatform.api_errors.page_not_found"
+handler500 = "reviewplatform.api_errors.server_error"
 
 urlpatterns = [
     path("", views.home, name="review-home"),

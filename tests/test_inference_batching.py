@@ -270,34 +270,63 @@ def test_it_predicts_every_case_with_every_active_version(champion, challenger, 
 # --- the learner cache ----------------------------------------------------------------------
 
 
-def test_it_loads_a_learner_once_per_version_and_artifact(trained_model):
-    opened: list[int] = []
+def test_it_loads_a_learner_once_per_version_and_artifact(trained_model, tmp_path):
+    import hashlib
 
-    def loader(version_id: int):
+    import torch
+
+    # A second artifact: the same learner with one weight nudged, exported again.
+    nudged = predictor.learner_load(str(trained_model.path))
+    with torch.no_grad():
+        next(nudged.model.parameters()).add_(1e-3)
+    nudged.export(tmp_path / "nudged.pkl")
+    files = {"sha-1": trained_model.path, "sha-2": tmp_path / "nudged.pkl"}
+    sha = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
+    loads: list[int] = []
+
+    def loader(version_id: int, name: str):
         def open_artifact():
-            opened.append(version_id)
-            return trained_model.path.open("rb")
+            loads.append(version_id)  # twice per load: its bytes checked, then unpickled
+            return files[name].open("rb")
         return open_artifact
+
+    def learner(version_id: int, name: str):
+        return predictor.learner_for(version_id=version_id, sha256=sha[name],
+                                     open_artifact=loader(version_id, name))
 
     # Ids far beyond any row a test creates, so other tests' cached learners are not involved.
     a, b = 10**9 + 1, 10**9 + 2
-    first = predictor.learner_for(version_id=a, sha256="sha-1", open_artifact=loader(a))
-    again = predictor.learner_for(version_id=a, sha256="sha-1", open_artifact=loader(a))
+    first = learner(a, "sha-1")
+    again = learner(a, "sha-1")
     assert again is first
-    assert opened == [a]
+    assert loads == [a, a]
 
-    changed = predictor.learner_for(version_id=a, sha256="sha-2", open_artifact=loader(a))
+    changed = learner(a, "sha-2")
     assert changed is not first
-    assert opened == [a, a]
+    assert loads == [a] * 4
 
-    other = predictor.learner_for(version_id=b, sha256="sha-1", open_artifact=loader(b))
+    other = learner(b, "sha-1")
     predictor.learners_forget_except([a])
-    assert predictor.learner_for(version_id=a, sha256="sha-2",
-                                 open_artifact=loader(a)) is changed
-    reloaded = predictor.learner_for(version_id=b, sha256="sha-1", open_artifact=loader(b))
+    assert learner(a, "sha-2") is changed
+    reloaded = learner(b, "sha-1")
     assert reloaded is not other
-    assert opened == [a, a, b, b]
+    assert loads == [a] * 4 + [b] * 4
     predictor.learners_forget_except([])
+
+
+def test_it_refuses_to_load_an_artifact_that_is_not_the_registered_file(trained_model,
+                                                                         tmp_path):
+    import hashlib
+
+    registered = hashlib.sha256(trained_model.path.read_bytes()).hexdigest()
+    damaged = tmp_path / "damaged.pkl"
+    data = bytearray(trained_model.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    damaged.write_bytes(bytes(data))
+
+    with pytest.raises(predictor.ArtifactCorrupt, match=f"not the registered {registered[:12]}"):
+        predictor.learner_for(version_id=10**9 + 3, sha256=registered,
+                              open_artifact=lambda: damaged.open("rb"))
 
 
 def count_loads(monkeypatch) -> list[int]:

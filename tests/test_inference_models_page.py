@@ -321,3 +321,43 @@ def test_it_needs_a_reason_and_a_clear_choice_to_retire(champion, challenger, ad
     assert client.post(url, {"active": "0", "reason": ""}).status_code == 400
     assert client.post(url, {"active": "maybe", "reason": "why not"}).status_code == 400
     assert ModelVersion.objects.get(pk=challenger.pk).is_active
+
+
+def test_a_damaged_artifact_sends_cases_to_reviewers_and_the_page_and_an_alert_say_so(
+        champion, admin_user, client_user, digit_files, settings):
+    from django.core import mail
+
+    from inference import predictor
+    from reviewplatform.tasks import models_failing_check
+    from rollout.services import policy_publish
+
+    settings.ROLLOUT_ALERT_EMAILS = ["ops@example.com"]
+    policy_publish(deployment=champion.deployment, stage="full", rules=[], actor=admin_user,
+                   reason="the model decides what it is sure of")
+    path = Path(champion.artifact.path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped on disk
+    path.write_bytes(bytes(data))
+    predictor.learners_forget_except([])  # a worker that starts now
+
+    image = digit_files["7"][0]
+    case = case_submit(deployment=champion.deployment, region_code="north",
+                       image=SimpleUploadedFile(image.name, image.read_bytes(), "image/png"),
+                       captured_at=CAPTURED_AT, external_id="damaged", submitted_by=client_user)
+    case_predict(case_id=case.pk)
+
+    case.refresh_from_db()
+    assert case.status == Case.Status.IN_REVIEW
+    assert [t.reason for t in case.review_tasks.all()] == ["model_failed"]
+    (prediction,) = case.predictions.all()
+    assert prediction.status == "failed"
+    assert "damaged or was replaced" in prediction.error
+    page = text(login(admin_user).get(PAGE))
+    assert "failing:" in page and "damaged or was replaced" in page
+
+    assert models_failing_check() == 1
+    assert models_failing_check() == 1  # still failing, but told once
+    (alert,) = mail.outbox
+    assert alert.subject == ("[rollout] model version champion (champion) of Handwritten "
+                             "digits is failing: 1 of 1 predictions in 10 min")
+    assert "damaged or was replaced" in alert.body and "model_failed" in alert.body

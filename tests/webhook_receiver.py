@@ -52,7 +52,10 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    """Listens on `port` (0: any free one); a receiver started again on the same port is the
+    same endpoint back up."""
+
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Received] = []
         self.replies: deque[Reply] = deque()
         self.default = Reply()
@@ -84,7 +87,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

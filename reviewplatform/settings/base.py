@@ -338,6 +338,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviewplatform.tasks.cases_stuck_check",
         "schedule": 60.0,
     },
+    "models-failing": {
+        "task": "reviewplatform.tasks.models_failing_check",
+        "schedule": 60.0,
+    },
     # Every minute: the sequential tests stay valid however often they are looked at, and the
     # adaptive audit rates they set should follow the evidence closely.
     "rollout-guardrails": {
@@ -380,6 +384,8 @@ CACHES = {
         "BACKEND": "reviewplatform.cache.ReusedClientRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "reviewplatform",
+        # A Redis that does not answer costs a request a second at most (reviewplatform.cache).
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     },
     # What the web processes and the workers must see alike (the prediction job's marker):
     # Redis always, even where "default" is a cache of each process's own (the tests).
