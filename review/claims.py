@@ -23,7 +23,6 @@ from inference.models import Prediction
 from reviewplatform import lifecycle
 from reviewplatform.models import Deployment, GoldCase, Review, ReviewTask
 
-from .guidelines import guideline_example_ids
 from .rules import ESCALATION_PERM
 
 SERVING_ORDER = (F("urgent").desc(), F("reason_rank").desc(nulls_last=True),
@@ -198,9 +197,8 @@ def _gold_drawn(*, reviewer: User, deployment: Deployment, rng: Callable[[], flo
     """At the deployment's gold rate, a gold case the reviewer has not answered."""
     if deployment.gold_rate <= 0 or rng() >= deployment.gold_rate:
         return None
-    return (GoldCase.objects.filter(is_active=True, case__deployment=deployment)
-            # the guidelines show these: their answers are known
-            .exclude(case_id__in=guideline_example_ids(deployment_id=deployment.pk))
+    return (GoldCase.objects.filter(is_active=True, case__deployment=deployment,
+                                    is_example=False)  # the guidelines show the examples
             .exclude(Exists(Review.objects.filter(case_id=OuterRef("case_id"),
                                                   reviewer=reviewer)))
             .order_by("?").first())

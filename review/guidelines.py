@@ -25,10 +25,11 @@ class GuidelineExample:
     case_ids: list[int]
 
 
-def guideline_examples(*, deployment_id: int, per_label: int = 2) -> list[GuidelineExample]:
-    """Example images per label: the oldest active gold cases of each label. They are shown
-    to reviewers, so the gold draw leaves them out (`guideline_example_ids`)."""
-    rows = (GoldCase.objects.filter(is_active=True, case__deployment_id=deployment_id,
+def guideline_examples(*, deployment_id: int, per_label: int = 3) -> list[GuidelineExample]:
+    """Example images per label: the gold cases marked as examples (the oldest first). Their
+    answers are shown, so the gold draw leaves them out (`guideline_example_ids`)."""
+    rows = (GoldCase.objects.filter(is_active=True, is_example=True,
+                                    case__deployment_id=deployment_id,
                                     case__image_deleted_at__isnull=True)
             .annotate(n=Window(RowNumber(), partition_by=[F("label")],
                                order_by=[F("created_at").asc(), F("id").asc()]))
@@ -38,8 +39,3 @@ def guideline_examples(*, deployment_id: int, per_label: int = 2) -> list[Guidel
         if n <= per_label:
             examples.setdefault(label, []).append(case_id)
     return [GuidelineExample(label=label, case_ids=ids) for label, ids in examples.items()]
-
-
-def guideline_example_ids(*, deployment_id: int) -> set[int]:
-    return {case_id for example in guideline_examples(deployment_id=deployment_id)
-            for case_id in example.case_ids}

@@ -227,14 +227,15 @@ class CaseAdmin(admin.ModelAdmin):
 
 @admin.register(GoldCase)
 class GoldCaseAdmin(admin.ModelAdmin):
-    list_display = ["case", "label", "is_active", "marked_by", "created_at"]
-    list_filter = ["is_active", "case__deployment"]
+    list_display = ["case", "label", "is_active", "is_example", "marked_by", "created_at"]
+    list_filter = ["is_active", "is_example", "case__deployment"]
     raw_id_fields = ["case"]
     readonly_fields = ["marked_by"]
 
     def save_model(self, request: HttpRequest, obj: GoldCase, form, change: bool) -> None:  # type: ignore[no-untyped-def]
         gold = case_gold_mark(case=obj.case, label=obj.label, actor=request.user)  # type: ignore[arg-type]
         obj.pk = gold.pk
+        GoldCase.objects.filter(pk=gold.pk).update(is_example=obj.is_example)
         if not obj.is_active:
             case_gold_unmark(case=obj.case)
 

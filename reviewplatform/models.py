@@ -347,6 +347,9 @@ class GoldCase(models.Model):
     case = models.OneToOneField(Case, on_delete=models.CASCADE, related_name="gold")
     label = models.CharField(max_length=100, help_text="the known answer")
     is_active = models.BooleanField(default=True)
+    is_example = models.BooleanField(
+        default=False, help_text="shown in the deployment's guidelines as an example of its "
+                                 "label, and so never served as gold")
     marked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                   null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -333,11 +333,13 @@ def test_it_changes_a_deployments_settings_but_not_its_slug_labels_or_region_cod
     page = site.get(url("reviewplatform.deployment", "change", deployment.pk))
     assert page.status_code == 200
     assert list(page.context["adminform"].form.fields) == [
-        "name", "urgent_labels", "review_mode", "second_opinion_rate", "gold_rate"]
+        "name", "urgent_labels", "review_mode", "second_opinion_rate", "gold_rate",
+        "image_retention_days", "guidelines"]
     regions = list(deployment.regions.all())
     data = {
         "slug": "renamed", "labels": '["x"]', "name": "Digits, v2", "urgent_labels": '["3"]',
         "review_mode": "assisted", "second_opinion_rate": "0.1", "gold_rate": "0.05",
+        "image_retention_days": "90", "guidelines": "Answer the *digit*.",
         "regions-TOTAL_FORMS": str(len(regions) + 1),
         "regions-INITIAL_FORMS": str(len(regions)),
         "regions-MIN_NUM_FORMS": "0", "regions-MAX_NUM_FORMS": "1000",
@@ -358,5 +360,6 @@ def test_it_changes_a_deployments_settings_but_not_its_slug_labels_or_region_cod
     assert (deployment.name, deployment.urgent_labels, deployment.review_mode) == (
         "Digits, v2", ["3"], "assisted")
     assert (deployment.second_opinion_rate, deployment.gold_rate) == (0.1, 0.05)
+    assert (deployment.image_retention_days, deployment.guidelines) == (90, "Answer the *digit*.")
     assert sorted(deployment.regions.values_list("code", flat=True)) == [
         "east", "north", "south", "west"]

@@ -108,9 +108,9 @@ def test_a_batch_waits_for_cases_submitted_meanwhile_and_takes_them_all(received
     predicted: list[list[int]] = []
     predictions_make = inference.predictions_make
 
-    def spy(*, case_ids):
+    def spy(*, case_ids, **options):
         predicted.append(sorted(case_ids))
-        return predictions_make(case_ids=case_ids)
+        return predictions_make(case_ids=case_ids, **options)
 
     monkeypatch.setattr(inference, "predictions_make", spy)
     later: list[int] = []

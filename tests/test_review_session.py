@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from review.claims import _gold_drawn
-from review.guidelines import guideline_example_ids
+from review.guidelines import guideline_examples
 from reviewplatform.models import GoldCase, ReviewTask
 from tests.test_queue_pages import open_next, text_of
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
@@ -71,18 +71,20 @@ def test_it_shows_the_guidelines_as_markdown_without_raw_html(client, enqueue, r
 
 def test_it_shows_gold_examples_per_label_and_never_serves_them_as_gold(
         client, enqueue, reviewer, deployment, admin_user, make_case):
-    golds = [GoldCase.objects.create(case=make_case(), label=label, marked_by=admin_user)
-             for label in ["4", "4", "4", "7"]]
+    golds = [GoldCase.objects.create(case=make_case(), label=label, marked_by=admin_user,
+                                     is_example=example)
+             for label, example in [("4", True), ("4", False), ("7", True)]]
     enqueue()
     client.force_login(reviewer)
 
     _, page = open_next(client)
 
-    examples = {g.case_id for g in golds[:2]} | {golds[3].case_id}
-    assert guideline_example_ids(deployment_id=deployment.pk) == examples
-    for case_id in examples:
-        assert f'src="/cases/{case_id}/image/" alt="an example of' in page
+    examples = {e.label: e.case_ids for e in guideline_examples(deployment_id=deployment.pk)}
+    assert examples == {"4": [golds[0].case_id], "7": [golds[2].case_id]}
+    for gold in (golds[0], golds[2]):
+        assert f'src="/cases/{gold.case_id}/image/" alt="an example of {gold.label}"' in page
+    assert f'src="/cases/{golds[1].case_id}/image/"' not in page
     deployment.gold_rate = 1.0
     drawn = {_gold_drawn(reviewer=reviewer, deployment=deployment, rng=random.random).case_id
              for _ in range(10)}
-    assert drawn == {golds[2].case_id}  # the one gold case not shown as an example
+    assert drawn == {golds[1].case_id}  # the one gold case not shown as an example
