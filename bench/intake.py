@@ -342,6 +342,7 @@ def demo_prepare(work: Path) -> str:
 
     started = time.perf_counter()
     epochs = {"epochs": int(EPOCHS), "challenger_epochs": int(EPOCHS)} if EPOCHS else {}
+    os.environ["DEMO_HISTORY"] = "0"  # intake is measured on the demo's set-up, not its history
     call_command("demo_prepare", model=work / "demo" / "digits.pkl",
                  challenger=work / "demo" / "digits-challenger.pkl",
                  api_key_file=work / "demo" / "api-key.txt", **epochs)
