@@ -113,6 +113,7 @@ def claim_plan(reviewer) -> str:
     import uuid
     from datetime import timedelta
 
+    from django.conf import settings
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -122,7 +123,8 @@ def claim_plan(reviewer) -> str:
     now = timezone.now()
     params = {"reviewer": reviewer.pk, "senior": reviewer.has_perm(ESCALATION_PERM),
               "skipped": [], "now": now, "until": now + timedelta(minutes=5),
-              "token": uuid.uuid4(), "rank_first": True}
+              "token": uuid.uuid4(), "rank_first": True,
+              "audit_due": now - timedelta(seconds=settings.AUDIT_SERVE_WITHIN_SECONDS)}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + _claim_sql(skipped=False), params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
