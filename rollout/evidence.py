@@ -13,6 +13,7 @@ reviewed cases would settle it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,12 +33,14 @@ REPLAY_LIMIT = 50_000
 GATE_NOT_NEEDED = "not needed"
 
 
-def policy_for(spec: dict[str, Any], *, group_id: str) -> routing.Policy:
+def policy_for(spec: dict[str, Any], *, group_id: str,
+               audit_rates: Mapping[tuple[str, str], float] | None = None) -> routing.Policy:
     return routing.Policy(
         stage=spec["stage"], rules=spec["rules"],
         confidence_threshold=float(spec["confidence_threshold"]),
         audit_rate=float(spec["audit_rate"]), group_id=group_id,
         paused_cells=[tuple(c) for c in spec.get("paused_cells") or ()],
+        audit_rates=audit_rates or {},
     )
 
 

@@ -143,8 +143,7 @@ def guardrails_check(*, deployment: Deployment, now: datetime | None = None
         answers = cell_answers(deployment=deployment, rule=rule, region=region, since=start,
                            until=now)
         verdict = cell_verdict(test, answers)
-        detector = test.detector_fold(answers)
-        rate = float(rates.rate(test, detector=detector,
+        rate = float(rates.rate(test, detector=verdict.detector,
                                 pass_log=test.pass_log_evidence(verdict.n, verdict.agreed)))
         in_domain = cell_in_domain(deployment=deployment, rule=rule, region=region, since=start,
                                until=now)

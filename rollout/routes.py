@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db.models import OuterRef, Subquery
@@ -74,9 +73,9 @@ def _policy(version: PolicyVersion, group_id: str) -> routing.Policy:
     version has no evidence yet)."""
     spec = version.spec()
     spec["audit_rate"] = audit_rates_for(version.guardrail_settings, base=version.audit_rate).thin
-    policy = policy_for(spec, group_id=group_id)
-    return replace(policy, audit_rates={(c["rule"], c["region"]): float(c["rate"])
-                                        for c in getattr(version, "cell_rates", None) or ()})
+    return policy_for(spec, group_id=group_id, audit_rates={
+        (c["rule"], c["region"]): float(c["rate"])
+        for c in getattr(version, "cell_rates", None) or ()})
 
 
 def cases_routes(cases: list[Case], *,

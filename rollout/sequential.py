@@ -158,6 +158,8 @@ class CellVerdict:
     pass_evidence: float
     verdict: str  # "fail", "pass" or "inconclusive" (Verdict's values)
     to_prove: int | None
+    detector: FloatArray = field(repr=False, compare=False,
+                                 default_factory=lambda: np.zeros(0))  # what the audit rate reads
 
     def as_dict(self) -> dict[str, Any]:
         return {"n": self.n, "agreed": self.agreed, "fail_evidence": self.fail_evidence,
@@ -170,7 +172,8 @@ def cell_verdict(test: SequentialTest, answers: ArrayLike) -> CellVerdict:
     threshold, pass when agreement above the floor is proven, otherwise inconclusive."""
     agreed = np.asarray(answers, dtype=bool)
     n, k = int(agreed.size), int(agreed.sum())
-    fail = float(test.fail_log_evidence(test.detector_fold(agreed)))
+    detector = test.detector_fold(agreed)
+    fail = float(test.fail_log_evidence(detector))
     proof = float(test.pass_log_evidence(n, k))
     if fail >= test.log_pause:
         verdict = "fail"
@@ -179,7 +182,7 @@ def cell_verdict(test: SequentialTest, answers: ArrayLike) -> CellVerdict:
     else:
         verdict = "inconclusive"
     return CellVerdict(n=n, agreed=k, fail_evidence=_exp(fail), pass_evidence=_exp(proof),
-                       verdict=verdict, to_prove=test.answers_to_prove(n, k))
+                       verdict=verdict, to_prove=test.answers_to_prove(n, k), detector=detector)
 
 
 @dataclass(frozen=True)
