@@ -42,7 +42,7 @@ _ANSWER_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
-class _AnswerFacts:
+class AnswerFacts:
     """A task as read for an answer, with what the answer and the review chain need."""
 
     task: ReviewTask
@@ -54,7 +54,7 @@ class _AnswerFacts:
     follows_answer: str | None
 
 
-def _answer_facts(*, task_id: int, lease_token: uuid.UUID, reviewer: User) -> _AnswerFacts:
+def answer_facts(*, task_id: int, lease_token: uuid.UUID, reviewer: User) -> AnswerFacts:
     with connection.cursor() as cursor:
         cursor.execute(_ANSWER_READ_SQL, {"task": task_id, "ok": Prediction.Status.OK})
         row = cursor.fetchone()
@@ -63,11 +63,18 @@ def _answer_facts(*, task_id: int, lease_token: uuid.UUID, reviewer: User) -> _A
     assert task is not None
     (labels, review_mode, second_opinion_rate, threshold, champion_label,
      champion_confidence, follows_answer) = row[len(TASK_ATTNAMES):]
-    return _AnswerFacts(
+    return AnswerFacts(
         task=task, labels=json.loads(labels) if isinstance(labels, str) else labels,
         review_mode=review_mode, second_opinion_rate=second_opinion_rate,
         confidence_threshold=threshold, follows_answer=follows_answer,
         champion=None if champion_label is None else (champion_label, champion_confidence))
+
+
+def reveals_first(facts: AnswerFacts) -> bool:
+    """Blind-then-reveal: the task's next answer is the blind one, recorded before the model's
+    answer is shown."""
+    mode = review_mode_for(facts.task, deployment_mode=facts.review_mode)
+    return mode == ReviewMode.REVEALED and not facts.task.blind_answer
 
 
 def answer(*, task_id: int, lease_token: uuid.UUID, reviewer: User, answer: str,
@@ -86,13 +93,13 @@ def _answer_once(*, task_id: int, lease_token: uuid.UUID, reviewer: User, answer
                  mode: str | None, now: datetime, blind_first: bool
                  ) -> tuple[bool, Review | None]:
     """(False, None) when the task changed between the read and the write: nothing written."""
-    facts = _answer_facts(task_id=task_id, lease_token=lease_token, reviewer=reviewer)
+    facts = answer_facts(task_id=task_id, lease_token=lease_token, reviewer=reviewer)
     task = facts.task
     answer_check(answer, labels=facts.labels)
     reveal_first = False
     if mode is None:
         mode = review_mode_for(task, deployment_mode=facts.review_mode)
-        reveal_first = blind_first and mode == ReviewMode.REVEALED and not task.blind_answer
+        reveal_first = blind_first and reveals_first(facts)
         if task.blind_answer:
             mode = Review.Mode.REVEALED
     if mode not in Review.Mode.values:

@@ -55,8 +55,10 @@ def _order_sql(overdue: str) -> str:
     return (f"urgent DESC, {overdue} DESC, CASE WHEN {overdue} THEN created_at END,"
             f" {_SERVING_ORDER_SQL.removeprefix('urgent DESC, ')}")
 
+# A task whose answer waits out its undo window (`pending`) is nobody's to take, not even its
+# holder's: the answer is stored, or taken back, by `pending`.
 _HELD_SQL = ("t.status = 'claimed' AND t.claimed_by_id = %(reviewer)s"
-             " AND t.lease_expires_at >= %(now)s")
+             " AND t.lease_expires_at >= %(now)s AND t.pending_until IS NULL")
 
 
 def _candidate_sql(*, exclude_skipped: bool) -> str:
@@ -83,7 +85,8 @@ def _candidate_sql(*, exclude_skipped: bool) -> str:
             UNION ALL
             SELECT * FROM (
                 SELECT {columns} FROM reviewplatform_reviewtask AS t
-                WHERE t.status = 'claimed' AND t.lease_expires_at < %(now)s AND {may_take}
+                WHERE t.status = 'claimed' AND t.lease_expires_at < %(now)s
+                  AND t.pending_until IS NULL AND {may_take}
                 ORDER BY {_order_sql(_OVERDUE_SQL)} LIMIT 1 FOR UPDATE SKIP LOCKED
             ) AS expired_task
         ) AS candidate ORDER BY {_order_sql("overdue")} LIMIT 1"""  # noqa: S608

@@ -20,24 +20,31 @@ from django.db import transaction
 from django.utils import timezone
 
 from reviewplatform import lifecycle
+from reviewplatform.errors import Conflict
 from reviewplatform.models import Case, Review, ReviewTask
 
-from . import answers, claims
+from . import answers, claims, pending
 from .rules import holder_check, review_mode_for, task_shown_reason
 
 __all__ = [
+    "answers_pending",
+    "pending_answers_store",
     "review_answer",
+    "review_answer_pend",
     "review_claim_next",
     "review_lease_renew",
     "review_release",
     "review_submit",
     "review_task_create",
     "review_tasks_rank",
+    "review_undo",
     "task_review_mode",
     "task_shown_reason",
 ]
 
 review_tasks_rank = claims.review_tasks_rank
+pending_answers_store = pending.pending_answers_store
+answers_pending = pending.answers_pending
 
 
 def review_task_create(*, case: Case, reason: str, policy_version: Any, rule: str = "",
@@ -108,17 +115,10 @@ def review_release(*, task_id: int, lease_token: uuid.UUID, reviewer: User) -> N
     """Give a claimed task back to the queue at once (skip, or stop reviewing)."""
     with transaction.atomic():
         task = _task_for_holder(task_id=task_id, lease_token=lease_token, reviewer=reviewer)
-        if task.reason == ReviewTask.Reason.GOLD:
-            lifecycle.gold_task_drop(task_id=task.pk)
-            return
-        task.status = ReviewTask.Status.OPEN
-        task.claimed_by = None
-        task.claimed_at = None
-        task.lease_token = None
-        task.lease_expires_at = None
-        task.blind_answer = ""
-        task.save(update_fields=["status", "claimed_by", "claimed_at", "lease_token",
-                                 "lease_expires_at", "blind_answer"])
+        if task.pending_until is not None:
+            raise Conflict("your answer to this case is waiting out its undo window; "
+                           "undo it first to hand the case back")
+        lifecycle.review_task_hand_back(task)
 
 
 def task_review_mode(task: ReviewTask) -> str:
@@ -141,6 +141,25 @@ def review_answer(
     """
     return answers.answer(task_id=task_id, lease_token=lease_token, reviewer=reviewer,
                           answer=answer, mode=None, now=now or timezone.now(), blind_first=True)
+
+
+def review_answer_pend(
+    *,
+    task_id: int,
+    lease_token: uuid.UUID,
+    reviewer: User,
+    answer: str,
+    now: datetime | None = None,
+) -> pending.Pending | None:
+    """The answer given on the review page, kept for `REVIEW_UNDO_SECONDS` (see `pending`)
+    before it is stored; None for the blind answer of blind-then-reveal, recorded at once."""
+    return pending.answer_pend(task_id=task_id, lease_token=lease_token, reviewer=reviewer,
+                               answer=answer, now=now or timezone.now())
+
+
+def review_undo(*, reviewer: User, now: datetime | None = None) -> pending.Pending:
+    """Take back the reviewer's latest answer still in its undo window."""
+    return pending.answer_undo(reviewer=reviewer, now=now or timezone.now())
 
 
 def review_submit(

@@ -13,7 +13,17 @@ from rollout.services import deployment_create
 
 from .admin_readonly import ReadOnlyAdminMixin
 from .errors import ServiceError
-from .models import ApiKey, Case, Decision, Deployment, GoldCase, Region, Review, ReviewTask
+from .models import (
+    ApiKey,
+    Case,
+    Decision,
+    Deployment,
+    GoldCase,
+    Region,
+    Review,
+    ReviewTask,
+    WithdrawnAnswer,
+)
 from .services import case_gold_mark, case_gold_unmark
 
 
@@ -255,6 +265,14 @@ class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "case", "reviewer", "answer", "blind_answer", "mode", "seconds",
                     "created_at"]
     list_filter = ["mode", "reviewer"]
+
+
+@admin.register(WithdrawnAnswer)
+class WithdrawnAnswerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Answers taken back within their undo window: kept, never edited."""
+
+    list_display = ["id", "case", "reviewer", "answer", "answered_at", "withdrawn_at"]
+    list_filter = ["reviewer"]
 
 
 @admin.register(Decision)

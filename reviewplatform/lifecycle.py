@@ -184,6 +184,17 @@ def gold_task_drop(*, task_id: int) -> None:
     ReviewTask.objects.filter(pk=task_id, reason=Reason.GOLD).delete()
 
 
+def review_task_hand_back(task: ReviewTask) -> None:
+    """A claimed task back in the queue, as if never claimed (a gold task is dropped)."""
+    if task.reason == Reason.GOLD:
+        gold_task_drop(task_id=task.pk)
+        return
+    ReviewTask.objects.filter(pk=task.pk).update(
+        status=ReviewTask.Status.OPEN, claimed_by=None, claimed_at=None, lease_token=None,
+        lease_expires_at=None, blind_answer="", pending_answer="", pending_at=None,
+        pending_until=None)
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A reviewer's answer to a task, as read: stored only while the task is still as it was
@@ -224,7 +235,8 @@ _BLIND_ANSWER_SQL = f"""
 _ANSWER_WRITE_SQL = f"""
     WITH done AS (
         UPDATE reviewplatform_reviewtask
-        SET status = 'done', completed_at = %(now)s, lease_expires_at = NULL
+        SET status = 'done', completed_at = %(now)s, lease_expires_at = NULL,
+            pending_answer = '', pending_at = NULL, pending_until = NULL
         WHERE {_AS_READ_SQL}
         RETURNING id
     ), review AS (

@@ -213,6 +213,13 @@ class ReviewTask(models.Model):
     blind_answer = models.CharField(
         max_length=100, blank=True,
         help_text="blind-then-reveal: the answer given before the model's answer was shown")
+    pending_answer = models.CharField(
+        max_length=100, blank=True,
+        help_text="an answer given on the review page, stored once its undo window closes")
+    pending_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="when the pending answer was given")
+    pending_until = models.DateTimeField(
+        null=True, blank=True, help_text="when the pending answer's undo window closes")
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -243,6 +250,9 @@ class ReviewTask(models.Model):
             models.Index(fields=["id"], condition=Q(reason_rank__isnull=True),
                          name="reviewtask_unranked"),
             models.Index(fields=["status", "completed_at"], name="reviewtask_status_done"),
+            # Pending answers (review.pending): the sweep that stores them once due.
+            models.Index(fields=["pending_until"], condition=Q(pending_until__isnull=False),
+                         name="reviewtask_pending"),
             models.Index(fields=["created_at"], name="reviewtask_created"),
         ]
 
@@ -281,6 +291,26 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer} answered {self.answer} on case {self.case_id}"
+
+
+class WithdrawnAnswer(models.Model):
+    """An answer its reviewer took back within the undo window (REVIEW_UNDO_SECONDS), before
+    it was stored: kept, so that every answer given on the review page leaves a trace."""
+
+    task = models.ForeignKey(ReviewTask, on_delete=models.CASCADE,
+                             related_name="withdrawn_answers")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="withdrawn_answers")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                 related_name="withdrawn_answers")
+    answer = models.CharField(max_length=100)
+    answered_at = models.DateTimeField(help_text="when the answer was given")
+    withdrawn_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["withdrawn_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} withdrew {self.answer} on case {self.case_id}"
 
 
 class Decision(models.Model):

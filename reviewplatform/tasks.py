@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from celery.signals import worker_init
@@ -17,6 +17,7 @@ from inference.reference import reference_detectors_fit as detectors_fit
 from inference.reference import reference_sets_fill as reference_sets_make
 from inference.selectors import FAILING_WINDOW, last_prediction_at, versions_failing
 from inference.services import recently_routed
+from review.services import pending_answers_store as answers_store
 from rollout.alerts import admins_alert
 from webhooks.delivery import drain
 
@@ -250,6 +251,25 @@ def webhooks_drain() -> int:
                   f"Deliveries: {', '.join(map(str, result.failed[:20]))}."),
             payload={"event": "webhook_deliveries_failed", "deliveries": result.failed})
     return result.sent
+
+
+@shared_task
+def pending_answers_store(task_ids: list[int] | None = None) -> int:
+    """Store the review page's answers whose undo window has closed (`review.pending`): those
+    of `task_ids`, queued for the end of their window, or every due one (beat, every few
+    seconds, in case such a job was lost)."""
+    stored = answers_store(now=timezone.now(), task_ids=task_ids)
+    if stored:
+        webhooks_drain_soon()
+    return stored
+
+
+def pending_answers_store_at(until: datetime, *, task_id: int) -> None:
+    """Ask for the answer on `task_id` to be stored when its undo window closes, once the
+    current transaction commits. A broker that cannot be reached leaves it to beat."""
+    def ask() -> None:
+        pending_answers_store.apply_async(kwargs={"task_ids": [task_id]}, eta=until)
+    transaction.on_commit(ask, robust=True)
 
 
 def webhooks_drain_soon() -> None:

@@ -37,6 +37,7 @@ urlpatterns = [
     path("review/tasks/<int:task_id>/skip/", views.review_skip, name="review-skip"),
     path("review/tasks/<int:task_id>/stop/", views.review_stop, name="review-stop"),
     path("review/tasks/<int:task_id>/lease/", views.review_lease, name="review-lease"),
+    path("review/undo/", views.review_undo_view, name="review-undo"),
     path("review/team/", views.team, name="review-team"),
     path("cases/", views_case.case_search, name="case-search"),
     path("cases/<int:case_id>/", views_case.case_page, name="case-page"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -33,10 +34,12 @@ from review.selectors import (
     reviewers_active,
 )
 from review.services import (
-    review_answer,
+    answers_pending,
+    review_answer_pend,
     review_claim_next,
     review_lease_renew,
     review_release,
+    review_undo,
     task_review_mode,
     task_shown_reason,
 )
@@ -44,7 +47,7 @@ from review.services import (
 from .errors import ServiceError
 from .models import Case, Deployment, Review, ReviewMode, ReviewTask
 from .selectors import audits_waiting, cases_stuck
-from .tasks import webhooks_drain_soon
+from .tasks import pending_answers_store_at
 
 REVIEW_PERM = "reviewplatform.add_review"
 TEAM_PERM = "reviewplatform.view_team_figures"
@@ -77,6 +80,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "mine": mine,
         "can_review": user.has_perm(REVIEW_PERM),
         "can_see_team": user.has_perm(TEAM_PERM),
+        "pending": _undoable(answers_pending(reviewer=user)),
     })
 
 
@@ -165,6 +169,10 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
             or task.lease_expires_at is None or task.lease_expires_at < timezone.now()):
         messages.warning(request, "That case is no longer held by you; here is the next one.")
         return _go_next(request)
+    if task.pending_until is not None:
+        messages.info(request, f"Your answer to case {task.case_id} is being stored; undo it "
+                               "(Backspace) to change it.")
+        return _go_next(request)
     case = task.case
     labels = case.deployment.labels
     shortcuts = label_keys(labels)
@@ -175,8 +183,9 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
     local = case.captured_at_local
     lease = settings.REVIEW_LEASE_SECONDS
     session = _review_session(request)
-    done = reviewer_answers_since(reviewer=_user(request),
-                                  since=datetime.fromisoformat(session["started"]))
+    pending = answers_pending(reviewer=_user(request))
+    done = len(pending) + reviewer_answers_since(
+        reviewer=_user(request), since=datetime.fromisoformat(session["started"]))
     return render(request, "review/task.html", {
         "task": task,
         "case": case,
@@ -199,10 +208,17 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
         "session_goal": session["goal"],
         "session_done": done,
         "session_percent": min(100, round(100 * done / session["goal"])),
-        "recent": reviewer_recent(reviewer=_user(request)),
+        "recent": [*({"case_id": p.case_id, "answer": p.answer, "pending": True} for p in pending),
+                   *reviewer_recent(reviewer=_user(request))][:5],
+        "pending": _undoable(pending),
         "guidelines": guidelines_html(case.deployment.guidelines),
         "examples": guideline_examples(deployment_id=case.deployment_id),
     })
+
+
+def _undoable(pending: list[Any]) -> Any:
+    """The latest answer still in its undo window, if any."""
+    return pending[0] if pending and pending[0].until > timezone.now() else None
 
 
 def _lease_token(request: HttpRequest) -> uuid.UUID | None:
@@ -220,17 +236,39 @@ def review_answer_view(request: HttpRequest, task_id: int) -> HttpResponse:
     if token is None:
         return HttpResponse("missing or malformed lease_token", status=400)
     try:
-        review = review_answer(task_id=task_id, lease_token=token, reviewer=_user(request),
-                               answer=request.POST.get("answer", ""))
+        given = review_answer_pend(task_id=task_id, lease_token=token, reviewer=_user(request),
+                                   answer=request.POST.get("answer", ""))
     except ServiceError as exc:
         if exc.status_code == 400:
             return HttpResponse(exc.message, status=400)
         messages.error(request, exc.message)
         return _go_next(request)
-    if review is None:  # blind answer recorded: now the model's answer is revealed
+    if given is None:  # blind answer recorded: now the model's answer is revealed
         return redirect("review-task", task_id=task_id)
-    webhooks_drain_soon()
+    pending_answers_store_at(given.until, task_id=given.task_id)
     return _go_next(request)
+
+
+@require_POST
+@login_required
+@permission_required(REVIEW_PERM, raise_exception=True)
+def review_undo_view(request: HttpRequest) -> HttpResponse:
+    """Take back one's latest answer within its undo window and answer that case again; the
+    case on screen (`task_id` with its `lease_token`, when given) goes back to the queue."""
+    try:
+        undone = review_undo(reviewer=_user(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _go_next(request)
+    token = _lease_token(request)
+    current = request.POST.get("task_id", "")
+    if token is not None and current.isdigit() and int(current) != undone.task_id:
+        # A case on screen that was no longer the reviewer's has nothing to hand back.
+        with contextlib.suppress(ServiceError):
+            review_release(task_id=int(current), lease_token=token, reviewer=_user(request))
+    messages.info(request, f"Your answer {undone.answer} to case {undone.case_id} was taken "
+                           "back: answer it again.")
+    return redirect("review-task", task_id=undone.task_id)
 
 
 def _release(request: HttpRequest, task_id: int) -> HttpResponse | None:

@@ -20,7 +20,7 @@ from inference.models import Prediction
 
 from .api import CaseOutputSerializer
 from .case_follow import cases_followed
-from .models import Case, CaseEvent, Review, ReviewTask
+from .models import Case, CaseEvent, Review, ReviewTask, WithdrawnAnswer
 from .selectors import cases_visible_to
 
 SEARCH_LIMIT = 50
@@ -70,6 +70,8 @@ def case_page(request: HttpRequest, case_id: int) -> HttpResponse:
         "predictions": predictions,
         "tasks": tasks,
         "reviews": reviews,
+        "withdrawn": (WithdrawnAnswer.objects.filter(case=case).select_related("reviewer")
+                      .order_by("withdrawn_at", "id")),
         "events": CaseEvent.objects.filter(case=case).order_by("id"),
         "decision": getattr(case, "decision", None),
     })

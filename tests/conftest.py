@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
 from inference.demo_model import DIGIT_LABELS, demo_model_train
 from inference.models import ModelVersion
 from inference.services import model_version_register
+from review.services import pending_answers_store
 from reviewplatform.models import Deployment
 from reviewplatform.services import api_key_create
 from rollout.services import deployment_create
@@ -188,3 +191,9 @@ def other_connections_wait_closed(seconds: float = 15) -> None:
             if cursor.fetchone()[0] == 0:
                 return
             time.sleep(0.1)
+
+
+def pending_answers_stored() -> int:
+    """Store the review page's answers as beat does once their undo window has closed."""
+    return pending_answers_store(
+        now=timezone.now() + timedelta(seconds=settings.REVIEW_UNDO_SECONDS + 1))

@@ -110,8 +110,10 @@ def _wait_for_status(url: str, headers: dict[str, str], status: str, seconds: fl
 
 
 def test_it_takes_a_case_from_the_api_to_a_human_decision(
-    live_server, worker, browser, champion, reviewer, admin_user, api_key, digit_files
+    live_server, worker, browser, champion, reviewer, admin_user, api_key, digit_files, settings
 ):
+    # The answer waits out a short undo window; the worker stores it when the window closes.
+    settings.REVIEW_UNDO_SECONDS = 2
     headers = {"Authorization": f"Api-Key {api_key}"}
     image = digit_files["7"][0]
 
@@ -154,7 +156,9 @@ def test_it_takes_a_case_from_the_api_to_a_human_decision(
     page.keyboard.press("7")  # a one-character label is its own key
     page.wait_for_url(f"{live_server.url}/")
     assert "queue is empty" in page.content()
+    assert page.inner_text("#pending-answer") == "7"  # Backspace would still take it back
 
+    _wait_for_status(case_url, headers, "decided", seconds=30)
     decision = Decision.objects.get(case=case)
     assert (decision.label, decision.source, decision.review.reviewer) == ("7", "human", reviewer)
     body = requests.get(case_url, headers=headers, timeout=10).json()

@@ -11,13 +11,13 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from reviewplatform.models import CaseEvent, Decision, Review
+from reviewplatform.models import CaseEvent, Decision, Review, WithdrawnAnswer
 from rollout.models import PolicyVersion
 from rollout.services import policy_pause
 from tests.conftest import CAPTURED_AT
 from tests.reports_factory import decide, sim_model
 
-PROTECTED = [PolicyVersion, Decision, Review, CaseEvent]
+PROTECTED = [PolicyVersion, Decision, Review, CaseEvent, WithdrawnAnswer]
 
 # The one API route that changes and deletes with PATCH and DELETE: a client's own webhook
 # endpoint, none of the records above.
@@ -38,6 +38,8 @@ def history(deployment, admin_user, client_user, reviewer) -> dict:
                   captured_at=CAPTURED_AT, model_label="3", human="3")
     policy_pause(deployment=deployment, actor=admin_user, reason="a second version")
     CaseEvent.objects.create(case=case, type=CaseEvent.Type.DECIDED, data={"label": "3"})
+    WithdrawnAnswer.objects.create(task=case.review_tasks.first(), case=case, reviewer=reviewer,
+                                   answer="5", answered_at=CAPTURED_AT)
     rows = {model.__name__: model.objects.first() for model in PROTECTED}
     assert all(rows.values())
     return {"case": case, **rows}

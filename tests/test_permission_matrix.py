@@ -144,6 +144,8 @@ MATRIX: dict[str, list[Call]] = {
     "review-skip": [post("login 403 403 400 400 403 403 400")],
     "review-stop": [post("login 403 403 400 400 403 403 400")],
     "review-lease": [post("login 403 403 400 400 403 403 400")],
+    # Nothing to undo: the reviewer is sent on to the next case.
+    "review-undo": [post("login 403 403 302 302 403 403 302")],
     # Every reviewer's figures: seniors and admins.
     "review-team": [get("login 403 403 403 200 200 403 200")],
 

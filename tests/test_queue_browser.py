@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from reviewplatform.models import Decision, Review, ReviewTask
-from tests.conftest import other_connections_wait_closed
+from tests.conftest import other_connections_wait_closed, pending_answers_stored
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 pytestmark = pytest.mark.e2e
@@ -78,8 +78,10 @@ def test_it_lets_a_reviewer_decide_five_cases_with_the_keyboard_alone(
             # A digit label is its own key.
             page.keyboard.press("c" if answer == "cannot_tell" else answer)
 
-    # The stored decisions are the keys pressed, by this reviewer, on five different cases.
-    assert wait_for(lambda: Decision.objects.count() == 5)
+    # The stored decisions are the keys pressed, by this reviewer, on five different cases,
+    # once their undo window has closed.
+    assert pending_answers_stored() == 5
+    assert Decision.objects.count() == 5
     for case_id, label in answers.items():
         decision = Decision.objects.select_related("review").get(case_id=case_id)
         assert (decision.label, decision.source, decision.review.reviewer_id) == (

@@ -14,7 +14,7 @@ from django.utils import timezone
 from review.services import review_claim_next, review_submit
 from reviewplatform.models import Decision, Review, ReviewMode, ReviewTask
 from rollout.services import deployment_create
-from tests.conftest import REGIONS
+from tests.conftest import REGIONS, pending_answers_stored
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 
@@ -146,6 +146,8 @@ def test_it_reveals_the_model_only_after_the_blind_answer(client, enqueue, deplo
     assert text_of(html, "model-label") == "4"
     assert text_of(html, "blind-answer") == "9"
     client.post(f"/review/tasks/{task.pk}/answer/", {"lease_token": token, "answer": "9"})
+    assert not Review.objects.exists()  # kept for undo until its window closes
+    assert pending_answers_stored() == 1
 
     review = Review.objects.get()
     assert (review.blind_answer, review.answer, review.mode) == ("9", "9", "revealed")
@@ -369,6 +371,7 @@ def test_it_puts_a_skipped_case_back_and_serves_it_only_when_nothing_else_is_lef
     assert answered["Location"] == f"/review/tasks/{first.pk}/"
     first.refresh_from_db()
     assert (first.status, first.claimed_by_id) == (ReviewTask.Status.CLAIMED, reviewer.pk)
+    assert pending_answers_stored() == 1
     assert list(Review.objects.values_list("task_id", "answer")) == [(second.pk, "3")]
 
 

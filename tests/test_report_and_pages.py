@@ -19,7 +19,7 @@ from rollout.reports.figures import Report
 from rollout.reports.filters import report_filters_parse
 from rollout.reports.selectors import report_build
 from rollout.services import deployment_create, policy_publish
-from tests.conftest import CAPTURED_AT, png_bytes
+from tests.conftest import CAPTURED_AT, pending_answers_stored, png_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -307,6 +307,7 @@ def test_it_stores_the_answer_posted_with_the_lease_token(client, reviewer, depl
                            {"lease_token": str(task.lease_token), "answer": "6"})
 
     assert response.status_code == 302
+    assert pending_answers_stored() == 1
     decision = Decision.objects.get(case=case)
     assert (decision.label, decision.source) == ("6", Decision.Source.HUMAN)
     assert Review.objects.get(case=case).reviewer == reviewer

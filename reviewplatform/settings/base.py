@@ -100,6 +100,9 @@ REVIEW_LEASE_CLOSE_GRACE_SECONDS = env_int("REVIEW_LEASE_CLOSE_GRACE_SECONDS", 1
 # reviewer does not start a new one from the dashboard.
 REVIEW_SESSION_GOAL = env_int("REVIEW_SESSION_GOAL", 50, minimum=1)
 REVIEW_SESSION_HOURS = env_int("REVIEW_SESSION_HOURS", 8, minimum=1)
+# An answer given on the review page is stored this long after it is given: until then its
+# reviewer can take it back (Backspace, "Undo"). Beat stores the due ones every few seconds.
+REVIEW_UNDO_SECONDS = env_int("REVIEW_UNDO_SECONDS", 10, minimum=1)
 # An audit task waiting longer than this is served before every task that is not urgent: the
 # guardrails judge the model by audits, so they must not wait behind the whole backlog.
 AUDIT_SERVE_WITHIN_SECONDS = env_int("AUDIT_SERVE_WITHIN_SECONDS", 900, minimum=0)
@@ -333,6 +336,10 @@ CELERY_BEAT_SCHEDULE = {
     "reference-detectors-fit": {
         "task": "reviewplatform.tasks.reference_detectors_fit",
         "schedule": 600.0,
+    },
+    "pending-answers-store": {
+        "task": "reviewplatform.tasks.pending_answers_store",
+        "schedule": 5.0,
     },
     "stuck-cases": {
         "task": "reviewplatform.tasks.cases_stuck_check",
