@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from reviewplatform.admin_readonly import ReadOnlyAdminMixin
 
-from .models import PolicyVersion
+from .models import Alert, PolicyVersion
 
 
 @admin.register(PolicyVersion)
@@ -12,3 +12,11 @@ class PolicyVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = ["deployment", "version", "stage", "author", "created_at", "reason"]
     list_filter = ["deployment", "stage"]
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Alerts are written when they are sent; the admin only reads them."""
+
+    list_display = ["created_at", "event", "deployment", "subject"]
+    list_filter = ["event", "deployment"]

@@ -159,6 +159,28 @@ class ScheduledChange(models.Model):
         return f"{self.deployment.slug}: {self.stage} at {self.effective_at:%Y-%m-%d %H:%M} UTC"
 
 
+class Alert(models.Model):
+    """An alert as it was sent to the admins (`rollout.alerts.admins_alert`), kept for the
+    in-app list: guardrail pauses and held changes with their figures, stuck cases, failing
+    model versions, webhook deliveries that failed for good."""
+
+    event = models.CharField(max_length=40, help_text="what happened, as the payload's event")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, null=True, blank=True,
+                                   related_name="alerts")
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["created_at"], name="alert_created"),
+                   models.Index(fields=["deployment", "created_at"], name="alert_deployment")]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
 class Adjudication(models.Model):
     """A senior reviewer's ruling on a case where the model and the human decision differ.
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api, metrics, views
+from . import api, metrics, views, views_alerts
 from .reports import views as reports
 
 policy = "api/v1/deployments/<slug:slug>/policy/"
@@ -22,6 +22,7 @@ urlpatterns = [
          name="report-export"),
     path("deployments/<slug:slug>/report/retraining.zip", reports.export_retraining,
          name="report-retraining"),
+    path("alerts/", views_alerts.alerts_page, name="alerts"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path(policy, api.PolicyApi.as_view(), name="api-policy"),
     path(f"{policy}pause/", api.PolicyPauseApi.as_view(), name="api-policy-pause"),

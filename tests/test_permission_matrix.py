@@ -166,6 +166,7 @@ MATRIX: dict[str, list[Call]] = {
 
     # The rollout page and its actions: rollout admins.
     "rollout": [get("login 403 403 403 403 200 403 200")],
+    "alerts": [get("login 403 403 403 403 200 403 200")],
     "rollout-publish": [post("login 403 403 403 403 400 403 400")],
     # Pausing needs nothing more than the permission: it pauses, back to the page.
     "rollout-pause": [post("login 403 403 403 403 400 403 400")],  # unconfirmed
