@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
@@ -193,6 +193,7 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
         "local_time": local.strftime("%Y-%m-%d %H:%M"),
         "local_weekday": local.strftime("%A"),
         "utc_offset": local.strftime("%z"),
+        "utc_time": case.captured_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "reason": reason,
         "reason_label": ReviewTask.Reason(reason).label,
         "ood_reasons": (_ood_reasons(case, blind=not shows_model)

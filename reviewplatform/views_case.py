@@ -33,16 +33,17 @@ def cases_on_pages(user: User) -> QuerySet[Case]:
     return cases_followed(user=user, cases=cases_visible_to(user=user) | reviewed)
 
 
-def _utc(value: str | None) -> str | None:
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S") if value else None
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _timeline(timeline: dict[str, Any]) -> dict[str, Any]:
-    """The API's timeline of the case, its times as the page shows them (UTC)."""
+    """The API's timeline of the case, its times as moments for the page to show."""
     routed = timeline["routed"]
-    return {"received": _utc(timeline["received"]), "predicted": _utc(timeline["predicted"]),
-            "routed": {**routed, "at": _utc(routed["at"])} if routed else None,
-            "claimed": _utc(timeline["claimed"]), "decided": _utc(timeline["decided"])}
+    return {"received": _moment(timeline["received"]),
+            "predicted": _moment(timeline["predicted"]),
+            "routed": {**routed, "at": _moment(routed["at"])} if routed else None,
+            "claimed": _moment(timeline["claimed"]), "decided": _moment(timeline["decided"])}
 
 
 @require_GET
@@ -60,12 +61,9 @@ def case_page(request: HttpRequest, case_id: int) -> HttpResponse:
              .order_by("created_at", "id"))
     reviews = (Review.objects.filter(case=case).select_related("reviewer", "task")
                .order_by("created_at", "id"))
-    local = case.captured_at_local
     return render(request, "review/case.html", {
         "case": case,
-        "local_time": local.strftime("%Y-%m-%d %H:%M"),
         "zone": case.region.timezone,
-        "utc_time": case.captured_at.strftime("%Y-%m-%d %H:%M UTC"),
         "timeline": _timeline(CaseOutputSerializer(case).data["timeline"]),
         "predictions": predictions,
         "tasks": tasks,

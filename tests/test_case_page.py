@@ -3,6 +3,8 @@ the error pages that say what went wrong and lead back."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -36,7 +38,13 @@ def test_an_admin_reads_the_whole_case(decided, admin_user, reviewer):
     page = response.content.decode()
     assert f"Case {decided.pk} <span class=\"muted\">({decided.external_id})</span>" in page
     assert f'src="/cases/{decided.pk}/image/"' in page
-    assert "2026-05-01 21:30 Europe/Oslo" in page and 'title="2026-05-01 19:30 UTC"' in page
+    # Every time in the case's own zone, with its name; UTC on hover.
+    assert ('<span id="captured"><time datetime="2026-05-01T19:30:00+00:00" '
+            'title="2026-05-01 19:30:00 UTC">2026-05-01 21:30 CEST</time></span>') in page
+    decided_at = decided.decision.decided_at.astimezone(ZoneInfo("Europe/Oslo"))
+    timeline = page[page.index('id="timeline"'):page.index("</table>", page.index('id="timeline"'))]
+    assert f">{decided_at:%Y-%m-%d %H:%M:%S} {decided_at.tzname()}</time>" in timeline
+    assert "UTC</time>" not in page
     assert "Decision:</strong> 4 by the\n  reviewers" in page
     assert "champion (0.970)" not in page and "4 (0.970)" in page  # the model's answer
     reviews = page[page.index('id="reviews"'):page.index("Told to the client")]
