@@ -199,10 +199,15 @@ def test_it_keeps_night_time_low_resolution_and_unrelated_cases_from_the_model(
         assert shown[case.pk] == [
             OodReason(reason["code"]).label if reason["code"] in MODEL_OUTPUT_REASONS
             else reason["text"] for reason in case.predictions.get().ood_reasons]
-    assert {words.split(" (")[0] for case in flagged["low resolution"]
-            for words in shown[case.pk]} >= {"low resolution"}
-    assert all(shown[case.pk][0].startswith("unlike the images this model was trained on: "
-                                            "farther than ") for case in flagged["unrelated"]
-               if case.predictions.get().ood_reasons[0]["code"] == OodReason.UNLIKE_REFERENCE)
+    min_pixels = deployment.domain_thresholds.min_pixels
+    assert min_pixels == 64 * 64 // 2  # half the reference patches' pixels
+    for case in ood_cases:
+        assert shown[case.pk], case_kind[case.pk]
+    for case in flagged["low resolution"]:
+        assert f"low resolution (16x16 = 256 px < {min_pixels} px)" in shown[case.pk]
+    for case in flagged["unrelated"]:
+        assert any(re.fullmatch(r"unlike the images this model was trained on: farther than "
+                                r"(all of them|[\d.]+% of them) \(distance [\d.]+ > [\d.]+\)",
+                                words) for words in shown[case.pk]), shown[case.pk]
     assert (Decision.objects.filter(case__in=ood_cases, source=Decision.Source.HUMAN,
                                     label=Review.OUT_OF_DOMAIN).count() == len(ood_cases))
