@@ -9,7 +9,9 @@ the demo later submits as cases.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +58,27 @@ class TrainResult:
 
 
 def demo_model_train(*, data_dir: Path, out: Path, epochs: int = 8, seed: int = 0,
-                     channels: tuple[int, int, int] = (16, 32, 64)) -> TrainResult:
+                     channels: tuple[int, ...] = (16, 32, 64)) -> TrainResult:
     """Train the demo learner, export it to `out` and measure its held-out test accuracy.
 
     The data split is fixed (seed 0) so that every model is measured on the same held-out
     digits; `seed` varies the training run and `channels` the network's width.
+    """
+    files = digits_write(data_dir)
+    return folder_learner_train(data_dir=data_dir, out=out, test_files=files["test"],
+                                image_size=IMAGE_SIZE, epochs=epochs, seed=seed,
+                                channels=channels)
+
+
+def folder_learner_train(*, data_dir: Path, out: Path, test_files: list[Path], image_size: int,
+                         epochs: int, seed: int = 0, channels: Sequence[int] = (16, 32, 64),
+                         lr: float = 1e-2) -> TrainResult:
+    """Train a small CNN from scratch on the images under data_dir/{train,valid}/<label>/,
+    export it to `out` and measure its accuracy on `test_files` (each in its label's folder).
+
+    No pretrained weights, so nothing is downloaded: one stride-2 convolution per entry of
+    `channels` (each halves the image's side), average pooling and a linear classifier, whose
+    input is the feature vector the out-of-domain detector compares.
     """
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
     from fastai.layers import ConvLayer, Flatten
@@ -73,29 +91,26 @@ def demo_model_train(*, data_dir: Path, out: Path, epochs: int = 8, seed: int = 
     from torch import nn
 
     set_seed(seed, reproducible=True)
-    files = digits_write(data_dir)
     dls = ImageDataLoaders.from_folder(data_dir, train="train", valid="valid",
-                                       item_tfms=Resize(IMAGE_SIZE), bs=64, num_workers=0,
+                                       item_tfms=Resize(image_size), bs=64, num_workers=0,
                                        seed=seed)
-    c1, c2, c3 = channels
+    widths = [3, *channels]
     model = nn.Sequential(
-        ConvLayer(3, c1, stride=2),   # 16x16
-        ConvLayer(c1, c2, stride=2),  # 8x8
-        ConvLayer(c2, c3, stride=2),  # 4x4
+        *(ConvLayer(c_in, c_out, stride=2) for c_in, c_out in pairwise(widths)),
         nn.AdaptiveAvgPool2d(1),
         Flatten(),
-        nn.Linear(c3, len(dls.vocab)),
+        nn.Linear(widths[-1], len(dls.vocab)),
     )
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy)
     with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(epochs, 1e-2)
+        learn.fit_one_cycle(epochs, lr)
         valid_accuracy = float(learn.validate()[1])
-        test_dl = dls.test_dl(files["test"], with_labels=True, num_workers=0)
+        test_dl = dls.test_dl(test_files, with_labels=True, num_workers=0)
         test_accuracy = float(learn.validate(dl=test_dl)[1])
     out.parent.mkdir(parents=True, exist_ok=True)
     learn.export(out.resolve())
     return TrainResult(path=out, valid_accuracy=valid_accuracy, test_accuracy=test_accuracy,
-                       test_files=files["test"])
+                       test_files=test_files)
 
 
 def night_time(image: Image.Image, *, rng: random.Random) -> Image.Image:

@@ -25,6 +25,7 @@ from reviewplatform.services import api_key_create
 from rollout.services import deployment_create
 
 from .suite_rules import pytest_configure  # noqa: F401 - a skipped test fails the session
+from .texture_learner import texture_model_train
 
 REGIONS = [
     ("north", "North", "Europe/Oslo"),
@@ -66,6 +67,15 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory):
     most of the time), exported once per test session."""
     root = tmp_path_factory.mktemp("demo-model")
     return demo_model_train(data_dir=root / "digits", out=root / "digits.pkl", epochs=5)
+
+
+@pytest.fixture(scope="session")
+def texture_model(tmp_path_factory: pytest.TempPathFactory):
+    """A second real fastai learner, unlike the digits: patches of the photos bundled with
+    scikit-learn (pagoda, petals, leaves), trained once per test session and exported as a
+    team's `export.pkl` (tests/texture_learner.py)."""
+    root = tmp_path_factory.mktemp("texture-model")
+    return texture_model_train(data_dir=root / "patches", out=root / "export.pkl")
 
 
 @pytest.fixture
