@@ -9,6 +9,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from review.keys import label_keys_check
 from rollout.services import deployment_create
 
 from .admin_readonly import ReadOnlyAdminMixin
@@ -43,6 +44,22 @@ class RegionInline(admin.TabularInline):
     model = Region
     form = RegionInlineForm
     extra = 0
+
+
+class DeploymentChangeForm(forms.ModelForm):
+    """A deployment's settings; its label keys are checked as the review page reads them."""
+
+    class Meta:
+        model = Deployment
+        fields = ["name", "label_keys", "urgent_labels", "review_mode", "second_opinion_rate",
+                  "gold_rate", "image_retention_days", "guidelines"]
+
+    def clean_label_keys(self) -> object:
+        chosen = self.cleaned_data.get("label_keys") or {}
+        errors = label_keys_check(self.instance.labels or [], chosen)
+        if errors:
+            raise forms.ValidationError(errors)
+        return chosen
 
 
 class DeploymentAddForm(forms.ModelForm):
@@ -105,8 +122,10 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     list_display = ["slug", "name", "review_mode", "second_opinion_rate", "gold_rate",
                     "created_at"]
-    fields = ["slug", "name", "labels", "urgent_labels", "review_mode", "second_opinion_rate",
-              "gold_rate", "image_retention_days", "guidelines", "created_at"]
+    fields = ["slug", "name", "labels", "label_keys", "urgent_labels", "review_mode",
+              "second_opinion_rate", "gold_rate", "image_retention_days", "guidelines",
+              "created_at"]
+    form = DeploymentChangeForm
     add_form = DeploymentAddForm
     add_fieldsets = [(None, {"fields": ["slug", "name", "labels", "regions"]})]
 

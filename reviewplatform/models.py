@@ -48,6 +48,10 @@ class Deployment(models.Model):
         default=0.0, help_text="share of cases (0-1) that get a second blind review anyway")
     gold_rate = models.FloatField(
         default=0.0, help_text="share of claims (0-1) that serve a gold case instead")
+    label_keys = models.JSONField(
+        default=dict, blank=True,
+        help_text='keys chosen for labels on the review page, e.g. {"grizzly": "g"}; other '
+                  "labels: a one-character label is its own key, the rest take 1-9, 0")
     guidelines = models.TextField(
         blank=True, help_text="guidance for reviewers, in Markdown, shown on the review page "
                               "with example images per label from gold cases")

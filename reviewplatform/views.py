@@ -175,7 +175,7 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
         return _go_next(request)
     case = task.case
     labels = case.deployment.labels
-    shortcuts = label_keys(labels)
+    shortcuts = label_keys(labels, case.deployment.label_keys)
     mode = task_review_mode(task)
     revealing = mode == ReviewMode.REVEALED and bool(task.blind_answer)
     shows_model = mode == ReviewMode.ASSISTED or revealing

@@ -333,11 +333,12 @@ def test_it_changes_a_deployments_settings_but_not_its_slug_labels_or_region_cod
     page = site.get(url("reviewplatform.deployment", "change", deployment.pk))
     assert page.status_code == 200
     assert list(page.context["adminform"].form.fields) == [
-        "name", "urgent_labels", "review_mode", "second_opinion_rate", "gold_rate",
-        "image_retention_days", "guidelines"]
+        "name", "label_keys", "urgent_labels", "review_mode", "second_opinion_rate",
+        "gold_rate", "image_retention_days", "guidelines"]
     regions = list(deployment.regions.all())
     data = {
         "slug": "renamed", "labels": '["x"]', "name": "Digits, v2", "urgent_labels": '["3"]',
+        "label_keys": "{}",
         "review_mode": "assisted", "second_opinion_rate": "0.1", "gold_rate": "0.05",
         "image_retention_days": "90", "guidelines": "Answer the *digit*.",
         "regions-TOTAL_FORMS": str(len(regions) + 1),
