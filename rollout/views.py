@@ -220,4 +220,5 @@ def report_page(request: HttpRequest, slug: str) -> HttpResponse:
             "agreement_floor"],
         "drift_cap": drift.CAP, "drift_permutations": drift.PERMUTATIONS,
         "drift_alpha": drift.ALPHA, "drift_min_cases": drift.MIN_CASES,
+        "drift_days": drift.RECENT_DAYS,
     })

@@ -155,9 +155,11 @@ def drift(f: ReportFilters) -> list[DriftCell]:
             .values("case__region_id", "day")
             .annotate(n=Count("id"), ood=Count("id", filter=Q(out_of_domain=True)))
             .order_by())
-    return sections.drift(dict(f.deployment.regions.values_list("pk", "code")),
-                          [{**row, "region": row["case__region_id"]} for row in rows],
-                          case_feature_samples(f), reference_features(f.model_version_id))
+    rows = [{**row, "region": row["case__region_id"]} for row in rows]
+    days = sections.drift_days(rows)
+    return sections.drift(dict(f.deployment.regions.values_list("pk", "code")), rows,
+                          case_feature_samples(f, days=days),
+                          reference_features(f.model_version_id), days=days)
 
 
 def model_comparison(f: ReportFilters) -> list[Comparison]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import random
 import re
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.http import QueryDict
@@ -16,10 +18,12 @@ from inference.demo_model import night_time
 from inference.models import Prediction
 from reviewplatform.models import Review
 from reviewplatform.pipeline import predict_waiting
-from rollout.reports.drift import ALPHA, PERMUTATIONS
+from rollout.reports.drift import ALPHA, PERMUTATIONS, RECENT_DAYS
+from rollout.reports.features import case_feature_samples
 from rollout.reports.figures import DriftCell
 from rollout.reports.filters import report_filters_parse
 from rollout.reports.selectors import report_build
+from tests.reports_factory import decide, sim_model
 from tests.test_inference_batching import media_root, png, submit  # noqa: F401 - fixtures
 from tests.test_ood_features import (  # noqa: F401 - fixtures
     _detectors_forgotten,
@@ -129,3 +133,42 @@ def test_without_a_reference_set_no_cell_is_judged(champion, submit, held_out_di
 
     assert (cell.region, cell.predicted, cell.compared) == ("north", 12, 12)
     assert (cell.verdict, cell.test) == ("no reference features", None)
+
+
+def test_it_judges_the_periods_last_days_with_cases(deployment, client_user, reviewer):
+    model = sim_model(deployment)
+    for day in range(1, 17):
+        decide(deployment, model, submitted_by=client_user, reviewer=reviewer,
+               captured_at=datetime(2026, 5, day, 12, tzinfo=ZoneInfo("Europe/Oslo")),
+               model_label="1", human="1")
+
+    every = report_build(report_filters_parse(deployment=deployment, params=QueryDict("")))
+    until = report_build(report_filters_parse(deployment=deployment,
+                                              params=QueryDict("to=2026-05-10")))
+
+    assert RECENT_DAYS == 14
+    assert [cell.key for cell in every.drift] == [date(2026, 5, d) for d in range(3, 17)]
+    assert [cell.key for cell in until.drift] == [date(2026, 5, d) for d in range(1, 11)]
+    assert {(c.region, c.predicted, c.compared, c.verdict) for c in every.drift} == {
+        ("north", 1, 0, "too few cases")}  # no features stored: nothing to compare
+
+
+def test_it_samples_a_capped_fixed_share_of_a_cells_features(deployment, client_user,
+                                                             reviewer):
+    model = sim_model(deployment)
+    for n in range(8):
+        case = decide(deployment, model, submitted_by=client_user, reviewer=reviewer,
+                      captured_at=datetime(2026, 5, 1, 12, tzinfo=ZoneInfo("Europe/Oslo")),
+                      model_label="1", human="1")
+        Prediction.objects.filter(case=case).update(features=[float(n), 1.0])
+    f = report_filters_parse(deployment=deployment, params=QueryDict(""))
+    north = deployment.regions.get(code="north").pk
+
+    [(key, sample)] = case_feature_samples(f, days=[date(2026, 5, 1)], cap=5).items()
+    again = case_feature_samples(f, days=[date(2026, 5, 1)], cap=5)[key]
+
+    assert key == (north, date(2026, 5, 1))
+    assert (sample.total, sample.rows.shape) == (8, (5, 2))
+    assert sample.rows.tolist() == again.rows.tolist()  # the same sample on every load
+    assert sample.rows[:, 0].tolist() != [0.0, 1.0, 2.0, 3.0, 4.0]  # not the first five
+    assert case_feature_samples(f, days=[date(2026, 5, 2)]) == {}

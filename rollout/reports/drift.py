@@ -24,6 +24,7 @@ PERMUTATIONS = 200
 ALPHA = 0.01
 MIN_CASES = 10
 SEED = 0
+RECENT_DAYS = 14  # the report judges the period's last local days that have cases
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def _report(f: ReportFilters) -> Report:
     routed = replace(staged, reason=f.reason or None)
     compared = replace(routed, model_version_id=f.model_version_id or 0)
     input_rows = _input_rows(replace(base, model_version_id=compared.model_version_id))
+    recent = sections.drift_days(input_rows)
 
     decisions = rollup_read(ReportKind.DECISION, routed, ["source"], span=True)
     by_source = {row["source"]: int(row["n"]) for row in decisions}
@@ -69,8 +70,8 @@ def _report(f: ReportFilters) -> Report:
             for row in rollup_read(ReportKind.SECOND, base, ["label", "other_label"])]),
         slices=sections.slices(f, _slice_rows(routed, compared)),
         inputs=sections.inputs(input_rows),
-        drift=sections.drift(regions, input_rows, case_feature_samples(f),
-                             reference_features(f.model_version_id)),
+        drift=sections.drift(regions, input_rows, case_feature_samples(f, days=recent),
+                             reference_features(f.model_version_id), days=recent),
         models=sections.model_comparison(f, _comparison_rows(compared)),
         audits=sections.audit_estimate([(rate, n, k) for rate, (n, k) in audits.items()],
                                        automated),

@@ -17,7 +17,7 @@ from inference.models import ModelVersion
 from reviewplatform.stats import proportion
 
 from . import stats
-from .drift import MIN_CASES, drift_test, median_bandwidth
+from .drift import MIN_CASES, RECENT_DAYS, drift_test, median_bandwidth
 from .features import FeatureSample
 from .figures import (
     CONFIDENCE_BINS,
@@ -122,16 +122,23 @@ def inputs(rows: Iterable[Mapping[str, Any]]) -> list[InputDay]:
     return [days[d] for d in sorted(days)]
 
 
+def drift_days(rows: Iterable[Mapping[str, Any]], *, last: int = RECENT_DAYS) -> list[date]:
+    """The `last` local days among `rows` (those with predictions), oldest first."""
+    return sorted({row["day"] for row in rows if row["day"] is not None})[-last:]
+
+
 def drift(regions: Mapping[int, str], rows: Iterable[Mapping[str, Any]],
           samples: Mapping[tuple[int, date], FeatureSample],
-          reference: np.ndarray | None) -> list[DriftCell]:
-    """Per region and local day, before any review. `regions`: id -> code; `rows`: (region
-    id, local day, n, ood) of the compared model's answers; `samples`: its case features per
-    (region id, day); `reference`: its reference features (None: none fitted). The kernel's
-    bandwidth is measured once on the reference, so every cell is judged on the same scale."""
+          reference: np.ndarray | None, *, days: Iterable[date]) -> list[DriftCell]:
+    """Per region and local day of `days`, before any review. `regions`: id -> code; `rows`:
+    (region id, local day, n, ood) of the compared model's answers; `samples`: its case
+    features per (region id, day); `reference`: its reference features (None: none fitted).
+    The kernel's bandwidth is measured once on the reference, so every cell is judged on the
+    same scale."""
+    judged = set(days)
     cells: dict[tuple[int, date], DriftCell] = {}
     for row in rows:
-        if row["day"] is None:
+        if row["day"] not in judged:
             continue
         key = (row["region"], row["day"])
         cell = cells.setdefault(key, DriftCell(regions[row["region"]], row["day"]))
