@@ -12,10 +12,17 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 REGISTER_PERM = "inference.register_modelversion"
+VIEW_PERM = "inference.view_modelversion"
 
 
 def is_model_admin(user: Any) -> bool:
     return bool(user and user.is_staff and user.has_perm(REGISTER_PERM))
+
+
+def may_see_reference_images(user: Any) -> bool:
+    """Staff who may see model versions: reference images are like a model's training data,
+    not for reviewers or clients."""
+    return bool(user and user.is_staff and user.has_perm(VIEW_PERM))
 
 
 def model_admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

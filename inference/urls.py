@@ -8,4 +8,5 @@ urlpatterns = [
          name="model-register"),
     path("models/<int:version_id>/promote/", views.model_promote, name="model-promote"),
     path("models/<int:version_id>/active/", views.model_set_active, name="model-set-active"),
+    path("references/<int:image_id>/image/", views.reference_image, name="reference-image"),
 ]

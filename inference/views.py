@@ -10,19 +10,20 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import Deployment
 
-from .models import ModelVersion
-from .permissions import is_model_admin, model_admin_required
+from .models import ModelVersion, ReferenceImage
+from .permissions import VIEW_PERM, is_model_admin, may_see_reference_images, model_admin_required
 from .selectors import model_version_events, model_versions_summary
 from .services import model_version_promote, model_version_register, model_version_set_active
 
-VIEW_PERM = "inference.view_modelversion"
 MAX_ARTIFACT_BYTES = 2 * 1024**3
 
 
@@ -118,3 +119,19 @@ def model_set_active(request: HttpRequest, version_id: int) -> HttpResponse:
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("models", slug=version.deployment.slug)
+
+
+@require_GET
+@login_required
+def reference_image(request: HttpRequest, image_id: int) -> HttpResponseBase:
+    """A reference image (the disagreements gallery shows a case's nearest ones)."""
+    if not may_see_reference_images(request.user):
+        raise PermissionDenied
+    image = get_object_or_404(ReferenceImage, pk=image_id)
+    try:
+        file = image.image.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("the reference image's file is missing") from exc
+    response = FileResponse(file)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

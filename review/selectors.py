@@ -15,13 +15,15 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Window,
 )
 from django.db.models.functions import RowNumber
 from django.utils import timezone
+from pgvector.django import CosineDistance
 
 from inference.models import Prediction
-from reviewplatform.models import Review, ReviewTask
+from reviewplatform.models import Decision, GoldCase, Review, ReviewTask
 from reviewplatform.stats import Proportion, proportion
 
 from .claims import SERVING_ORDER, queue_for
@@ -208,3 +210,35 @@ def reviewer_recent(*, reviewer: User, limit: int = 5) -> list[RecentAnswer]:
 def reviewer_answers_since(*, reviewer: User, since: datetime) -> int:
     return Review.objects.filter(reviewer=reviewer, created_at__gte=since).count()
 
+
+
+@dataclass(frozen=True)
+class SimilarCase:
+    case_id: int
+    label: str  # the people's decision
+    distance: float  # cosine distance of the champion's features, 0 (same direction) to 2
+
+
+def similar_decided_cases(*, case_id: int, deployment_id: int, limit: int = 4
+                          ) -> list[SimilarCase]:
+    """The deployment's cases that people already decided, nearest first by the cosine
+    distance between the champion's features of each and of this case, in one statement
+    ordered by the database; none when the champion has no features for this case. Cases
+    served as gold are left out (their answers must stay unseen), and so are cases whose image
+    was deleted under retention (nothing to show)."""
+    target = (Prediction.objects.champion().filter(case_id=case_id, features__isnull=False)
+              .values("features")[:1])
+    gold = GoldCase.objects.filter(case_id=OuterRef("case_id"), is_active=True,
+                                   is_example=False)
+    rows = (Prediction.objects.champion()
+            .filter(case__deployment_id=deployment_id, features__isnull=False,
+                    case__decision__source=Decision.Source.HUMAN,
+                    case__image_deleted_at__isnull=True)
+            .exclude(case_id=case_id)
+            .exclude(Exists(gold))
+            .annotate(distance=CosineDistance("features", Subquery(target)))
+            .filter(distance__isnull=False)
+            .order_by("distance", "case_id")
+            .values_list("case_id", "case__decision__label", "distance")[:limit])
+    return [SimilarCase(case_id=pk, label=label, distance=distance)
+            for pk, label, distance in rows]

@@ -32,6 +32,7 @@ from review.selectors import (
     reviewer_figures,
     reviewer_recent,
     reviewers_active,
+    similar_decided_cases,
 )
 from review.services import (
     answers_pending,
@@ -204,6 +205,9 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
         "mode": mode,
         "revealing": revealing,
         "model": _model_answer(case) if shows_model else None,
+        # Only once the model's answer shows: before a blind answer they would give it away.
+        "similar": (similar_decided_cases(case_id=case.pk, deployment_id=case.deployment_id)
+                    if shows_model else []),
         "next_case_id": queue_peek_next(reviewer=_user(request), after=task),
         "renew_every_ms": max(2, lease // 4) * 1000,
         "session_goal": session["goal"],

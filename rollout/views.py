@@ -21,6 +21,7 @@ from reviewplatform.models import Deployment, ReviewTask
 
 from . import guardrails, scope, services
 from .models import PolicyVersion, Stage
+from .reports import drift
 from .reports.charts_page import report_charts
 from .reports.selectors import report_build
 from .reports.views import filters_or_error
@@ -217,4 +218,7 @@ def report_page(request: HttpRequest, slug: str) -> HttpResponse:
         "reasons": ReviewTask.Reason.choices,
         "floor": policy_current(deployment_id=deployment.pk).guardrail_settings[
             "agreement_floor"],
+        "drift_cap": drift.CAP, "drift_permutations": drift.PERMUTATIONS,
+        "drift_alpha": drift.ALPHA, "drift_min_cases": drift.MIN_CASES,
+        "drift_days": drift.RECENT_DAYS,
     })

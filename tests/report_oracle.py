@@ -34,12 +34,14 @@ from inference.models import Prediction
 from reviewplatform.models import Decision, Review, ReviewTask
 from rollout.models import Stage
 from rollout.reports import sections
+from rollout.reports.features import case_feature_samples, reference_features
 from rollout.reports.figures import (
     CONFIDENCE_BINS,
     PERCENTILES,
     AuditEstimate,
     Comparison,
     Counts,
+    DriftCell,
     Headline,
     HumanAgreement,
     InputDay,
@@ -65,7 +67,8 @@ AGREED = Q(label=F("mp__label"))
 def report_build_live(f: ReportFilters) -> Report:
     with report_reading():
         return Report(filters=f, counts=counts(f), headline=headline(f), humans=human_human(f),
-                      slices=slices(f), inputs=inputs(f), models=model_comparison(f),
+                      slices=slices(f), inputs=inputs(f), drift=drift(f),
+                      models=model_comparison(f),
                       audits=audit_estimate(f), mix=action_mix(f), workload=workload(f))
 
 
@@ -139,6 +142,24 @@ def inputs(f: ReportFilters) -> list[InputDay]:
                       conf_sum=Sum("confidence"), conf_n=Count("confidence"))
             .order_by())
     return sections.inputs(rows)
+
+
+def drift(f: ReportFilters) -> list[DriftCell]:
+    """Per region and local day, the compared model's answers and out-of-domain flags; the
+    features are the product's own samples (the statistic has no other way to be counted)."""
+    rows = (Prediction.objects.filter(case__deployment=f.deployment,
+                                      model_version_id=f.model_version_id or 0,
+                                      status=Prediction.Status.OK)
+            .filter(f.on_case())
+            .annotate(day=_local(TruncDate, _zones(f)))
+            .values("case__region_id", "day")
+            .annotate(n=Count("id"), ood=Count("id", filter=Q(out_of_domain=True)))
+            .order_by())
+    rows = [{**row, "region": row["case__region_id"]} for row in rows]
+    days = sections.drift_days(rows)
+    return sections.drift(dict(f.deployment.regions.values_list("pk", "code")), rows,
+                          case_feature_samples(f, days=days),
+                          reference_features(f.model_version_id), days=days)
 
 
 def model_comparison(f: ReportFilters) -> list[Comparison]:

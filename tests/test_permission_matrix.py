@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.shortcuts import resolve_url
@@ -39,7 +40,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from django.views.static import serve
 
-from inference.models import ModelVersion
+from inference.models import ModelVersion, ReferenceImage, ReferenceSet
 from reviewplatform.models import (
     ApiKey,
     Case,
@@ -163,6 +164,9 @@ MATRIX: dict[str, list[Call]] = {
     "model-register": [post("login 403 403 403 403 403 400 400")],
     "model-promote": [post("login 403 403 403 403 403 400 400")],
     "model-set-active": [post("login 403 403 403 403 403 400 400")],
+    # Reference images (the disagreements gallery shows a case's nearest): staff who may see
+    # model versions.
+    "reference-image": [get("login 403 403 403 403 200 200 200")],
 
     # The rollout page and its actions: rollout admins.
     "rollout": [get("login 403 403 403 403 200 403 200")],
@@ -286,8 +290,8 @@ class World:
 @pytest.fixture
 def world(deployment, client_user, api_key, enqueue, stored_champion) -> World:
     """Every role, and one object of each kind a path names: client_a's case (in review),
-    its task, a scheduled change, a model version, client_a's webhook endpoint and a
-    delivery to it."""
+    its task, a scheduled change, a model version and an image of its reference set,
+    client_a's webhook endpoint and a delivery to it."""
     client_b = _user("client-b", "api client")
     task = enqueue()
     change = policy_schedule(deployment=deployment, actor=None, reason="later",
@@ -295,6 +299,11 @@ def world(deployment, client_user, api_key, enqueue, stored_champion) -> World:
     endpoint = endpoint_create(owner=client_user, url="http://127.0.0.1:9/hook",
                                event_types=["case.decided"])
     delivery = endpoint_ping(endpoint, now=timezone.now())
+    reference = ReferenceImage(
+        reference_set=ReferenceSet.objects.create(model_version=stored_champion, origin="upload",
+                                                  size=1, by_label={"1": 1}),
+        label="1")
+    reference.image.save("references/matrix.png", ContentFile(png_bytes()))
     return World(
         users={"anonymous": None, "client_a": client_user, "client_b": client_b,
                "reviewer": _user("reviewer", "reviewer"),
@@ -307,7 +316,8 @@ def world(deployment, client_user, api_key, enqueue, stored_champion) -> World:
                                          deployments=[deployment])[1]},
         params={"slug": deployment.slug, "case_id": task.case_id, "task_id": task.pk,
                 "change_id": change.pk, "version_id": stored_champion.pk,
-                "endpoint_id": endpoint.pk, "delivery_id": delivery.pk, "fmt": "csv"})
+                "endpoint_id": endpoint.pk, "delivery_id": delivery.pk, "fmt": "csv",
+                "image_id": reference.pk})
 
 
 # What a refused request must leave as it was: each table's rows, by a few fields that say

@@ -99,3 +99,24 @@ def test_it_keeps_an_answer_and_the_next_claim_on_the_page_to_a_few_queries(
 
     assert response.status_code == 302
     assert response["Location"] != f"/review/tasks/{first.pk}/"
+
+
+def test_it_shows_an_assisted_review_page_in_a_fixed_number_of_queries(
+        enqueue, reviewer, deployment, django_assert_max_num_queries):
+    """Session, user, two permission checks, the task, the session's count, the model's
+    answer, the next case, the last answers, the guidelines' examples and the session's save
+    (three statements); and one for the similar cases people decided, however many there
+    are: their nearest by the champion's features, found, labelled and ordered in one
+    statement."""
+    deployment.review_mode = "assisted"
+    deployment.save()
+    enqueue(says="3")
+    client = Client()
+    client.force_login(reviewer)
+    location = client.post("/review/next/")["Location"]
+
+    with django_assert_max_num_queries(14):  # 13 before the similar cases were shown
+        response = client.get(location)
+
+    assert response.status_code == 200
+    assert response.context["model"] == {"label": "3", "confidence": 0.97}

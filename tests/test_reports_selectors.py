@@ -290,5 +290,5 @@ def test_it_builds_the_whole_report_in_a_fixed_number_of_queries(
 
     few, n = build(10)
     assert n == 10
-    assert few <= 24
+    assert few <= 26  # two of them read the drift cells' feature samples (cases, reference)
     assert build(30) == (few, 40)  # whatever the number of decisions

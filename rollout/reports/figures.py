@@ -10,6 +10,7 @@ from typing import Any
 from reviewplatform.stats import Proportion, proportion
 
 from . import stats
+from .drift import MIN_CASES, DriftTest
 from .filters import ReportFilters
 
 CONFIDENCE_BINS = 10
@@ -113,6 +114,33 @@ class InputDay:
         return self.confidence_sum / self.confidence_n if self.confidence_n else None
 
 
+@dataclass
+class DriftCell:
+    """One region's cases captured one local day, as the compared model saw them, reviewed or
+    not: the share it flagged out of domain, and whether their features sit where its
+    reference set's do (`drift`). `compared`: the cases with features; `test` is None with
+    fewer than MIN_CASES of them or without reference features."""
+
+    region: str
+    key: date
+    predicted: int = 0
+    ood: int = 0
+    compared: int = 0
+    test: DriftTest | None = None
+
+    @property
+    def ood_rate(self) -> float | None:
+        return self.ood / self.predicted if self.predicted else None
+
+    @property
+    def verdict(self) -> str:
+        if self.compared < MIN_CASES:
+            return "too few cases"
+        if self.test is None:
+            return "no reference features"
+        return "drifted" if self.test.drifted else "like the reference"
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Another model version against the compared one, on the same human-decided cases."""
@@ -184,6 +212,7 @@ class Report:
     humans: HumanAgreement
     slices: Slices
     inputs: list[InputDay]
+    drift: list[DriftCell]
     models: list[Comparison]
     audits: AuditEstimate
     mix: list[stats.MixTest]

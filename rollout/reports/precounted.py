@@ -17,6 +17,7 @@ from reviewplatform.models import Case, Decision, ReviewTask
 
 from ..models import PolicyVersion, ReportKind, Stage
 from . import sections
+from .features import case_feature_samples, reference_features
 from .figures import AUDIT_RATE_SCALE, PERCENTILES, Counts, Report, Route, Workload
 from .filters import ReportFilters, report_cases, workload_tasks
 from .rollup import Where, rollup_corrected, rollup_read, wait_bin_sql, wait_percentiles
@@ -39,6 +40,8 @@ def _report(f: ReportFilters) -> Report:
                                             if stage == f.stage] if f.stage else None)
     routed = replace(staged, reason=f.reason or None)
     compared = replace(routed, model_version_id=f.model_version_id or 0)
+    input_rows = _input_rows(replace(base, model_version_id=compared.model_version_id))
+    recent = sections.drift_days(input_rows)
 
     decisions = rollup_read(ReportKind.DECISION, routed, ["source"], span=True)
     by_source = {row["source"]: int(row["n"]) for row in decisions}
@@ -66,8 +69,9 @@ def _report(f: ReportFilters) -> Report:
             (row["label"], row["other_label"], int(row["n"]))
             for row in rollup_read(ReportKind.SECOND, base, ["label", "other_label"])]),
         slices=sections.slices(f, _slice_rows(routed, compared)),
-        inputs=sections.inputs(_input_rows(replace(base, model_version_id=compared
-                                                   .model_version_id))),
+        inputs=sections.inputs(input_rows),
+        drift=sections.drift(regions, input_rows, case_feature_samples(f, days=recent),
+                             reference_features(f.model_version_id), days=recent),
         models=sections.model_comparison(f, _comparison_rows(compared)),
         audits=sections.audit_estimate([(rate, n, k) for rate, (n, k) in audits.items()],
                                        automated),
@@ -117,10 +121,13 @@ def _slice_rows(routed: Where, compared: Where) -> list[dict[str, Any]]:
 
 
 def _input_rows(where: Where) -> list[dict[str, Any]]:
+    """(region, local day) rows as `sections.inputs` (which sums the regions of a day) and
+    `sections.drift` take them."""
     days: dict[Any, dict[str, Any]] = {}
-    for r in rollup_read(ReportKind.INPUT, where, ["local_day", "ood"]):
-        day = days.setdefault(r["local_day"], {"day": r["local_day"], "n": 0, "ood": 0,
-                                               "conf_sum": 0.0, "conf_n": 0})
+    for r in rollup_read(ReportKind.INPUT, where, ["region_id", "local_day", "ood"]):
+        day = days.setdefault((r["region_id"], r["local_day"]), {
+            "region": r["region_id"], "day": r["local_day"], "n": 0, "ood": 0,
+            "conf_sum": 0.0, "conf_n": 0})
         day["n"] += int(r["n"])
         day["ood"] += int(r["n"]) if r["ood"] else 0
         day["conf_sum"] += r["total"]

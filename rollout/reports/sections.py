@@ -11,15 +11,20 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
+import numpy as np
+
 from inference.models import ModelVersion
 from reviewplatform.stats import proportion
 
 from . import stats
+from .drift import MIN_CASES, RECENT_DAYS, drift_test, median_bandwidth
+from .features import FeatureSample
 from .figures import (
     CONFIDENCE_BINS,
     WEEKDAYS,
     AuditEstimate,
     Comparison,
+    DriftCell,
     Headline,
     HumanAgreement,
     InputDay,
@@ -115,6 +120,37 @@ def inputs(rows: Iterable[Mapping[str, Any]]) -> list[InputDay]:
         day.confidence_sum += row["conf_sum"] or 0.0
         day.confidence_n += row["conf_n"]
     return [days[d] for d in sorted(days)]
+
+
+def drift_days(rows: Iterable[Mapping[str, Any]], *, last: int = RECENT_DAYS) -> list[date]:
+    """The `last` local days among `rows` (those with predictions), oldest first."""
+    return sorted({row["day"] for row in rows if row["day"] is not None})[-last:]
+
+
+def drift(regions: Mapping[int, str], rows: Iterable[Mapping[str, Any]],
+          samples: Mapping[tuple[int, date], FeatureSample],
+          reference: np.ndarray | None, *, days: Iterable[date]) -> list[DriftCell]:
+    """Per region and local day of `days`, before any review. `regions`: id -> code; `rows`:
+    (region id, local day, n, ood) of the compared model's answers; `samples`: its case
+    features per (region id, day); `reference`: its reference features (None: none fitted).
+    The kernel's bandwidth is measured once on the reference, so every cell is judged on the
+    same scale."""
+    judged = set(days)
+    cells: dict[tuple[int, date], DriftCell] = {}
+    for row in rows:
+        if row["day"] not in judged:
+            continue
+        key = (row["region"], row["day"])
+        cell = cells.setdefault(key, DriftCell(regions[row["region"]], row["day"]))
+        cell.predicted += row["n"]
+        cell.ood += row["ood"]
+    bandwidth = median_bandwidth(reference) if reference is not None else None
+    for key, cell in cells.items():
+        sample = samples.get(key)
+        cell.compared = sample.total if sample is not None else 0
+        if sample is not None and sample.total >= MIN_CASES and reference is not None:
+            cell.test = drift_test(sample.rows, reference, bandwidth=bandwidth)
+    return sorted(cells.values(), key=lambda c: (c.region, c.key))
 
 
 def model_comparison(f: ReportFilters, rows: Iterable[Mapping[str, Any]]) -> list[Comparison]:

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
+from inference.permissions import may_see_reference_images
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import Deployment
 
@@ -71,6 +72,7 @@ def disagreements_page(request: HttpRequest, slug: str) -> HttpResponse:
         "prev_query": urlencode({**query, "page": page - 1}) if page > 1 else "",
         "query": urlencode(query),
         "can_adjudicate": request.user.has_perm(services.ADJUDICATE_PERM),
+        "can_see_references": may_see_reference_images(request.user),
     })
 
 
