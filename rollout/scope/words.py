@@ -154,7 +154,7 @@ def change_in_words(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
                          f"{threshold:.2f}.")
         elif old["stage"] == Stage.FULL:
             lines.append("The model no longer decides every case, only the rules below.")
-    if old["stage"] == Stage.FULL and new["stage"] != Stage.FULL and not new_rules:
+    if old["stage"] == Stage.FULL and new["stage"] in _AUTOMATED and not new_rules:
         lines.append("Every case goes back to reviewers.")
     for name, rule in new_rules.items():
         prior = old_rules.get(name)

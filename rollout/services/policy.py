@@ -151,10 +151,11 @@ def policy_publish(
 
 
 def policy_evidence(*, deployment: Deployment, proposed: dict[str, Any],
-                    now: datetime | None = None) -> Evidence:
+                    now: datetime | None = None, sample_size: int = 0) -> Evidence:
     """The evidence for moving from the current policy to `proposed` (a validated spec)."""
     current = policy_current(deployment_id=deployment.pk).spec()
-    return evidence_for(deployment=deployment, current=current, proposed=proposed, now=now)
+    return evidence_for(deployment=deployment, current=current, proposed=proposed, now=now,
+                        sample_size=sample_size)
 
 
 def _gated_publish(*, deployment: Deployment, spec: dict[str, Any], actor: User | None,
