@@ -55,6 +55,17 @@ class ClassRecall:
         return self.correct / self.n if self.n else None
 
 
+@dataclass(frozen=True)
+class SampleCase:
+    """A recent case the proposed policy lets the model decide, with the model's answer."""
+
+    case_id: int
+    region: str
+    label: str
+    confidence: float | None
+    human: str | None  # the first human answer, where one was given
+
+
 @dataclass
 class Evidence:
     """What an admin sees before a change is published, and what the gate decides."""
@@ -77,6 +88,7 @@ class Evidence:
     proof_evidence: float = 1.0  # the e-value that agreement in the added scope is above the floor
     answers_to_prove: int | None = None  # more answers at the rate seen that would prove it
     per_rule: dict[str, int] = field(default_factory=dict)
+    sample: list[SampleCase] = field(default_factory=list)  # the most recent such cases
 
     @property
     def passes(self) -> bool:
@@ -85,6 +97,8 @@ class Evidence:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["passes"] = self.passes
+        if not self.sample:
+            del data["sample"]
         return data
 
 
@@ -109,8 +123,12 @@ def _rows(deployment: Deployment, since: datetime) -> list[tuple[Any, ...]]:
 
 
 def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: dict[str, Any],
-                 now: datetime | None = None) -> Evidence:
-    """Replay the last `replay_days` of cases under `current` and `proposed` (policy specs)."""
+                 now: datetime | None = None, sample_size: int = 0) -> Evidence:
+    """Replay the last `replay_days` of cases under `current` and `proposed` (policy specs).
+
+    `sample_size`: how many of the most recent cases the proposal lets the model decide to
+    return in `sample` (for the page's preview).
+    """
     now = now or timezone.now()
     settings = {**GUARDRAIL_DEFAULTS, **(proposed.get("guardrails") or {})}
     days = int(settings["replay_days"])
@@ -125,6 +143,7 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
     queue_now = queue_new = 0
     per_class: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     per_rule: dict[str, int] = defaultdict(int)
+    sample: list[SampleCase] = []
     for (pk, region, tz, captured_at, status, label, confidence, ood, answer) in rows:
         facts = routing.case_facts(region=region, captured_at=captured_at, timezone=tz,
                                    case_key=str(pk))
@@ -139,6 +158,9 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
         queue_new += (not after.model_decides) or after.audit
         if after.model_decides:
             per_rule[after.rule] += 1
+            if len(sample) < sample_size:
+                sample.append(SampleCase(case_id=pk, region=region, label=label,
+                                         confidence=confidence, human=answer))
             if answer is not None:
                 new_n += 1
                 new_agreed += answer == label
@@ -189,5 +211,5 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
         queue_per_day_now=round(queue_now / days, 2),
         queue_per_day_proposed=round(queue_new / days, 2),
         gate=gate, gate_reason=why, floor=floor, min_sample=min_sample, proof_evidence=proof,
-        answers_to_prove=to_prove, per_rule=dict(per_rule),
+        answers_to_prove=to_prove, per_rule=dict(per_rule), sample=sample,
     )

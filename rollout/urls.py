@@ -2,14 +2,18 @@
 
 from django.urls import path
 
-from . import api, metrics, views, views_alerts
+from . import api, metrics, views, views_alerts, views_scope
 from .reports import views as reports
 
 policy = "api/v1/deployments/<slug:slug>/policy/"
 
 urlpatterns = [
-    path("deployments/<slug:slug>/rollout/publish/", views.rollout_publish,
+    path("deployments/<slug:slug>/rollout/publish/", views_scope.rollout_publish,
          name="rollout-publish"),
+    path("deployments/<slug:slug>/rollout/preview/", views_scope.rollout_preview,
+         name="rollout-preview"),
+    path("deployments/<slug:slug>/rollout/cell-pause/", views.rollout_cell_pause,
+         name="rollout-cell-pause"),
     path("deployments/<slug:slug>/rollout/pause/", views.rollout_pause, name="rollout-pause"),
     path("deployments/<slug:slug>/rollout/resume/", views.rollout_resume, name="rollout-resume"),
     path("deployments/<slug:slug>/rollout/rollback/", views.rollout_rollback,

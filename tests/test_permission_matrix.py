@@ -172,9 +172,11 @@ MATRIX: dict[str, list[Call]] = {
     "rollout": [get("login 403 403 403 403 200 403 200")],
     "alerts": [get("login 403 403 403 403 200 403 200")],
     "rollout-publish": [post("login 403 403 403 403 400 403 400")],
+    "rollout-preview": [post("login 403 403 403 403 400 403 400")],  # no fields: a 400
     # Pausing needs nothing more than the permission: it pauses, back to the page.
     "rollout-pause": [post("login 403 403 403 403 400 403 400")],  # unconfirmed
     "rollout-resume": [post("login 403 403 403 403 400 403 400")],
+    "rollout-cell-pause": [post("login 403 403 403 403 400 403 400")],  # no reason
     "rollout-rollback": [post("login 403 403 403 403 400 403 400")],
 
     # Reports: rollout admins; the disagreements gallery also seniors, who adjudicate.

@@ -30,7 +30,8 @@ def test_it_shows_the_scope_in_plain_words_and_the_history(client, admin_user, d
     client.post("/deployments/digits/rollout/publish/", {
         "action": "publish", "stage": "limited", "rules": json.dumps(NORTH_DAY),
         "confidence_threshold": "0.9", "audit_rate": "0.05", "reason": "pilot in the north",
-        "override_reason": "agreed with the team before the evidence existed"})
+        "override_reason": "agreed with the team before the evidence existed",
+        "confirm": "yes"})
 
     html = client.get("/deployments/digits/rollout/").content.decode()
 
@@ -97,26 +98,40 @@ def test_it_pauses_and_rolls_back_from_the_page(client, admin_user, deployment):
                                                            "confirm": "yes"})
     assert policy_current(deployment_id=deployment.pk).stage == "paused"
 
-    client.post("/deployments/digits/rollout/rollback/", {"version": "1", "confirm": "yes"})
+    client.post("/deployments/digits/rollout/rollback/", {"version": "1", "confirm": "yes",
+                                                          "reason": "incident over"})
 
     current = policy_current(deployment_id=deployment.pk)
     assert (current.stage, current.copied_from, current.kind) == ("shadow", 1, "rollback")
 
 
-def test_pause_and_rollback_wait_for_a_confirmation_and_say_so_at_the_top(
+def between(page: str, start: str, end: str = "</form>") -> str:
+    """The part of a page from `start` to the next `end`."""
+    at = page.index(start)
+    return page[at:page.index(end, at)]
+
+
+def test_pause_and_rollback_wait_for_a_confirmation_and_say_so_beside_the_action(
         client, admin_user, deployment):
     policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
                    reason="test", override_reason="test: no evidence needed")
     client.force_login(admin_user)
 
     unconfirmed = client.post("/deployments/digits/rollout/pause/", {"reason": "incident"})
-    back = client.post("/deployments/digits/rollout/rollback/", {"version": "1"})
+    back = client.post("/deployments/digits/rollout/rollback/", {"version": "1",
+                                                                 "reason": "back to shadow"})
+    no_reason = client.post("/deployments/digits/rollout/pause/", {"confirm": "yes"})
 
-    assert (unconfirmed.status_code, back.status_code) == (400, 400)
+    assert (unconfirmed.status_code, back.status_code, no_reason.status_code) == (400, 400, 400)
     page = unconfirmed.content.decode()
-    assert "tick the box to confirm: pausing sends every new case" in page
-    assert page.index('id="error"') < page.index('id="stage"')  # above the page, not below
-    assert "rolling back publishes the policy of version 1 again" in back.content.decode()
+    assert ("tick the box to confirm: Automation stops: every new case goes to reviewers."
+            in between(page, 'id="pause-form"'))
+    assert page.count('id="error"') == 1
+    rollback_row = between(back.content.decode(), '<input type="hidden" name="version" value="1">')
+    assert ("tick the box to confirm: rolling back to version 1: The model stops deciding: "
+            "every new case goes to reviewers, blind to the model.") in rollback_row
+    assert '<code id="error-field">reason</code>' in between(no_reason.content.decode(),
+                                                             'id="pause-form"')
     assert deployment.policy_versions.count() == 2  # nothing published
 
 
@@ -133,7 +148,11 @@ def test_a_rollback_that_widens_takes_an_override_from_the_page(client, admin_us
     refused = client.post("/deployments/digits/rollout/rollback/",
                           {"version": "2", "confirm": "yes", "reason": "fixed"})
     assert refused.status_code == 400
-    assert "override" in refused.content.decode()
+    # The gate's reason and the override field, inside that version's rollback form.
+    row = between(refused.content.decode(), '<input type="hidden" name="version" value="2">')
+    assert '<code id="error-field">override_reason</code>' in row
+    assert "its evidence gate did not pass: only 0 reviewed cases" in row
+    assert 'name="override_reason"' in row
     done = client.post("/deployments/digits/rollout/rollback/",
                        {"version": "2", "confirm": "yes", "reason": "fixed",
                         "override_reason": "the incident was the camera, now replaced"})
@@ -148,13 +167,15 @@ def test_its_cells_read_paused_while_all_automation_is(client, admin_user, deplo
     policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="pilot",
                    rules=NORTH_DAY, override_reason="tested elsewhere")
     client.force_login(admin_user)
-    assert "<td>active</td>" in client.get("/deployments/digits/rollout/").content.decode()
+    assert ('<span class="state">active</span>'
+            in client.get("/deployments/digits/rollout/").content.decode())
 
     client.post("/deployments/digits/rollout/pause/", {"reason": "incident",
                                                            "confirm": "yes"})
 
     page = client.get("/deployments/digits/rollout/").content.decode()
-    assert "<td>paused with all automation</td>" in page and "<td>active</td>" not in page
+    assert 'paused with all automation</td>' in page
+    assert '<span class="state">active</span>' not in page
 
 
 def test_it_keeps_the_page_and_its_actions_from_reviewers(client, reviewer, deployment):
@@ -299,17 +320,21 @@ def test_it_resumes_one_paused_cell_from_the_page_through_the_gate(client, admin
     assert html.count('action="/deployments/digits/rollout/resume/"') == 2
 
     not_paused = client.post("/deployments/digits/rollout/resume/",
-                             {"rule": "all", "region": "west"})
+                             {"rule": "all", "region": "west", "reason": "r", "confirm": "yes"})
     assert not_paused.status_code == 400
     assert '<code id="error-field">region</code>' in not_paused.content.decode()
-    # No reviews yet: the evidence is inconclusive, so resuming needs an override reason.
-    refused = client.post("/deployments/digits/rollout/resume/",
-                          {"rule": "all", "region": "east", "reason": "fixed the camera"})
+    # No reviews yet: the evidence is inconclusive, so resuming needs an override reason,
+    # which the refusal asks for inside that cell's row.
+    refused = client.post("/deployments/digits/rollout/resume/", {
+        "rule": "all", "region": "east", "reason": "fixed the camera", "confirm": "yes"})
     assert refused.status_code == 400
+    row = between(refused.content.decode(), 'data-cell="all/east"', "</tr>")
+    assert '<code id="error-field">override_reason</code>' in row
+    assert "The model decides again in region east under rule all." in row
     assert policy_current(deployment_id=deployment.pk).version == 2
 
     response = client.post("/deployments/digits/rollout/resume/", {
-        "rule": "all", "region": "east", "reason": "fixed the camera",
+        "rule": "all", "region": "east", "reason": "fixed the camera", "confirm": "yes",
         "override_reason": "checked 50 east cases by hand"})
 
     assert response.status_code == 302

@@ -17,6 +17,7 @@ from rollout.scope import (
     ScopeError,
     audit_selected,
     bucket,
+    change_in_words,
     policy_describe,
     policy_diff,
     rule_compile,
@@ -292,7 +293,8 @@ def test_it_ands_conditions_within_a_rule():
     ({"name": "r", "dates": {"from": "2026-06-01", "until": "2026-05-01"}}, "rules[0].dates"),
     ({"name": "r", "dates": {"from": "yesterday"}}, "rules[0].dates.from"),
     ({"name": "r", "colour": "red"}, "rules[0].colour"),
-    ({"name": ""}, "rules[0].name"),
+    ({"name": 7}, "rules[0].name"),
+    ({"name": "x" * 101}, "rules[0].name"),
     ("north", "rules[0]"),
 ])
 def test_it_refuses_an_invalid_rule_naming_the_field(rule, field):
@@ -305,6 +307,28 @@ def test_it_refuses_two_rules_with_one_name():
     with pytest.raises(ScopeError) as error:
         rules_validate([{"name": "a"}, {"name": "a"}], region_codes=REGIONS)
     assert error.value.field == "rules[1].name"
+
+
+def test_it_names_a_rule_left_without_a_name_from_its_conditions():
+    rules = rules_validate([
+        {"regions": ["north"], "windows": [{"start": "08:00", "end": "18:00"}], "percent": 25},
+        {"name": "  ", "regions": ["west", "east"], "regions_not": ["north"],
+         "weekdays": ["mon", "tue", "wed", "thu", "fri"], "confidence_threshold": 0.95},
+        {"weekdays": ["sat", "sun"], "dates": {"from": "2026-05-01"}},
+        {"weekdays": ["mon", "wed", "fri"], "percent": 12.5},
+        {},
+    ], region_codes=REGIONS)
+    assert [r["name"] for r in rules] == [
+        "north-0800-1800-25pct", "east-west-not-north-mon-fri-conf0.95",
+        "sat-sun-from-2026-05-01", "mon-wed-fri-12.5pct", "every-case"]
+    assert list(rules[0]) == ["name", "regions", "windows", "percent"]  # the name comes first
+
+
+def test_it_makes_a_generated_name_unique_and_keeps_the_names_given():
+    north = {"regions": ["north"]}
+    rules = rules_validate([north, {"name": "north", "percent": 5}, north, dict(north)],
+                           region_codes=REGIONS)
+    assert [r["name"] for r in rules] == ["north-2", "north", "north-3", "north-4"]
 
 
 def test_it_accepts_a_full_rule_in_canonical_form():
@@ -363,6 +387,31 @@ def test_it_writes_a_readable_diff():
     assert policy_diff(old, new) == [
         "stage: limited → expanding", "rule n: percent 10 → 25",
         "rule e added: {name: e, regions: [east]}"]
+
+
+def test_it_says_what_a_change_does_to_the_cases():
+    day = {"name": "day", "regions": ["north"], "windows": [{"start": "08:00", "end": "18:00"}]}
+    east = {"name": "e", "regions": ["east"], "percent": 25}
+    limited = spec(rules=[day, east])
+    assert change_in_words(limited, spec(rules=[east])) == [
+        "north 08:00-18:00 goes back to reviewers (rule day)."]
+    assert change_in_words(spec("shadow"), spec(rules=[day])) == [
+        "The model starts deciding cases from region north captured 08:00-18:00 local time, "
+        "when its confidence is at least 0.90 (rule day)."]
+    assert change_in_words(limited, spec(rules=[day, {**east, "percent": 50}])) == [
+        "Rule e changes from east, 25% to cases from region east, 50% of them, when its "
+        "confidence is at least 0.90."]
+    assert change_in_words(limited, spec(rules=[day, east], cells=[("day", "north")])) == [
+        "Region north under rule day goes back to reviewers (paused)."]
+    assert change_in_words(spec(rules=[day], cells=[("day", "north")]), spec(rules=[day])) == [
+        "The model decides again in region north under rule day."]
+    assert change_in_words(limited, spec("paused", rules=[day, east])) == [
+        "Automation stops: every new case goes to reviewers.",
+        "north 08:00-18:00 goes back to reviewers (rule day).",
+        "east, 25% goes back to reviewers (rule e)."]
+    assert change_in_words(spec("full"), spec("full", threshold=0.95)) == [
+        "Confidence threshold 0.9 → 0.95."]
+    assert change_in_words(limited, limited) == ["Nothing changes for the cases."]
 
 
 # --- routing table -------------------------------------------------------------------------

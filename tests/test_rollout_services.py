@@ -25,6 +25,7 @@ from rollout.models import ChangeKind, ScheduledChange
 from rollout.scope import policy_diff
 from rollout.selectors import policy_current
 from rollout.services import (
+    policy_cell_pause,
     policy_change,
     policy_pause,
     policy_publish,
@@ -376,3 +377,60 @@ def test_it_counts_too_few_reviews_as_inconclusive(deployment, model, client_use
 def test_it_schedules_the_guardrail_and_the_scheduler_with_beat(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert {"rollout.tasks.guardrails_run", "rollout.tasks.scheduled_changes_apply"} <= tasks
+
+
+def test_it_pauses_one_cell_by_hand_and_sends_only_its_cases_to_reviewers(
+        deployment, model, client_user, admin_user):
+    rules = [{"name": "day", "regions": ["east", "north"]}]
+    policy_publish(deployment=deployment, stage="limited", rules=rules, actor=admin_user,
+                   reason="pilot", audit_rate=0)
+
+    paused = policy_cell_pause(deployment=deployment, actor=admin_user, rule="day",
+                               region="east", reason="the east camera is fogged")
+
+    assert (paused.version, paused.kind, paused.author, paused.reason) == (
+        3, ChangeKind.PAUSE, admin_user, "the east camera is fogged")
+    assert (paused.stage, paused.rules, paused.paused_cells) == ("limited", rules,
+                                                                 [["day", "east"]])
+    east, north = make_case(deployment, model, client_user, region="east"), make_case(
+        deployment, model, client_user, region="north")
+    assert ReviewTask.objects.get(case=east).reason == "paused"
+    assert Decision.objects.get(case=north).source == "model"
+
+
+@pytest.mark.parametrize(("rule", "region", "field", "status"), [
+    ("day", "west", "region", 400),      # the rule takes no case from the west
+    ("night", "north", "rule", 400),     # no such rule
+    ("day", "east", "region", 409),      # already paused
+])
+def test_it_refuses_to_pause_a_cell_that_is_not_there(deployment, admin_user, rule, region,
+                                                      field, status):
+    policy_publish(deployment=deployment, stage="limited", actor=admin_user, reason="pilot",
+                   rules=[{"name": "day", "regions": ["north", "east"]}],
+                   paused_cells=[["day", "east"]])
+
+    with pytest.raises(ServiceError) as error:
+        policy_cell_pause(deployment=deployment, actor=admin_user, rule=rule, region=region,
+                          reason="why")
+
+    assert (error.value.field, error.value.status_code) == (field, status)
+    assert policy_current(deployment_id=deployment.pk).version == 2
+
+
+def test_it_pauses_a_cell_of_the_full_stage_but_none_in_shadow(deployment, admin_user):
+    with pytest.raises(ServiceError) as error:
+        policy_cell_pause(deployment=deployment, actor=admin_user, rule="full", region="north",
+                          reason="why")
+    assert error.value.field == "stage"
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="all")
+    with pytest.raises(ServiceError) as blank:
+        policy_cell_pause(deployment=deployment, actor=admin_user, rule="full", region="west",
+                          reason=" ")
+    assert blank.value.field == "reason"
+
+    version = policy_cell_pause(deployment=deployment, actor=admin_user, rule="full",
+                                region="west", reason="west drifts")
+
+    assert (version.version, version.stage, version.paused_cells) == (3, "full",
+                                                                      [["full", "west"]])

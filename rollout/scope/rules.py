@@ -11,6 +11,11 @@ A rule is a JSON object whose conditions are ANDed; a policy's rules are ORed:
      "group": "digits",                                    # bucketing group (default: deployment)
      "confidence_threshold": 0.95}                         # overrides the policy's threshold
 
+A rule's name is how a Decision, a review task and a guardrail cell refer to it, so names are
+unique within a policy. A rule given without a name (or with a blank one) gets one made from
+its conditions when it is validated, e.g. "north-0800-1800-25pct" for the north, 08:00-18:00,
+25%; a name already taken gets "-2", "-3"... added.
+
 Time conditions read the capture time in the region's own time zone, so a window is wall-clock
 time there, on DST change days too (a window start that does not exist that day still opens at
 the first local time after it; a repeated hour is inside the window both times).

@@ -3,11 +3,13 @@ naming the input at fault."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
 from .rules import WEEKDAYS, clock_seconds
+
+NAME_MAX = 100
 
 RULE_KEYS = frozenset({"name", "regions", "regions_not", "windows", "weekdays", "dates",
                        "percent", "group", "confidence_threshold"})
@@ -45,9 +47,12 @@ def rule_validate(rule: Any, *, index: int, region_codes: Iterable[str]) -> dict
     known_regions = set(region_codes)
     out: dict[str, Any] = {}
     name = rule.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 100:
-        raise ScopeError("a rule needs a name of 1-100 characters", field=f"{at}.name")
-    out["name"] = name.strip()
+    if name is not None and (not isinstance(name, str) or len(name.strip()) > NAME_MAX):
+        raise ScopeError(f"a rule's name is text of at most {NAME_MAX} characters "
+                         "(leave it out to have one made from the conditions)",
+                         field=f"{at}.name")
+    if name is not None and name.strip():
+        out["name"] = name.strip()
     for key in ("regions", "regions_not"):
         if key in rule:
             codes = _string_list(rule[key], f"{at}.{key}")
@@ -117,15 +122,55 @@ def rule_validate(rule: Any, *, index: int, region_codes: Iterable[str]) -> dict
     return out
 
 
+def rule_name_make(rule: Mapping[str, Any]) -> str:
+    """A name read from a (canonical) rule's conditions, e.g. "north-0800-1800-25pct"."""
+    parts: list[str] = list(rule.get("regions") or [])
+    parts.extend(f"not-{code}" for code in rule.get("regions_not") or ())
+    for window in rule.get("windows") or ():
+        parts.append(f"{window['start'].replace(':', '')}-{window['end'].replace(':', '')}")
+    days = rule.get("weekdays")
+    if days:
+        span = WEEKDAYS[WEEKDAYS.index(days[0]):WEEKDAYS.index(days[-1]) + 1]
+        contiguous = len(days) > 2 and list(span) == list(days)
+        parts.append(f"{days[0]}-{days[-1]}" if contiguous else "-".join(days))
+    dates = rule.get("dates") or {}
+    if dates.get("from"):
+        parts.append(f"from-{dates['from']}")
+    if dates.get("until"):
+        parts.append(f"until-{dates['until']}")
+    if rule.get("percent") is not None:
+        parts.append(f"{rule['percent']:g}pct")
+    if rule.get("confidence_threshold") is not None:
+        parts.append(f"conf{rule['confidence_threshold']:g}")
+    return "-".join(parts)[:NAME_MAX].rstrip("-") or "every-case"
+
+
 def rules_validate(rules: Any, *, region_codes: Iterable[str]) -> list[dict[str, Any]]:
-    """Check every rule; names must be unique (a Decision records the rule by name)."""
+    """Check every rule; names must be unique (a Decision records the rule by name).
+
+    A rule without a name (or with a blank one) gets one made from its conditions
+    (`rule_name_make`), with "-2", "-3"... added where that name is taken.
+    """
     if not isinstance(rules, list):
         raise ScopeError("rules must be a list of rule objects", field="rules")
     codes = list(region_codes)
     out = [rule_validate(rule, index=i, region_codes=codes) for i, rule in enumerate(rules)]
     seen: set[str] = set()
     for i, rule in enumerate(out):
+        if "name" not in rule:
+            continue
         if rule["name"] in seen:
             raise ScopeError(f"two rules are named {rule['name']!r}", field=f"rules[{i}].name")
         seen.add(rule["name"])
+    for i, rule in enumerate(out):
+        if "name" in rule:
+            continue
+        base = name = rule_name_make(rule)
+        n = 1
+        while name in seen:
+            n += 1
+            suffix = f"-{n}"
+            name = base[:NAME_MAX - len(suffix)] + suffix
+        seen.add(name)
+        out[i] = {"name": name, **rule}
     return out

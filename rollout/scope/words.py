@@ -113,3 +113,73 @@ def policy_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[s
         lines.append(f"guardrails: {_fmt(old.get('guardrails') or {})} → "
                      f"{_fmt(new.get('guardrails') or {})}")
     return lines or ["no change to the scope"]
+
+
+_AUTOMATED = (Stage.LIMITED, Stage.EXPANDING)
+
+
+def rule_brief(rule: Mapping[str, Any]) -> str:
+    """A rule's conditions in a few words, e.g. 'north 08:00-18:00, 25%'."""
+    parts = [_and_list(list(rule["regions"])) if rule.get("regions") else "every region"]
+    if rule.get("regions_not"):
+        parts.append(f"except {_and_list(list(rule['regions_not']))}")
+    if rule.get("windows"):
+        parts.append(" or ".join(f"{w['start']}-{w['end']}" for w in rule["windows"]))
+    if rule.get("weekdays"):
+        parts.append(_and_list([d.capitalize() for d in rule["weekdays"]]))
+    dates = rule.get("dates") or {}
+    if dates:
+        parts.append(f"{dates.get('from', '…')} to {dates.get('until', '…')}")
+    text = " ".join(parts)
+    if rule.get("percent") is not None:
+        text += f", {_pct(rule['percent'])}"
+    return text
+
+
+def change_in_words(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What a change from policy `old` to `new` does to the cases, in sentences: what the
+    confirmation of a publish, pause, resume or rollback says."""
+    lines: list[str] = []
+    threshold = float(new["confidence_threshold"])
+    old_rules = ({r["name"]: r for r in old["rules"]} if old["stage"] in _AUTOMATED else {})
+    new_rules = ({r["name"]: r for r in new["rules"]} if new["stage"] in _AUTOMATED else {})
+    if new["stage"] != old["stage"]:
+        if new["stage"] == Stage.PAUSED:
+            lines.append("Automation stops: every new case goes to reviewers.")
+        elif new["stage"] == Stage.SHADOW:
+            lines.append("The model stops deciding: every new case goes to reviewers, blind "
+                         "to the model.")
+        elif new["stage"] == Stage.FULL:
+            lines.append(f"The model decides every case when its confidence is at least "
+                         f"{threshold:.2f}.")
+        elif old["stage"] == Stage.FULL:
+            lines.append("The model no longer decides every case, only the rules below.")
+    if old["stage"] == Stage.FULL and new["stage"] in _AUTOMATED and not new_rules:
+        lines.append("Every case goes back to reviewers.")
+    for name, rule in new_rules.items():
+        prior = old_rules.get(name)
+        if prior is None:
+            lines.append(f"The model starts deciding "
+                         f"{rule_describe(rule, policy_threshold=threshold)} (rule {name}).")
+        elif prior != rule:
+            lines.append(f"Rule {name} changes from {rule_brief(prior)} to "
+                         f"{rule_describe(rule, policy_threshold=threshold)}.")
+    if new["stage"] != Stage.FULL:
+        lines.extend(f"{rule_brief(rule)} goes back to reviewers (rule {name})."
+                     for name, rule in old_rules.items() if name not in new_rules)
+    for key, label in (("confidence_threshold", "Confidence threshold"),
+                       ("audit_rate", "Audit rate")):
+        if float(old[key]) != float(new[key]):
+            lines.append(f"{label} {float(old[key]):g} → {float(new[key]):g}.")
+    if new["stage"] in (*_AUTOMATED, Stage.FULL):
+        old_cells = {tuple(c) for c in old.get("paused_cells") or ()}
+        new_cells = {tuple(c) for c in new.get("paused_cells") or ()}
+        lines.extend(f"Region {region} under rule {name} goes back to reviewers (paused)."
+                     for name, region in sorted(new_cells - old_cells))
+        lines.extend(f"The model decides again in region {region} under rule {name}."
+                     for name, region in sorted(old_cells - new_cells)
+                     if name in new_rules or new["stage"] == Stage.FULL)
+    if (old.get("guardrails") or {}) != (new.get("guardrails") or {}):
+        lines.append(f"Guardrail settings {_fmt(old.get('guardrails') or {})} → "
+                     f"{_fmt(new.get('guardrails') or {})}.")
+    return lines or ["Nothing changes for the cases."]

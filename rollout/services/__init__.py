@@ -3,6 +3,7 @@ creation of a deployment with its first policy (`deployment`)."""
 
 from .deployment import deployment_create
 from .policy import (
+    policy_cell_pause,
     policy_cell_resume,
     policy_change,
     policy_evidence,
@@ -15,6 +16,7 @@ from .schedule import policy_schedule, policy_schedule_cancel, scheduled_changes
 
 __all__ = [
     "deployment_create",
+    "policy_cell_pause",
     "policy_cell_resume",
     "policy_change",
     "policy_evidence",

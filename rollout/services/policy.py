@@ -151,10 +151,11 @@ def policy_publish(
 
 
 def policy_evidence(*, deployment: Deployment, proposed: dict[str, Any],
-                    now: datetime | None = None) -> Evidence:
+                    now: datetime | None = None, sample_size: int = 0) -> Evidence:
     """The evidence for moving from the current policy to `proposed` (a validated spec)."""
     current = policy_current(deployment_id=deployment.pk).spec()
-    return evidence_for(deployment=deployment, current=current, proposed=proposed, now=now)
+    return evidence_for(deployment=deployment, current=current, proposed=proposed, now=now,
+                        sample_size=sample_size)
 
 
 def _gated_publish(*, deployment: Deployment, spec: dict[str, Any], actor: User | None,
@@ -219,6 +220,40 @@ def policy_cell_resume(*, deployment: Deployment, actor: User | None, rule: str,
         override_reason=override_reason, stage=current.stage, rules=current.rules,
         confidence_threshold=current.confidence_threshold, audit_rate=current.audit_rate,
         paused_cells=[c for c in current.paused_cells if list(c) != cell])
+
+
+def policy_cell_pause(*, deployment: Deployment, actor: User | None, rule: str, region: str,
+                      reason: str) -> PolicyVersion:
+    """Send one scope cell (a rule in a region) back to reviewers, as a guardrail does: a new
+    version with the cell in `paused_cells`. A narrowing, so never gated."""
+    current = policy_current(deployment_id=deployment.pk)
+    if current.stage not in (Stage.LIMITED, Stage.EXPANDING, Stage.FULL):
+        raise Conflict(f"the model decides nothing in the {current.stage} stage: there is no "
+                       "cell to pause", field="stage")
+    if not reason.strip():
+        raise ServiceError("pausing a cell needs a reason", field="reason")
+    regions = list(deployment.regions.values_list("code", flat=True))
+    if current.stage == Stage.FULL:
+        if rule != routing.FULL_RULE:
+            raise ServiceError(f"in the full stage the one rule is {routing.FULL_RULE!r}",
+                               field="rule")
+        allowed = set(regions)
+    else:
+        found = next((r for r in current.rules if r["name"] == rule), None)
+        if found is None:
+            raise ServiceError(f"the current policy has no rule {rule!r}", field="rule")
+        allowed = set(found.get("regions") or regions) - set(found.get("regions_not") or ())
+    if region not in allowed:
+        raise ServiceError(f"rule {rule!r} does not take cases from region {region!r}",
+                           field="region")
+    cell = [rule, region]
+    if cell in [list(c) for c in current.paused_cells]:
+        raise Conflict(f"rule {rule!r} in region {region!r} is already paused", field="region")
+    return policy_publish(
+        deployment=deployment, stage=current.stage, rules=current.rules, actor=actor,
+        reason=reason, confidence_threshold=current.confidence_threshold,
+        audit_rate=current.audit_rate, guardrails=current.guardrails,
+        paused_cells=[*[list(c) for c in current.paused_cells], cell], kind=ChangeKind.PAUSE)
 
 
 def policy_pause(*, deployment: Deployment, actor: User | None, reason: str) -> PolicyVersion:
