@@ -79,6 +79,7 @@ def page_render(request: HttpRequest, deployment: Deployment, *, form: ScopeForm
         "cells": cells,
         "guardrail_settings": policy.guardrail_settings,
         "scheduled": deployment.scheduled_changes.order_by("-effective_at")[:10],
+        "alerts": deployment.alerts.order_by("-created_at", "-id")[:5],
         "stages": Stage.choices,
         "form": scope_form_spares_add(form or scope_form_from_spec(spec)),
         "posted": posted or {},

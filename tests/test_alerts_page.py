@@ -109,3 +109,25 @@ def test_filters_narrow_the_list_and_bad_ones_are_refused(site, deployment):
 def test_reviewers_may_not_read_alerts(client, reviewer):
     client.force_login(reviewer)
     assert client.get("/alerts/").status_code == 403
+
+
+def test_the_rollout_page_lists_its_deployments_alerts_and_held_changes(
+        site, deployment, admin_user, django_capture_on_commit_callbacks):
+    now = timezone.now()
+    policy_schedule(deployment=deployment, actor=admin_user, reason="open east",
+                    effective_at=now + timedelta(hours=1), stage="limited",
+                    rules=[{"name": "east", "regions": ["east"]}],
+                    confidence_threshold=0.9, audit_rate=0.05, now=now)
+    with django_capture_on_commit_callbacks(execute=True):
+        (held,) = scheduled_changes_apply(now=now + timedelta(hours=2))
+    admins_alert(subject="elsewhere", body="another deployment's", payload={
+        "event": "cases_stuck"})
+
+    page = html.unescape(site.get(f"/deployments/{deployment.slug}/rollout/").content.decode())
+
+    scheduled = _section(page, "scheduled")
+    assert "<strong>held</strong>: " + held.status_note in scheduled
+    alerts = _section(page, "recent-alerts")
+    assert f"{deployment.slug}: scheduled policy change held" in alerts
+    assert "elsewhere" not in alerts
+    assert f'href="/alerts/?deployment={deployment.slug}"' in page

@@ -84,9 +84,10 @@ def test_it_shows_disagreements_most_confident_first(client, admin_user, reviewe
     assert f'href="/cases/{reviewed[1].pk}/"' in html  # the case page, not the admin's form
     # The capture time as the review page shows it: local, with its zone; UTC on hover.
     case = reviewed[1]
-    local = case.captured_at.astimezone(case.region.zone).strftime("%Y-%m-%d %H:%M")
-    utc = case.captured_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    assert f'<time title="{utc}">{local} {case.region.timezone}</time>' in html
+    local = case.captured_at.astimezone(case.region.zone)
+    utc = case.captured_at.astimezone(UTC)
+    assert (f'<time datetime="{utc.isoformat()}" title="{utc:%Y-%m-%d %H:%M:%S} UTC">'
+            f'{local:%Y-%m-%d %H:%M} {local.tzname()}</time>') in html
     filtered = client.get("/deployments/digits/report/disagreements/?human=7").content.decode()
     assert re.findall(r'data-case="(\d+)"', filtered) == [str(reviewed[2].pk)]
 

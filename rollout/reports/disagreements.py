@@ -4,9 +4,7 @@ with the reference images nearest to it in the model's own features."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.db.models import F, OuterRef, Subquery
@@ -39,15 +37,6 @@ class Disagreement:
     image_deleted_at: Any  # set when the image was deleted under retention
     references: tuple[ReferenceNeighbour, ...] = ()
 
-    @property
-    def captured_local(self) -> str:
-        """The capture time in the region's own zone, as the review page shows it (formatted
-        here: the template engine would convert it to the server's zone)."""
-        return self.captured_at.astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M")
-
-    @property
-    def captured_utc(self) -> str:
-        return self.captured_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def disagreements(f: ReportFilters, *, human: str = "", model: str = "", limit: int = 48,
