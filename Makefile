@@ -43,4 +43,6 @@ bench: $(STAMP)
 	scripts/with-services.sh $(BIN)/python bench/run.py
 
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench/results test-artifacts
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench/results
+	# test-artifacts/tour/ is the README's tour: kept.
+	find test-artifacts -maxdepth 1 -type f -delete 2>/dev/null || true

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from django.contrib.messages import get_messages
 from django.utils import timezone
+from sklearn.datasets import load_digits
 
+from inference.demo_model import digit_image
 from review.services import (
     answers_pending,
     pending_answers_store,
@@ -223,7 +225,10 @@ def test_a_reviewer_undoes_an_answer_with_backspace_in_chromium(
         live_server, leftover_connections_closed, browser, enqueue, reviewer, settings):
     settings.REVIEW_UNDO_SECONDS = 60
     first = enqueue()
-    enqueue()
+    second = enqueue()
+    digits = load_digits()
+    for task, index in ((first, 3), (second, 8)):  # real handwritten digits on screen
+        digit_image(digits.data[index]).save(task.case.image.path, format="PNG")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{live_server.url}/")
     page.fill("#id_username", "reviewer")
