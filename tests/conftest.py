@@ -182,6 +182,15 @@ def browser():
         browser.close()
 
 
+def browser_login(page, base_url: str, username: str) -> None:
+    """Log `username` in on the login page (password: `<username>-password`)."""
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f"{username}-password")
+    page.press("#id_password", "Enter")
+    page.wait_for_selector("header")
+
+
 def other_connections_wait_closed(seconds: float = 15) -> None:
     """Wait until no other session uses the test database.
 

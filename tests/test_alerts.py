@@ -15,9 +15,9 @@ from django.utils import timezone
 from rollout import guardrails
 from rollout.models import ChangeKind, ScheduledChange
 from rollout.selectors import policy_current
-from rollout.services import policy_publish, policy_schedule, scheduled_changes_apply
+from rollout.services import policy_schedule, scheduled_changes_apply
 from tests.reports_factory import sim_model
-from tests.test_rollout_services import make_case
+from tests.test_rollout_services import east_inputs_drift
 
 
 class FailingEmailBackend(BaseEmailBackend):
@@ -56,15 +56,7 @@ def alert_failures(caplog) -> list[str]:
 def test_a_guardrail_pause_stands_when_its_alert_cannot_be_delivered(
         deployment, client_user, undeliverable, caplog, django_capture_on_commit_callbacks):
     model = sim_model(deployment)
-    for region in ("north", "east"):
-        for i in range(40):
-            make_case(deployment, model, client_user, region=region, ood=i % 20 == 0)
-    policy_publish(deployment=deployment, stage="full", rules=[], actor=None, reason="full",
-                   audit_rate=0.0, guardrails={"ood_min_cases": 30})
-    for region in ("north", "east"):
-        for i in range(60):
-            make_case(deployment, model, client_user, region=region,
-                      ood=(region == "east" and i % 2 == 0) or i % 20 == 0)
+    east_inputs_drift(deployment, model, client_user)
 
     with caplog.at_level(logging.ERROR, logger="rollout.alerts"), \
             django_capture_on_commit_callbacks(execute=True) as callbacks:

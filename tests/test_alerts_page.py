@@ -14,9 +14,9 @@ from django.utils import timezone
 from rollout import guardrails
 from rollout.alerts import admins_alert
 from rollout.models import Alert
-from rollout.services import policy_publish, policy_schedule, scheduled_changes_apply
+from rollout.services import policy_schedule, scheduled_changes_apply
 from tests.reports_factory import sim_model
-from tests.test_rollout_services import make_case
+from tests.test_rollout_services import east_inputs_drift
 
 
 @pytest.fixture
@@ -34,15 +34,7 @@ def _section(page: str, element_id: str) -> str:
 def test_a_guardrail_pause_is_kept_with_its_cells_and_listed(
         site, deployment, client_user, django_capture_on_commit_callbacks):
     model = sim_model(deployment)
-    for region in ("north", "east"):
-        for i in range(40):
-            make_case(deployment, model, client_user, region=region, ood=i % 20 == 0)
-    policy_publish(deployment=deployment, stage="full", rules=[], actor=None, reason="full",
-                   audit_rate=0.0, guardrails={"ood_min_cases": 30})
-    for region in ("north", "east"):
-        for i in range(60):
-            make_case(deployment, model, client_user, region=region,
-                      ood=(region == "east" and i % 2 == 0) or i % 20 == 0)
+    east_inputs_drift(deployment, model, client_user)
 
     with django_capture_on_commit_callbacks(execute=True):
         version = guardrails.guardrails_enforce(deployment=deployment)

@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 
 from inference.demo_model import digit_image
 from rollout.alerts import admins_alert
-from tests.conftest import CAPTURED_AT, other_connections_wait_closed
+from tests.conftest import CAPTURED_AT, browser_login, other_connections_wait_closed
 from tests.reports_factory import decide, sim_model
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
@@ -49,11 +49,7 @@ def test_an_admin_opens_a_case_page_from_the_gallery_and_reads_alerts(
     TOUR.mkdir(parents=True, exist_ok=True)
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-password")
-    page.press("#id_password", "Enter")
-    page.wait_for_selector("header")
+    browser_login(page, live_server.url, "admin")
     page.goto(f"{live_server.url}/deployments/{deployment.slug}/report/disagreements/")
     wrong = cases[0]
     link = page.locator(f'a[href="/cases/{wrong.pk}/"]').last

@@ -23,7 +23,11 @@ from review.services import (
 )
 from reviewplatform.errors import Conflict
 from reviewplatform.models import CaseEvent, Decision, Review, ReviewTask, WithdrawnAnswer
-from tests.conftest import other_connections_wait_closed, pending_answers_stored
+from tests.conftest import (
+    browser_login,
+    other_connections_wait_closed,
+    pending_answers_stored,
+)
 from tests.test_queue_pages import open_next, text_of
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
@@ -230,11 +234,8 @@ def test_a_reviewer_undoes_an_answer_with_backspace_in_chromium(
     for task, index in ((first, 3), (second, 8)):  # real handwritten digits on screen
         digit_image(digits.data[index]).save(task.case.image.path, format="PNG")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    browser_login(page, live_server.url, "reviewer")
     page.goto(f"{live_server.url}/")
-    page.fill("#id_username", "reviewer")
-    page.fill("#id_password", "reviewer-password")
-    page.press("#id_password", "Enter")
-    page.wait_for_selector("#start")
     page.click("#start")
     page.wait_for_url(re.compile(rf".*/review/tasks/{first.pk}/$"))
 

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from sklearn.datasets import load_digits
 
 from rollout.selectors import policy_current
-from tests.conftest import other_connections_wait_closed
+from tests.conftest import browser_login, other_connections_wait_closed
 from tests.reports_factory import decide, sim_model
 
 pytestmark = pytest.mark.e2e
@@ -78,11 +78,7 @@ def test_an_admin_builds_previews_publishes_pauses_and_rolls_back_a_scope(
     errors: list[str] = []  # script errors (the refusals below are 400 pages, expected)
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not (
         "favicon.ico" in m.location["url"] or "status of 400" in m.text) else None)
-    page.goto(f"{live_server.url}/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-password")
-    page.press("#id_password", "Enter")
-    page.wait_for_selector("header")
+    browser_login(page, live_server.url, "admin")
     page.goto(f"{live_server.url}/deployments/digits/rollout/")
 
     # Build the scope with the form; the summary, the diff and the JSON follow as it is edited.

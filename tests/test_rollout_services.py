@@ -62,6 +62,20 @@ def make_case(deployment, model, client_user, *, region="north", captured_at=Non
     return case
 
 
+def east_inputs_drift(deployment, model, client_user) -> None:
+    """Full automation after 40 cases a region at 5% out of domain, then 60 more a region with
+    the east at 50%: the guardrail's out-of-domain check pauses the east cell."""
+    for region in ("north", "east"):
+        for i in range(40):
+            make_case(deployment, model, client_user, region=region, ood=i % 20 == 0)
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=None, reason="full",
+                   audit_rate=0.0, guardrails={"ood_min_cases": 30})
+    for region in ("north", "east"):
+        for i in range(60):
+            make_case(deployment, model, client_user, region=region,
+                      ood=(region == "east" and i % 2 == 0) or i % 20 == 0)
+
+
 def answer_all(reviewer, truth: dict[int, str]) -> int:
     answered = 0
     while (task := review_claim_next(reviewer=reviewer)) is not None:
@@ -344,15 +358,7 @@ def test_the_guardrail_pauses_the_degrading_region_and_only_that_one(
 
 def test_the_guardrail_pauses_on_out_of_domain_inputs_before_any_review(
         deployment, model, client_user, admin_user):
-    for region in ("north", "east"):
-        for i in range(40):
-            make_case(deployment, model, client_user, region=region, ood=i % 20 == 0)
-    policy_publish(deployment=deployment, stage="full", rules=[], actor=None, reason="full",
-                   audit_rate=0.0, guardrails={"ood_min_cases": 30})
-    for region in ("north", "east"):
-        for i in range(60):
-            make_case(deployment, model, client_user, region=region,
-                      ood=(region == "east" and i % 2 == 0) or i % 20 == 0)
+    east_inputs_drift(deployment, model, client_user)
 
     version = guardrails.guardrails_enforce(deployment=deployment)
 
