@@ -114,7 +114,7 @@ def path_of(route: str, history: dict) -> str:
     values = {"<slug:slug>": case.deployment.slug, "<int:case_id>": str(case.pk),
               "<int:task_id>": str(history["Review"].task_id), "<str:fmt>": "csv",
               "<int:endpoint_id>": "1", "<int:delivery_id>": "1", "<int:change_id>": "1",
-              "<int:version_id>": "1"}
+              "<int:version_id>": "1", "<int:image_id>": "1"}
     for converter, value in values.items():
         route = route.replace(converter, value)
     assert "<" not in route, f"no value for a part of {route}"
