@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test faults bench lint audit install clean
+.PHONY: demo test faults bench lint audit install clean tour
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ audit: $(STAMP)
 bench: $(STAMP)
 	scripts/with-services.sh $(BIN)/python bench/run.py
 
+# The README's tour: the screenshots the browser tests took in the last `make test`.
+tour:
+	test -d test-artifacts/tour || { echo "run make test first: it takes the screenshots"; exit 1; }
+	cp test-artifacts/tour/*.png docs/tour/
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench/results
-	# test-artifacts/tour/ is the README's tour: kept.
-	find test-artifacts -maxdepth 1 -type f -delete 2>/dev/null || true
+	rm -rf test-artifacts
