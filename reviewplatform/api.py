@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Any, cast
 
@@ -20,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .api_fields import OffsetDateTimeField, offset_datetime_parse
+from .api_fields import FieldsBuiltOnce, OffsetDateTimeField, offset_datetime_parse
 from .api_idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from .authentication import deployment_for_submit, request_api_key
 from .case_follow import case_followed_new, cases_followed
@@ -68,7 +67,7 @@ class TimelineOut(serializers.Serializer):
     decided = serializers.DateTimeField(allow_null=True)
 
 
-class CaseOutputSerializer(serializers.ModelSerializer):
+class CaseOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     """A case as `reviewplatform.case_follow.cases_followed` reads it."""
 
     deployment: serializers.SlugRelatedField = serializers.SlugRelatedField(
@@ -82,17 +81,6 @@ class CaseOutputSerializer(serializers.ModelSerializer):
         model = Case
         fields = ["id", "external_id", "deployment", "region", "captured_at", "status",
                   "width", "height", "image_deleted_at", "created_at", "decision", "timeline"]
-
-    def get_fields(self) -> dict[str, serializers.Field]:
-        # ModelSerializer builds its fields from the model for each serializer made, which
-        # costs more than serializing the case: built once per class, then copied (each
-        # serializer binds its own copies).
-        cls = type(self)
-        built: dict[str, serializers.Field] | None = cls.__dict__.get("_fields_built")
-        if built is None:
-            built = super().get_fields()
-            cls._fields_built = built  # type: ignore[attr-defined]
-        return copy.deepcopy(built)
 
     @extend_schema_field(DecisionOut(allow_null=True))
     def get_decision(self, case: Case) -> dict[str, Any] | None:
@@ -212,7 +200,7 @@ class CasesApi(generics.ListAPIView):
     filterset_class = CaseFilter
     pagination_class = CaseCursorPagination
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(FieldsBuiltOnce, serializers.Serializer):
         deployment = serializers.SlugField()
         region = serializers.SlugField()
         captured_at = OffsetDateTimeField()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,3 +50,26 @@ def offset_datetime_parse(raw: Any) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("invalid") from None
+
+
+class FieldsBuiltOnce:
+    """A serializer whose fields are built once per class rather than for every serializer
+    made (DRF deep-copies every declared field per serializer, and a ModelSerializer builds
+    its fields from the model each time: on the submit path that costs more than the case's
+    own checks). Each serializer binds its own copies: shallow ones, since binding sets only
+    the copy's own name, parent and source; deep ones for a field holding a child field or a
+    nested serializer, whose child is bound to its parent."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        cls = type(self)
+        built: dict[str, serializers.Field] | None = cls.__dict__.get("_fields_built")
+        if built is None:
+            built = super().get_fields()  # type: ignore[misc]
+            cls._fields_built = built  # type: ignore[attr-defined]
+        return {name: copy.deepcopy(field) if _holds_children(field) else copy.copy(field)
+                for name, field in built.items()}
+
+
+def _holds_children(field: serializers.Field) -> bool:
+    return (isinstance(field, serializers.BaseSerializer) or hasattr(field, "child")
+            or hasattr(field, "child_relation"))
