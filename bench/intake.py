@@ -7,7 +7,7 @@ on the demo's set-up (`demo_prepare`: the digits champion and challenger, the do
 thresholds, the API key), on a fresh test database. The servers run with
 API_THROTTLE_RATE raised out of the way; everything else is the demo's default.
 
-Four windows of INTAKE_SECONDS (default 30) each, after a short warm-up:
+Windows of INTAKE_SECONDS (default 30) each, after a short warm-up:
 - end to end: the policy published at full scope, the workers and beat running; clients submit the
   demo's held-out digits at a steady offered rate (INTAKE_E2E_RATE, default 120 cases/s, paced
   per client). The bench publishes that policy itself (`demo_prepare`): the full stage with no
@@ -21,6 +21,11 @@ Four windows of INTAKE_SECONDS (default 30) each, after a short warm-up:
   confidence) have no decision to wait for: counted apart.
 - intake: the worker and beat stopped, `POST /api/v1/cases/` with 100 KB JPEGs, closed loop
   (each client sends its next case when the last one is answered); `cases_per_s`, `p95_ms`.
+  Taken in INTAKE_ROUNDS (default 4) windows of INTAKE_SECONDS / INTAKE_ROUNDS, each followed
+  by a minimal window of the same length (below), the minimal site's server idling beside the
+  platform's meanwhile: `ratio_vs_minimal` is the median of the rounds' ratios (each compares
+  two windows taken one after the other, so a machine whose load drifts moves both), and
+  `ratio_rounds` lists them.
 - batches: the same clients posting 100-case multipart batches to `POST /api/v1/cases/batch/`.
 - minimal: the same gunicorn command and clients against bench/minimal_site, the project's
   settings with one extra view that only saves the file and inserts the Case row.
@@ -67,6 +72,8 @@ from bench.harness import ROOT, django_test_database, results_write
 from reviewplatform.processes import platform_processes
 
 SECONDS = float(os.environ.get("INTAKE_SECONDS", "30"))
+# The single-submit and minimal windows are taken in turn, ROUNDS of each, SECONDS in all each.
+ROUNDS = int(os.environ.get("INTAKE_ROUNDS", "4"))
 WARM_UP_S = min(3.0, SECONDS / 5)
 E2E_RATE = float(os.environ.get("INTAKE_E2E_RATE", "120"))
 EPOCHS = os.environ.get("DEMO_EPOCHS", "")
@@ -415,12 +422,12 @@ def end_to_end(port: int, key: str, digits: list[tuple[str, bytes]]) -> dict[str
 
 
 def closed_loop(name: str, *, port: int, path: str, key: str, body: Body,
-                answer: Answer) -> Window:
+                answer: Answer, seconds: float = SECONDS) -> Window:
     """A warm-up, then the window."""
     clients_run(port=port, path=path, key=key, body=lambda c, k: body(c, -1 - k),
                 answer=answer, seconds=WARM_UP_S)
     window = clients_run(port=port, path=path, key=key, body=body, answer=answer,
-                         seconds=SECONDS)
+                         seconds=seconds)
     print(f"{name}: {window.cases} cases in {window.seconds:.1f} s, "
           f"{window.cases_per_s:.1f} cases/s; request p50 "
           f"{statistics.median(window.latencies_ms):.0f} ms, p95 {window.p95_ms:.0f} ms",
@@ -448,34 +455,54 @@ def measure(work: Path) -> dict[str, Any]:
         with running(processes(port, work), env=env, logs=logs, port=port):
             e2e = end_to_end(port, key, digits)
 
-        port = free_port()
-        with running({"web": web_command(port, work)}, env=env, logs=logs, port=port):
-            single = closed_loop(
-                "intake", port=port, path="/api/v1/cases/", key=key, answer=stored_one,
-                body=lambda c, k: one_case(f"api-{c}-{k}", f"{k}.jpg", jpegs[k % len(jpegs)]))
+        # The platform and the minimal site up side by side (the one not measured idles), their
+        # windows taken in turn, so that each ratio compares two windows next to each other.
+        port, minimal_port = free_port(), free_port()
+        with running({"web": web_command(port, work)}, env=env, logs=logs, port=port), \
+                running({"minimal": web_command(minimal_port, work)}, logs=logs,
+                        port=minimal_port, env=server_env(work, "bench.minimal_site.settings")):
+            singles, minimals = [], []
+            for r in range(ROUNDS):
+                singles.append(closed_loop(
+                    f"intake, round {r + 1}", port=port, path="/api/v1/cases/", key=key,
+                    answer=stored_one, seconds=SECONDS / ROUNDS,
+                    body=lambda c, k, r=r: one_case(f"api-{r}-{c}-{k}", f"{k}.jpg",
+                                                    jpegs[k % len(jpegs)])))
+                minimals.append(closed_loop(
+                    f"minimal, round {r + 1}", port=minimal_port, path="/bench/minimal/cases/",
+                    key=key, answer=stored_one, seconds=SECONDS / ROUNDS,
+                    body=lambda c, k, r=r: one_case(f"min-{r}-{c}-{k}", f"{k}.jpg",
+                                                    jpegs[k % len(jpegs)])))
             batch = closed_loop(
                 "batches", port=port, path="/api/v1/cases/batch/", key=key,
                 answer=stored_batch, body=lambda c, k: batch_of_cases(f"batch-{c}-{k}", jpegs))
-
-        port = free_port()
-        with running({"web": web_command(port, work)}, logs=logs, port=port,
-                     env=server_env(work, "bench.minimal_site.settings")):
-            minimal = closed_loop(
-                "minimal", port=port, path="/bench/minimal/cases/", key=key,
-                answer=stored_one,
-                body=lambda c, k: one_case(f"min-{c}-{k}", f"{k}.jpg", jpegs[k % len(jpegs)]))
+        single, minimal = windows_joined(singles), windows_joined(minimals)
+        ratios = [a.cases_per_s / b.cases_per_s for a, b in zip(singles, minimals, strict=True)]
+        print("ratio per round: " + ", ".join(f"{ratio:.3f}" for ratio in ratios), flush=True)
 
         figures["cases_per_s"] = round(single.cases_per_s, 1)
         figures["p95_ms"] = round(single.p95_ms, 1)
         figures["minimal_cases_per_s"] = round(minimal.cases_per_s, 1)
-        figures["ratio_vs_minimal"] = round(single.cases_per_s / minimal.cases_per_s, 3)
+        figures["ratio_vs_minimal"] = round(statistics.median(ratios), 3)
+        figures["ratio_rounds"] = [round(ratio, 3) for ratio in ratios]
         figures["batch_cases_per_s"] = round(batch.cases_per_s, 1)
         figures.update(e2e)
         figures["p50_ms"] = round(statistics.median(single.latencies_ms), 1)
         figures["minimal_p95_ms"] = round(minimal.p95_ms, 1)
         figures["batch_p95_ms"] = round(batch.p95_ms, 1)
         figures["window_s"] = SECONDS
+        figures["rounds"] = ROUNDS
         return figures
+
+
+def windows_joined(windows: list[Window]) -> Window:
+    """Several windows of the same load read as one: their cases over their summed time."""
+    joined = Window()
+    for window in windows:
+        joined.cases += window.cases
+        joined.latencies_ms += window.latencies_ms
+        joined.seconds += window.seconds
+    return joined
 
 
 def main() -> int:
