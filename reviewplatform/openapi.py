@@ -1,5 +1,6 @@
 """How the API describes itself in its OpenAPI schema (drf-spectacular): the API key security
-scheme, and the error envelope every 4xx answers, as one reusable component.
+scheme, and the error envelope every 4xx (and the 503 of a database out of reach) answers, as
+one reusable component.
 
 A 405 is not documented: an operation is a method the path has, and OpenAPI lists no others.
 
@@ -37,7 +38,7 @@ class ErrorSerializer(serializers.Serializer):
         "Stable machine code to branch on: invalid, not_found, conflict, not_authenticated, "
         "authentication_failed, permission_denied, throttled, method_not_allowed, "
         "not_acceptable, unsupported_media_type, parse_error, request_too_large, "
-        "idempotency_key_reused or idempotency_key_in_progress."))
+        "idempotency_key_reused, idempotency_key_in_progress or (503) unavailable."))
     message = serializers.CharField(help_text="What went wrong, in words for a person.")
     # Declared fields leave the class's attributes (DRF's metaclass): no clash with
     # Serializer.fields but for mypy.
@@ -60,6 +61,8 @@ WHEN = {
     413: "The request body is over a size limit; nothing was read or stored.",
     415: "The request body is not in a media type this endpoint reads.",
     429: "Too many requests for this key; wait the `Retry-After` seconds.",
+    503: "The database cannot be reached just now (a restart or a failover); nothing was "
+         "stored: try again after the `Retry-After` seconds (`code`: unavailable).",
 }
 
 
@@ -73,12 +76,14 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
 def not_acceptable_documented(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """A postprocessing hook: every operation may answer 406 (the API answers only JSON), so
-    each documents it, with the envelope."""
-    answer = {"description": WHEN[406], "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/Error"}}}}
-    for path in result.get("paths", {}).values():
-        for method, operation in path.items():
-            if method in METHODS:
-                operation.setdefault("responses", {}).setdefault("406", answer)
+    """A postprocessing hook: every operation may answer 406 (the API answers only JSON) and
+    503 (the database unreachable for a moment, `api_errors.server_error`), so each documents
+    them, with the envelope."""
+    for status in (406, 503):
+        answer = {"description": WHEN[status], "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"}}}}
+        for path in result.get("paths", {}).values():
+            for method, operation in path.items():
+                if method in METHODS:
+                    operation.setdefault("responses", {}).setdefault(str(status), answer)
     return result

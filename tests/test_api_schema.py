@@ -82,9 +82,9 @@ def test_it_documents_every_operation_with_the_api_key_and_the_error_envelope(cl
         "code", "message", "fields"}
     for name, operation in operations(schema):
         assert {"ApiKey": []} in operation["security"], name
-        assert {"401", "406", "429"} <= set(operation["responses"]), name
+        assert {"401", "406", "429", "503"} <= set(operation["responses"]), name
         errors = {status: response for status, response in operation["responses"].items()
-                  if status.startswith("4")}
+                  if status.startswith(("4", "5"))}
         for status, response in errors.items():
             assert response["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/Error"}, (name, status)
