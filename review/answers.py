@@ -79,7 +79,8 @@ def reveals_first(facts: AnswerFacts) -> bool:
 
 def answer(*, task_id: int, lease_token: uuid.UUID, reviewer: User, answer: str,
            mode: str | None, now: datetime, blind_first: bool) -> Review | None:
-    """Store a reviewer's answer (`review_submit`; with `blind_first`, `review_answer`)."""
+    """Store a reviewer's answer (`review_submit`; `pending` for the review page's answers,
+    `blind_first` recording a blind-then-reveal task's first answer on its own)."""
     for _ in range(_ANSWER_ATTEMPTS):
         stored, review = _answer_once(task_id=task_id, lease_token=lease_token,
                                       reviewer=reviewer, answer=answer, mode=mode, now=now,

@@ -43,6 +43,7 @@ class Pending:
     task_id: int
     case_id: int
     answer: str
+    given_at: datetime
     until: datetime
 
 
@@ -74,7 +75,8 @@ def answer_pend(*, task_id: int, lease_token: uuid.UUID, reviewer: User, answer:
                  until + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)))
     if held != 1:
         raise Conflict("this case changed while your answer was given; please answer again")
-    return Pending(task_id=task_id, case_id=task.case_id, answer=answer, until=until)
+    return Pending(task_id=task_id, case_id=task.case_id, answer=answer, given_at=now,
+                   until=until)
 
 
 def answers_pending(*, reviewer: User) -> list[Pending]:
@@ -84,9 +86,10 @@ def answers_pending(*, reviewer: User) -> list[Pending]:
             .filter(claimed_by=reviewer, status=ReviewTask.Status.CLAIMED,
                     pending_until__isnull=False)
             .order_by("-pending_until")
-            .values_list("pk", "case_id", "pending_answer", "pending_until"))
-    return [Pending(task_id=pk, case_id=case_id, answer=answer, until=until)
-            for pk, case_id, answer, until in rows if until is not None]
+            .values_list("pk", "case_id", "pending_answer", "pending_at", "pending_until"))
+    return [Pending(task_id=pk, case_id=case_id, answer=answer, given_at=at or until,
+                    until=until)
+            for pk, case_id, answer, at, until in rows if until is not None]
 
 
 def answer_undo(*, reviewer: User, now: datetime) -> Pending:
@@ -102,10 +105,9 @@ def answer_undo(*, reviewer: User, now: datetime) -> Pending:
                            " seconds after it is given, and yours already was")
         assert task.pending_until is not None
         undone = Pending(task_id=task.pk, case_id=task.case_id, answer=task.pending_answer,
-                         until=task.pending_until)
+                         given_at=task.pending_at or now, until=task.pending_until)
         WithdrawnAnswer.objects.create(task=task, case_id=task.case_id, reviewer=reviewer,
-                                       answer=task.pending_answer,
-                                       answered_at=task.pending_at or now)
+                                       answer=undone.answer, answered_at=undone.given_at)
         task.pending_answer = ""
         task.pending_at = task.pending_until = None
         task.lease_expires_at = now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)

@@ -198,6 +198,7 @@ class RecentAnswer:
     case_id: int
     answer: str
     at: datetime
+    pending: bool = False  # given on the review page, still in its undo window
 
 
 def reviewer_recent(*, reviewer: User, limit: int = 5) -> list[RecentAnswer]:

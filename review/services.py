@@ -1,7 +1,8 @@
 """The review queue's writes: claims under a lease, lease renewals, hand-backs and answers.
 
 A reviewer claims the next task (`review_claim_next`, see `claims`), holds it under a lease that
-the page renews, and answers it (`review_answer` / `review_submit`, see `answers`); the review
+the page renews, and answers it (`review_answer_pend`, held for undo by `pending`, or
+`review_submit`, see `answers`); the review
 chain (`chain`) decides whether the answer concludes the case or needs another review. Every
 change of a case's state goes through `reviewplatform.lifecycle`.
 """
@@ -29,7 +30,6 @@ from .rules import holder_check, review_mode_for, task_shown_reason
 __all__ = [
     "answers_pending",
     "pending_answers_store",
-    "review_answer",
     "review_answer_pend",
     "review_claim_next",
     "review_lease_renew",
@@ -124,23 +124,6 @@ def review_release(*, task_id: int, lease_token: uuid.UUID, reviewer: User) -> N
 def task_review_mode(task: ReviewTask) -> str:
     """How the task is shown: audits, second opinions and escalations always blind."""
     return review_mode_for(task, deployment_mode=task.case.deployment.review_mode)
-
-
-def review_answer(
-    *,
-    task_id: int,
-    lease_token: uuid.UUID,
-    reviewer: User,
-    answer: str,
-    now: datetime | None = None,
-) -> Review | None:
-    """The answer given on the review page.
-
-    In blind-then-reveal mode the first answer is only recorded (None is returned, and the page
-    then shows the model's answer); the next one, revised or not, is the Review.
-    """
-    return answers.answer(task_id=task_id, lease_token=lease_token, reviewer=reviewer,
-                          answer=answer, mode=None, now=now or timezone.now(), blind_first=True)
 
 
 def review_answer_pend(

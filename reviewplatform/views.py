@@ -22,7 +22,9 @@ from inference.models import Prediction
 from inference.ood import MODEL_OUTPUT_REASONS, OodReason
 from review.guidelines import guideline_examples, guidelines_html
 from review.keys import label_keys
+from review.pending import Pending
 from review.selectors import (
+    RecentAnswer,
     human_agreement,
     queue_backlog,
     queue_counts,
@@ -213,7 +215,8 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
         "session_goal": session["goal"],
         "session_done": done,
         "session_percent": min(100, round(100 * done / session["goal"])),
-        "recent": [*({"case_id": p.case_id, "answer": p.answer, "pending": True} for p in pending),
+        "recent": [*(RecentAnswer(case_id=p.case_id, answer=p.answer, at=p.given_at,
+                                  pending=True) for p in pending),
                    *reviewer_recent(reviewer=_user(request))][:5],
         "pending": _undoable(pending),
         "guidelines": guidelines_html(case.deployment.guidelines),
@@ -221,7 +224,7 @@ def review_task(request: HttpRequest, task_id: int) -> HttpResponse:
     })
 
 
-def _undoable(pending: list[Any]) -> Any:
+def _undoable(pending: list[Pending]) -> Pending | None:
     """The latest answer still in its undo window, if any."""
     return pending[0] if pending and pending[0].until > timezone.now() else None
 

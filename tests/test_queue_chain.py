@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from inference.models import Prediction
 from review.selectors import human_agreement, reveal_effect, reviewer_figures
 from review.services import (
-    review_answer,
+    review_answer_pend,
     review_claim_next,
     review_release,
     review_submit,
@@ -17,6 +17,7 @@ from review.services import (
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import Case, Decision, GoldCase, Review, ReviewMode, ReviewTask
 from reviewplatform.services import case_gold_mark
+from tests.conftest import pending_answers_stored
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 
@@ -191,14 +192,15 @@ def test_it_keeps_both_answers_in_blind_then_reveal_mode(enqueue, deployment, re
     task = enqueue(says="4", confidence=0.8)
     held = review_claim_next(reviewer=reviewer)
 
-    first = review_answer(task_id=held.pk, lease_token=held.lease_token, reviewer=reviewer,
-                          answer="9")
+    first = review_answer_pend(task_id=held.pk, lease_token=held.lease_token,
+                               reviewer=reviewer, answer="9")
     assert first is None and not Review.objects.exists()
     assert ReviewTask.objects.get(pk=task.pk).blind_answer == "9"
-    review = review_answer(task_id=held.pk, lease_token=held.lease_token, reviewer=reviewer,
-                           answer="4")
+    assert review_answer_pend(task_id=held.pk, lease_token=held.lease_token,
+                              reviewer=reviewer, answer="4") is not None
+    assert pending_answers_stored() == 1
+    review = Review.objects.get()
 
-    assert review is not None
     assert (review.blind_answer, review.answer, review.mode) == ("9", "4", Review.Mode.REVEALED)
     assert Decision.objects.get(case=task.case).label == "4"
     effect = reveal_effect()
@@ -211,7 +213,8 @@ def test_it_forgets_a_blind_answer_when_the_task_is_released(enqueue, deployment
     deployment.save()
     task = enqueue(says="4")
     held = review_claim_next(reviewer=reviewer)
-    review_answer(task_id=held.pk, lease_token=held.lease_token, reviewer=reviewer, answer="9")
+    review_answer_pend(task_id=held.pk, lease_token=held.lease_token, reviewer=reviewer,
+                       answer="9")
 
     review_release(task_id=held.pk, lease_token=held.lease_token, reviewer=reviewer)
 

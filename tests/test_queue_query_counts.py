@@ -12,7 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from review.services import review_answer, review_claim_next, review_submit
+from review.services import review_answer_pend, review_claim_next, review_submit
 from reviewplatform.models import Decision, ReviewTask
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
@@ -76,11 +76,13 @@ def test_it_answers_from_the_review_page_in_two_statements(enqueue, signed_in,
     enqueue()
     claimed = review_claim_next(reviewer=signed_in)
 
+    # The page's answer is held for undo (`review.pending`): one read, one guarded write.
     with django_assert_max_num_queries(2):
-        review_answer(task_id=claimed.pk, lease_token=claimed.lease_token, reviewer=signed_in,
-                      answer="3")
+        review_answer_pend(task_id=claimed.pk, lease_token=claimed.lease_token,
+                           reviewer=signed_in, answer="3")
 
-    assert ReviewTask.objects.get(pk=claimed.pk).status == ReviewTask.Status.DONE
+    held = ReviewTask.objects.get(pk=claimed.pk)
+    assert (held.status, held.pending_answer) == (ReviewTask.Status.CLAIMED, "3")
 
 
 def test_it_keeps_an_answer_and_the_next_claim_on_the_page_to_a_few_queries(
