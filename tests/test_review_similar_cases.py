@@ -98,35 +98,26 @@ def test_it_finds_none_without_the_champions_features_for_the_case(neighbourhood
     assert similar_decided_cases(case_id=task.case_id, deployment_id=deployment.pk) == []
 
 
-def test_the_assisted_page_shows_them_nearest_first(neighbourhood, enqueue, deployment,
-                                                     reviewer, client):
+@pytest.mark.parametrize("who, linked, case_page", [
+    # A reviewer opens only the case pages of cases they reviewed: no link to a 404.
+    ("reviewer", False, 404),
+    # Those who may read decisions get links to the case pages.
+    ("admin_user", True, 200),
+])
+def test_the_assisted_page_shows_them_nearest_first(neighbourhood, enqueue, deployment, client,
+                                                     request, who, linked, case_page):
     deployment.review_mode = ReviewMode.ASSISTED
     deployment.save()
     queued_with_features(enqueue)
-    client.force_login(reviewer)
+    client.force_login(request.getfixturevalue(who))
 
     _, page = claim_page(client)
 
     assert shown_similar(page) == neighbourhood
     for pk, _ in neighbourhood:
-        # A reviewer opens only the case pages of cases they reviewed: no link to a 404.
-        assert f'src="/cases/{pk}/image/"' in page and f'href="/cases/{pk}/"' not in page
-        assert client.get(f"/cases/{pk}/").status_code == 404
-
-
-def test_those_who_may_read_decisions_get_links_to_the_case_pages(
-        neighbourhood, enqueue, deployment, admin_user, client):
-    deployment.review_mode = ReviewMode.ASSISTED
-    deployment.save()
-    queued_with_features(enqueue)
-    client.force_login(admin_user)
-
-    _, page = claim_page(client)
-
-    assert shown_similar(page) == neighbourhood
-    for pk, _ in neighbourhood:
-        assert f'href="/cases/{pk}/"' in page
-        assert client.get(f"/cases/{pk}/").status_code == 200
+        assert f'src="/cases/{pk}/image/"' in page
+        assert (f'href="/cases/{pk}/"' in page) is linked
+        assert client.get(f"/cases/{pk}/").status_code == case_page
 
 
 def test_a_blind_page_shows_none(neighbourhood, enqueue, deployment, reviewer, client):
