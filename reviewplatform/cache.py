@@ -9,8 +9,8 @@ thin, thread-safe handle on its pool, so one is kept per pool.
 Nothing the platform keeps in the cache is the truth (API keys read from the database, the
 throttle's counts, figures computed again, "asked already" flags): while Redis is down or
 restarting, reads miss, writes are dropped and `add` adds nothing, so that the API keeps
-answering from the database (unthrottled) instead of failing. `incr` still raises: the API
-keys' generation must not be thought bumped when it was not.
+answering from the database (unthrottled) instead of failing. `incr` still raises: its caller
+says what a count it could not bump means (the API keys' generation: `api_keys_forget`).
 """
 
 from __future__ import annotations

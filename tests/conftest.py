@@ -182,6 +182,19 @@ def browser():
         browser.close()
 
 
+@pytest.fixture
+def redis_unreachable(settings) -> None:
+    """Both caches on a loopback port nothing listens on: Redis down, as the platform sees it."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = {"BACKEND": "reviewplatform.cache.ReusedClientRedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0", "OPTIONS": {"socket_connect_timeout": 1}}
+    settings.CACHES = {"default": down, "shared": down}
+
+
 def browser_login(page, base_url: str, username: str) -> None:
     """Log `username` in on the login page (password: `<username>-password`)."""
     page.goto(f"{base_url}/login/")

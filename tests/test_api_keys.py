@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import ApiKey, Case
 from reviewplatform.services import api_key_create, api_key_mark_used, api_key_revoke
-from reviewplatform.services.api_keys import API_KEY_CACHE_SECONDS
+from reviewplatform.services.api_keys import API_KEY_CACHE_SECONDS, API_KEYS_GENERATION
 from rollout.services import deployment_create
 
 URL = "/api/v1/cases/"
@@ -202,6 +202,43 @@ def test_a_change_that_no_signal_tells_is_read_within_the_cache_time(
     later = time.time() + API_KEY_CACHE_SECONDS + 0.1
     monkeypatch.setattr(time, "time", lambda: later)
     assert client.get(f"{URL}999999/").status_code == 401
+
+
+def test_a_key_revoked_while_redis_cannot_be_reached_is_refused_at_once(
+        client_user, deployment, redis_unreachable, caplog):
+    # Made, used and revoked with Redis down: keys are read from the database meanwhile, and
+    # what was cached before expires within API_KEY_CACHE_SECONDS, which the log says.
+    api_key, secret = api_key_create(user=client_user, name="ci", deployments=[deployment])
+    assert client_with(secret).get(f"{URL}999999/").status_code == 404
+    out = StringIO()
+
+    call_command("api_key_revoke", api_key.prefix, stdout=out)
+
+    assert f"API key {api_key.prefix} (ci) of client is revoked" in out.getvalue()
+    assert client_with(secret).get(f"{URL}999999/").status_code == 401
+    assert (f"API keys cached before this change are used until they expire, within "
+            f"{API_KEY_CACHE_SECONDS} s") in caplog.text
+
+
+def test_a_reviewer_logs_in_while_redis_cannot_be_reached(client, reviewer, redis_unreachable):
+    response = client.post("/login/", {"username": "reviewer", "password": "reviewer-password"})
+
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(reviewer.pk)
+
+
+def test_a_login_leaves_the_cached_keys_alone_and_a_change_to_the_user_does_not(
+        client, reviewer):
+    from django.core.cache import cache
+
+    cache.set(API_KEYS_GENERATION, 5, timeout=None)
+    client.post("/login/", {"username": "reviewer", "password": "reviewer-password"})
+    assert client.session["_auth_user_id"] == str(reviewer.pk)
+    assert cache.get(API_KEYS_GENERATION) == 5  # the save of last_login alone
+
+    reviewer.is_active = False
+    reviewer.save(update_fields=["is_active"])
+    assert cache.get(API_KEYS_GENERATION) == 6
 
 
 def test_revoking_twice_keeps_the_first_revocation_time(client_user, deployment):

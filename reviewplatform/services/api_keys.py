@@ -12,6 +12,7 @@ its user's permissions or groups, or a deployment makes every request read keys 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -22,8 +23,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ..cache import UNREACHABLE
 from ..errors import NotFound, ServiceError
 from ..models import ApiKey, Deployment
+
+logger = logging.getLogger(__name__)
 
 # How stale `last_used_at` may be: at most one write per key per this long.
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -41,17 +45,29 @@ def api_key_cache_key(prefix: str) -> str:
     return f"api-key:{prefix}"
 
 
-def api_keys_forget(**_: object) -> None:
+def api_keys_forget(*, update_fields: Iterable[str] | None = None, **_: object) -> None:
     """Make authentication read every key again (a key revoked or rescoped, a user's
     permissions, groups or active flag changed, a deployment's regions): now, and again once
     the current transaction commits, since a request may cache a key as the database shows it
     until then. Connected to the signals of those models (`apps`), so that the admin's changes
-    count too."""
+    count too; a login's save of `last_login` alone changes nothing a key needs.
+
+    While Redis cannot be reached the change is still made: nothing is cached meanwhile
+    (requests read keys from the database), and what was cached before expires within
+    API_KEY_CACHE_SECONDS of the change, which a warning says.
+    """
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return
+
     def bump() -> None:
         try:
             cache.incr(API_KEYS_GENERATION)
         except ValueError:  # not set yet, or evicted
             cache.set(API_KEYS_GENERATION, 1, timeout=None)
+        except UNREACHABLE as exc:
+            logger.warning("the cache (Redis) cannot be reached: API keys cached before this "
+                           "change are used until they expire, within %s s: %s",
+                           API_KEY_CACHE_SECONDS, exc)
     bump()
     transaction.on_commit(bump)
 
