@@ -81,6 +81,7 @@ def test_it_starts_in_debug_without_a_secret_key():
     ("IDEMPOTENCY_KEY_HOURS", "0"),
     ("IDEMPOTENCY_KEY_HOURS", "a day"),
     ("CASE_BATCH_MAX", "0"),
+    ("FIELD_ENCRYPTION_KEYS", "not-a-fernet-key"),
 ])
 def test_it_refuses_a_wrong_value(variable, value):
     result = django_setup(**{**VALID, variable: value})

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from reviewplatform.encryption import EncryptedTextField
 from reviewplatform.models import CaseEvent
 
 #: The events an endpoint may subscribe to: the outbox's, and the ping an endpoint's owner
@@ -17,16 +18,17 @@ EVENT_TYPES = [*CaseEvent.Type.values]
 class WebhookEndpoint(models.Model):
     """A URL an API client registered to be told of its cases' events.
 
-    The secret is kept as given to the client (`whsec_` + base64 of 32 random bytes): signing
-    needs it. During a rotation the previous secret signs too, until `previous_secret_until`."""
+    The secret is the one given to the client (`whsec_` + base64 of 32 random bytes), stored
+    encrypted (`reviewplatform.encryption`): signing needs it back. During a rotation the
+    previous secret signs too, until `previous_secret_until`."""
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                               related_name="webhook_endpoints")
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=200, blank=True)
     event_types = models.JSONField(help_text="the event types sent to this endpoint")
-    secret = models.CharField(max_length=80)
-    previous_secret = models.CharField(max_length=80, blank=True)
+    secret = EncryptedTextField()
+    previous_secret = EncryptedTextField(blank=True)
     previous_secret_until = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True)

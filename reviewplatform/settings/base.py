@@ -22,6 +22,7 @@ from .envvars import (
     env_bool,
     env_choice,
     env_db_url,
+    env_fernet_keys,
     env_int,
     env_list,
     env_list_of,
@@ -38,6 +39,11 @@ if env_file := os.environ.get("ENV_FILE"):
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
+# Keys SECRET_KEY replaced, still accepted for what they signed and encrypted (Django's).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
+# Fernet keys for values stored encrypted (reviewplatform.encryption), newest first; unset,
+# keys derived from SECRET_KEY and SECRET_KEY_FALLBACKS.
+FIELD_ENCRYPTION_KEYS = env_fernet_keys("FIELD_ENCRYPTION_KEYS")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # PostgreSQL only; the default is the server `make demo` embeds (scripts/embedded_postgres.py).

@@ -90,6 +90,23 @@ def env_list_of(name: str, default: Iterable[str], choices: Iterable[str]) -> li
     return items
 
 
+def env_fernet_keys(name: str) -> list[str]:
+    """A comma-separated list of Fernet keys (32 bytes, URL-safe base64, as
+    `cryptography.fernet.Fernet.generate_key()` makes them); unset, none."""
+    from cryptography.fernet import Fernet
+
+    keys = env_list(name, [])
+    for number, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: key {number} is not a Fernet key (32 bytes, URL-safe base64; make one "
+                f"with: python -c 'from cryptography.fernet import Fernet; "
+                f"print(Fernet.generate_key().decode())')") from None
+    return keys
+
+
 def env_db_url(name: str, default: str) -> dict[str, Any]:
     """A PostgreSQL URL: the platform's queue, reports and exports are PostgreSQL statements."""
     value = env_str(name, default)
