@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
@@ -245,4 +246,5 @@ def report_page(request: HttpRequest, slug: str) -> HttpResponse:
         "drift_cap": drift.CAP, "drift_permutations": drift.PERMUTATIONS,
         "drift_alpha": drift.ALPHA, "drift_min_cases": drift.MIN_CASES,
         "drift_days": drift.RECENT_DAYS,
+        "server_zone": settings.TIME_ZONE,
     })

@@ -70,6 +70,10 @@ def test_it_applies_the_filters_and_refuses_bad_ones(client, admin_user, reviewe
     response = client.get("/deployments/digits/report/?region=south")
     assert response.status_code == 400
     assert b"region" in response.content
+    assert "capture dates in the server's time zone (UTC)" in html
+    far = client.get("/deployments/digits/report/?to=9999-12-31")
+    assert far.status_code == 400
+    assert b"to must be a date from 0001-01-02 to 9999-12-30" in far.content
 
 
 def test_it_shows_disagreements_most_confident_first(client, admin_user, reviewed):

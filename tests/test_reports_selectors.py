@@ -269,6 +269,7 @@ def test_it_filters_by_region_period_stage_and_reason(deployment, make, admin_us
 def test_it_refuses_unknown_filters_naming_the_field(deployment):
     for params, field in [({"region": "south"}, "region"), ({"stage": "x"}, "stage"),
                           ({"from": "May"}, "from"), ({"model": "999"}, "model"),
+                          ({"to": "9999-12-31"}, "to"), ({"from": "0001-01-01"}, "from"),
                           ({"from": "2026-05-02", "to": "2026-05-01"}, "from")]:
         with pytest.raises(ServiceError) as error:
             filters(deployment, **params)

@@ -66,13 +66,21 @@ class ReportFilters:
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
 
 
+# The dates a period may name: the day after its last one must still be a date.
+FIRST_DATE, LAST_DATE = date(1, 1, 2), date(9999, 12, 30)
+
+
 def _date(value: str, field: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError as exc:
         raise ServiceError(f"{field} must be a date like 2026-05-01", field=field) from exc
+    if not FIRST_DATE <= parsed <= LAST_DATE:
+        raise ServiceError(f"{field} must be a date from {FIRST_DATE} to {LAST_DATE}",
+                           field=field)
+    return parsed
 
 
 def report_filters_parse(*, deployment: Deployment, params: QueryDict) -> ReportFilters:
