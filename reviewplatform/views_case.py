@@ -6,6 +6,7 @@ blind review hides); an API client, the cases it submitted."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, cast
 
@@ -63,6 +64,7 @@ def case_page(request: HttpRequest, case_id: int) -> HttpResponse:
                .order_by("created_at", "id"))
     return render(request, "review/case.html", {
         "case": case,
+        "metadata_json": json.dumps(case.metadata, indent=2, ensure_ascii=False),
         "zone": case.region.timezone,
         "timeline": _timeline(CaseOutputSerializer(case).data["timeline"]),
         "predictions": predictions,

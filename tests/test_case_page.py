@@ -36,7 +36,8 @@ def test_an_admin_reads_the_whole_case(decided, admin_user, reviewer):
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert f"Case {decided.pk} <span class=\"muted\">({decided.external_id})</span>" in page
+    assert (f'<h1 class="wrapped">Case {decided.pk} <span class="muted">'
+            f"({decided.external_id})</span>") in page
     assert f'src="/cases/{decided.pk}/image/"' in page
     # Every time in the case's own zone, with its name; UTC on hover.
     assert ('<span id="captured"><time datetime="2026-05-01T19:30:00+00:00" '
@@ -51,6 +52,25 @@ def test_an_admin_reads_the_whole_case(decided, admin_user, reviewer):
     assert "<td>reviewer</td><td>4</td>" in reviews, reviews
     assert "case.decided at" in page
     assert "to review: " in page
+
+
+def test_metadata_reads_as_json_and_answers_that_are_not_labels_in_words(
+        enqueue, reviewer, admin_user):
+    task = enqueue(says="4", confidence=0.97)
+    Case.objects.filter(pk=task.case_id).update(
+        metadata={"camera": "camera-7", "night": True, "lens": None})
+    claimed = review_claim_next(reviewer=reviewer)
+    review_submit(task_id=claimed.pk, lease_token=claimed.lease_token, reviewer=reviewer,
+                  answer="cannot_tell")
+
+    page = page_of(admin_user, f"/cases/{task.case_id}/").content.decode()
+
+    # jsonb keeps keys shortest first
+    assert ('<pre class="wrapped" id="case-metadata">{\n  &quot;lens&quot;: null,\n  '
+            '&quot;night&quot;: true,\n  &quot;camera&quot;: &quot;camera-7&quot;\n}'
+            '</pre>') in page
+    reviews = page[page.index('id="reviews"'):page.index("Told to the client")]
+    assert "<td>reviewer</td><td>cannot tell</td>" in reviews
 
 
 def test_a_reviewer_opens_only_the_cases_they_reviewed(decided, enqueue, reviewer,

@@ -72,6 +72,18 @@ def test_an_answer_waits_out_its_window_and_is_stored_as_given(client, enqueue, 
         ReviewTask.Status.DONE, "", None)
 
 
+def test_the_undo_bar_says_an_answer_that_is_not_a_label_in_words(client, enqueue, reviewer):
+    enqueue()
+    enqueue()
+    client.force_login(reviewer)
+    claimed, _ = open_next(client)
+
+    response = _answer(client, claimed, "out_of_domain")
+    page = client.get(response["Location"]).content.decode()
+
+    assert text_of(page, "pending-answer") == "out of domain"
+
+
 def test_backspace_form_takes_the_answer_back_and_the_second_answer_decides(
         client, enqueue, reviewer):
     first = enqueue()
