@@ -259,8 +259,8 @@ def test_it_shows_a_reviewer_their_own_figures(client, enqueue, reviewer):
     assert text_of(html, "my-today") == "3"
     assert text_of(html, "my-median") == "10.0"
     assert table_rows(html, "queue") == [
-        ["deployment", "reason", "waiting", "being reviewed", "urgent", "oldest waiting since"],
-        ["digits", "low_confidence", "1", "0", "0", "0 minutes"]]
+        ["deployment", "reason", "waiting", "being reviewed", "urgent", "oldest waiting for"],
+        ["digits", "model not confident enough", "1", "0", "0", "0 minutes"]]
     assert "Team" not in html  # not for plain reviewers
 
 
