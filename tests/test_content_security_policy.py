@@ -75,3 +75,15 @@ def test_the_swagger_page_loads_its_start_up_script_from_its_own_url(client):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/javascript")
     assert "SwaggerUIBundle" in response.content.decode()
+
+
+def test_every_page_names_its_icon_a_static_file_of_its_own(client, admin_user):
+    from django.contrib.staticfiles import finders
+
+    client.force_login(admin_user)
+    html = client.get("/").content.decode()
+
+    link = re.search(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)">', html)
+    assert link is not None and link.group(1).startswith(settings.STATIC_URL)
+    found = finders.find(link.group(1).removeprefix(settings.STATIC_URL).split("?")[0])
+    assert found is not None and Path(found).read_text().startswith("<svg")
