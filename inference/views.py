@@ -97,7 +97,8 @@ def _version_action(request: HttpRequest, version_id: int) -> tuple[ModelVersion
 def model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
     version, reason = _version_action(request, version_id)
     if reason is None:
-        return HttpResponse("promoting a model version needs a reason", status=400)
+        messages.error(request, f"Promoting {version.name} needs a reason: nothing changed.")
+        return _page(request, version.deployment, status=400)
     try:
         model_version_promote(version=version, actor=cast(User, request.user), reason=reason)
         messages.success(request, f"{version.name} is now the champion.")
@@ -112,7 +113,9 @@ def model_set_active(request: HttpRequest, version_id: int) -> HttpResponse:
     version, reason = _version_action(request, version_id)
     active = request.POST.get("active")
     if reason is None or active not in {"0", "1"}:
-        return HttpResponse("this change needs a reason and active=0 or 1", status=400)
+        messages.error(request, f"Retiring or reactivating {version.name} needs a reason "
+                                "(and active=0 or 1): nothing changed.")
+        return _page(request, version.deployment, status=400)
     try:
         model_version_set_active(version=version, active=active == "1",
                                  actor=cast(User, request.user), reason=reason)

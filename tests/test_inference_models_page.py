@@ -236,9 +236,12 @@ def test_it_refuses_a_second_version_with_a_taken_name(champion, admin_user, tra
 
 
 def test_it_needs_a_reason_to_promote(champion, challenger, admin_user):
-    response = login(admin_user).post(f"/models/{challenger.pk}/promote/", {"reason": ""})
+    response = login(admin_user).post(f"/models/{challenger.pk}/promote/", {"reason": "  "})
 
     assert response.status_code == 400
+    page = text(response)
+    assert f"Promoting {challenger.name} needs a reason: nothing changed." in page
+    assert "<h2>History</h2>" in page  # the models page, with its way back
     assert ModelVersion.objects.get(is_champion=True) == champion
     assert not ModelVersionEvent.objects.filter(action="promoted").exists()
 
