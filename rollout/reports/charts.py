@@ -7,6 +7,7 @@ the same numbers in tables, so the figures read without the picture.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, timedelta
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -105,7 +106,8 @@ def rate_bars(items: Sequence[tuple[str, float | None, float | None, float | Non
 
 def lines(days: Sequence[str], series: Sequence[tuple[str, str, Sequence[float | None]]], *,
           title: str) -> SafeString:
-    """Rates in [0, 1] over days: (name, colour, values); gaps where a day has no value."""
+    """Rates in [0, 1] over days (ISO dates, in order): (name, colour, values); gaps where a
+    day has no value, and where the days are not consecutive (a day left out between them)."""
     left, top, h = 40, 16, 150
     width = max(360, min(900, left + 14 * len(days) + 140))
     plot_w = width - left - 130
@@ -120,13 +122,17 @@ def lines(days: Sequence[str], series: Sequence[tuple[str, str, Sequence[float |
         body.append(f'<text x="{left}" y="{top + h + 14}">{escape(days[0])}</text>')
         body.append(f'<text x="{left + plot_w}" y="{top + h + 14}" text-anchor="end">'
                     f"{escape(days[-1])}</text>")
+    breaks = _days_left_out(days)
     for k, (name, colour, values) in enumerate(series):
         path: list[str] = []
+        broken = True  # the next point starts a new line
         for i, value in enumerate(values):
             if value is None:
+                broken = True
                 continue
             x, y = left + i * step, top + h * (1 - max(0.0, min(1.0, value)))
-            path.append(f"{'M' if not path else 'L'}{x:.1f},{y:.1f}")
+            path.append(f"{'M' if broken or i in breaks else 'L'}{x:.1f},{y:.1f}")
+            broken = False
             body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="{colour}">'
                         f"<title>{escape(days[i])} {escape(name)}: {value:.3f}</title></circle>")
         if path:
@@ -136,6 +142,15 @@ def lines(days: Sequence[str], series: Sequence[tuple[str, str, Sequence[float |
                     f'fill="{colour}"/><text x="{left + plot_w + 26}" y="{ly + 1}">'
                     f"{escape(name)}</text>")
     return _svg(width, top + h + 22, body, title)
+
+
+def _days_left_out(days: Sequence[str]) -> set[int]:
+    """The places in `days` that do not follow the day before them."""
+    try:
+        parsed = [date.fromisoformat(day) for day in days]
+    except ValueError:
+        return set()
+    return {i for i in range(1, len(parsed)) if parsed[i] - parsed[i - 1] != timedelta(days=1)}
 
 
 def reliability(bins: Sequence[tuple[float, float, float | None, float | None, int]], *,
