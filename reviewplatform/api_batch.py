@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -229,7 +230,9 @@ def _length_check(request: Request) -> None:
     length is not read at all)."""
     limit = settings.CASE_BATCH_MAX_BYTES
     length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > limit:
+    # ASCII digits only (str.isdigit() takes "²", which int() refuses); more than 18 of them
+    # is over any limit.
+    if re.fullmatch(r"[0-9]+", length) and (len(length) > 18 or int(length) > limit):
         raise RequestTooLarge(f"the request is {length} bytes; a batch may send at most "
                               f"{limit}: send its cases in smaller batches")
 

@@ -13,7 +13,6 @@ from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, generics, permissions, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,6 +26,7 @@ from webhooks.services import (
     secret_rotate,
 )
 
+from .api_pagination import CheckedCursorPagination
 from .errors import NotFound
 from .openapi import errors
 from .tasks import webhooks_drain_soon
@@ -127,9 +127,10 @@ class DeliveryOut(serializers.ModelSerializer):
         return delivery.next_attempt_at.isoformat()
 
 
-class DeliveryCursorPagination(CursorPagination):
+class DeliveryCursorPagination(CheckedCursorPagination):
+    """Newest first, 50 deliveries a page unless asked for up to 200."""
+
     ordering = ("-id",)
-    page_size = 50
 
 
 class _OwnEndpoints(APIView):
@@ -257,7 +258,10 @@ class WebhookDeliveriesApi(_OwnEndpoints, generics.ListAPIView):
 
     @extend_schema(tags=TAGS, summary="A webhook endpoint's deliveries, newest first",
                    description="Each with its attempts: when, what the endpoint answered or "
-                               "why nothing came back, and how long it took.",
+                               "why nothing came back, and how long it took. 50 a page "
+                               "unless `page_size` asks for 1 to 200; follow `next` and "
+                               "`previous` as they are. A bad `status`, `page_size` or "
+                               "cursor is a 400 naming it.",
                    parameters=[STATUS_PARAMETER],
                    responses={200: DeliveryOut(many=True), **errors(400, 401, 403, 404, 429)})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
+from django.urls import register_converter
+
+from .converters import IdConverter
 
 
 class ReviewPlatformConfig(AppConfig):
@@ -13,6 +16,8 @@ class ReviewPlatformConfig(AppConfig):
         from .roles import roles_ensure
         from .services.api_keys import api_keys_forget
 
+        # Before any URLconf is read: every app's urls.py writes database ids as <id:...>.
+        register_converter(IdConverter, "id")
         # Runs after the last app migrated, when every permission exists.
         post_migrate.connect(roles_ensure, dispatch_uid="reviewplatform.roles_ensure")
         # Authentication caches each API key with its user's permissions and its deployments

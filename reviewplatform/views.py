@@ -47,6 +47,7 @@ from review.services import (
     task_shown_reason,
 )
 
+from .converters import id_parse
 from .errors import ServiceError
 from .models import Case, Deployment, Review, ReviewMode, ReviewTask
 from .selectors import audits_waiting, cases_stuck
@@ -269,11 +270,11 @@ def review_undo_view(request: HttpRequest) -> HttpResponse:
         messages.error(request, exc.message)
         return _go_next(request)
     token = _lease_token(request)
-    current = request.POST.get("task_id", "")
-    if token is not None and current.isdigit() and int(current) != undone.task_id:
+    current = id_parse(request.POST.get("task_id", ""))
+    if token is not None and current is not None and current != undone.task_id:
         # A case on screen that was no longer the reviewer's has nothing to hand back.
         with contextlib.suppress(ServiceError):
-            review_release(task_id=int(current), lease_token=token, reviewer=_user(request))
+            review_release(task_id=current, lease_token=token, reviewer=_user(request))
     messages.info(request, f"Your answer {undone.answer} to case {undone.case_id} was taken "
                            "back: answer it again.")
     return redirect("review-task", task_id=undone.task_id)

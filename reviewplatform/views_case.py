@@ -21,6 +21,7 @@ from inference.models import Prediction
 
 from .api import CaseOutputSerializer
 from .case_follow import cases_followed
+from .converters import id_parse
 from .models import Case, CaseEvent, Review, ReviewTask, WithdrawnAnswer
 from .selectors import cases_visible_to
 
@@ -85,8 +86,9 @@ def case_search(request: HttpRequest) -> HttpResponse:
     matches: list[Case] = []
     if query:
         found = Q(external_id=query)
-        if query.isdigit() and len(query) < 19:
-            found |= Q(pk=int(query))
+        case_id = id_parse(query)
+        if case_id is not None:
+            found |= Q(pk=case_id)
         matches = list(cases_on_pages(cast(User, request.user)).filter(found)[:SEARCH_LIMIT])
     if len(matches) == 1:
         return redirect("case-page", case_id=matches[0].pk)

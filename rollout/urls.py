@@ -20,7 +20,7 @@ urlpatterns = [
          name="rollout-rollback"),
     path("deployments/<slug:slug>/report/disagreements/", reports.disagreements_page,
          name="report-disagreements"),
-    path("deployments/<slug:slug>/report/cases/<int:case_id>/adjudicate/", reports.adjudicate,
+    path("deployments/<slug:slug>/report/cases/<id:case_id>/adjudicate/", reports.adjudicate,
          name="report-adjudicate"),
     path("deployments/<slug:slug>/report/decisions.<str:fmt>", reports.export_decisions,
          name="report-export"),
@@ -36,6 +36,6 @@ urlpatterns = [
     path(f"{policy}guardrails/", api.PolicyGuardrailsApi.as_view(),
          name="api-policy-guardrails"),
     path(f"{policy}schedule/", api.PolicyScheduleApi.as_view(), name="api-policy-schedule"),
-    path(f"{policy}schedule/<int:change_id>/cancel/", api.PolicyScheduleCancelApi.as_view(),
+    path(f"{policy}schedule/<id:change_id>/cancel/", api.PolicyScheduleCancelApi.as_view(),
          name="api-policy-schedule-cancel"),
 ]

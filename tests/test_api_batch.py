@@ -91,6 +91,26 @@ def test_it_refuses_only_the_items_at_fault(api, deployment,
     assert len(jobs) == 1
 
 
+def test_it_refuses_only_the_item_whose_metadata_holds_a_nul_character(
+        api, deployment, django_capture_on_commit_callbacks):
+    cases = [item("good-1"), item("nul", metadata={"camera": "camera-\u0000"}),
+             item("good-2")]
+
+    response, jobs = post(api, cases, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 400, 201]
+    assert results[1]["error"] == {
+        "code": "invalid",
+        "message": "metadata may not contain NUL characters (\\u0000), in a key or a string",
+        "fields": {"metadata": [
+            "metadata may not contain NUL characters (\\u0000), in a key or a string"]}}
+    assert sorted(Case.objects.values_list("external_id", flat=True)) == ["good-1", "good-2"]
+    assert len(stored_files()) == 2
+    assert len(jobs) == 1
+
+
 def test_it_refuses_an_item_for_a_deployment_outside_the_key(
         api, deployment, admin_user, django_capture_on_commit_callbacks):
     deployment_create(slug="letters", name="Letters", labels=["a", "b"],
@@ -299,6 +319,18 @@ def test_it_refuses_a_batch_over_its_byte_limit_before_reading_it(
     assert Case.objects.count() == 0
     assert stored_files() == []
     assert IdempotencyKey.objects.count() == 0  # not read, so not an answer to keep
+    assert jobs == []
+
+
+def test_it_reads_a_content_length_of_other_digits_than_0_to_9_as_no_length(
+        api, deployment, django_capture_on_commit_callbacks):
+    # "²" is a digit to str.isdigit(), not to int(); Django reads the body as empty.
+    with django_capture_on_commit_callbacks(execute=False) as jobs:
+        response = api.post(URL, {"cases": [item("a")]}, format="json", CONTENT_LENGTH="²")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"] == {"cases": ["This field is required."]}
+    assert Case.objects.count() == 0
     assert jobs == []
 
 

@@ -262,8 +262,17 @@ def test_it_answers_a_deployment_filter_alike_whether_the_deployment_exists_or_n
     ("?page_size=0", "page_size", "page_size must be a whole number from 1 to 200"),
     ("?page_size=201", "page_size", "page_size must be a whole number from 1 to 200"),
     ("?page_size=ten", "page_size", "page_size must be a whole number from 1 to 200"),
+    # "²" is a digit to str.isdigit(), not to int().
+    ("?page_size=²", "page_size", "page_size must be a whole number from 1 to 200"),
+    ("?page_size=" + "9" * 5000, "page_size", "page_size must be a whole number from 1 to 200"),
     ("?cursor=not-a-cursor", "cursor", "this cursor was not given out by the API: follow "
                                        "the next and previous links as they are"),
+    # Well-formed cursors ("p=1", "p=foo") whose position is no creation time.
+    ("?cursor=cD0x", "cursor", "this cursor was not given out by the API: follow "
+                               "the next and previous links as they are"),
+    ("?cursor=cD1mb28=", "cursor", "this cursor was not given out by the API: follow "
+                                   "the next and previous links as they are"),
+    ("?region=%00", "region", "region may not contain NUL characters"),
 ])
 def test_it_refuses_a_bad_query_naming_the_parameter(api, cases, query, field, message):
     response = api.get(f"{URL}{query}")

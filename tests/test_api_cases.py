@@ -218,6 +218,10 @@ def test_it_refuses_an_image_too_small_to_judge(api, deployment, make_upload, se
     ("metadata", {"metadata": "{not json"}),
     ("metadata", {"metadata": "null"}),
     ("metadata", {"metadata": "42"}),
+    # PostgreSQL stores no NUL character in jsonb, in a string or a key, however deep.
+    ("metadata", {"metadata": '{"a": "\\u0000"}'}),
+    ("metadata", {"metadata": '{"a\\u0000": 1}'}),
+    ("metadata", {"metadata": '{"a": {"b": ["x", "y\\u0000z"]}}'}),
     ("external_id", {"external_id": "   "}),
 ])
 def test_it_refuses_bad_input(api, deployment, make_upload, field, overrides,
@@ -493,6 +497,16 @@ def test_it_measures_metadata_in_bytes_not_characters(api, deployment, make_uplo
 
     assert_refused(response, callbacks, "metadata")
     assert "103 bytes" in response.json()["message"]
+
+
+def test_it_says_that_metadata_may_not_hold_a_nul_character(
+        api, deployment, make_upload, django_capture_on_commit_callbacks):
+    response, callbacks = submit(api, form(make_upload, metadata='{"a": "\\u0000"}'),
+                                 django_capture_on_commit_callbacks)
+
+    assert_refused(response, callbacks, "metadata")
+    assert response.json()["fields"] == {"metadata": [
+        "metadata may not contain NUL characters (\\u0000), in a key or a string"]}
 
 
 def test_it_refuses_an_external_id_over_200_characters(api, deployment, make_upload,

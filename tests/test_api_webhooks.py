@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from reviewplatform.api_pagination import BAD_CURSOR
 from reviewplatform.services import api_key_create
 from tests.conftest import _user
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
@@ -71,6 +72,12 @@ def test_a_client_changes_and_deletes_its_endpoint(api, receiver):
     ({"url": "ftp://example.com/hook"}, "url", "starts with https://"),
     ({"url": "https://user:pw@example.com/hook"}, "url", "no user name or password"),
     ({"url": "not a url"}, "url", "starts with https://"),
+    # Every delivery to these would fail: refused when the endpoint is saved.
+    ({"url": "http://127.0.0.1:99999/"}, "url", "a port, if any, from 1 to 65535"),
+    ({"url": "http://127.0.0.1:0/"}, "url", "a port, if any, from 1 to 65535"),
+    ({"url": "http://example.com:http/"}, "url", "a port, if any, from 1 to 65535"),
+    ({"url": "http://[::1/hook"}, "url", "an IPv6 address in [brackets]"),
+    ({"url": "https://exa mple.com/hook"}, "url", "one an HTTP client can send to"),
     ({"url": "https://example.com/hook", "event_types": ["case.eaten"]}, "event_types[0]",
      "is not a valid choice"),
     ({"url": "https://example.com/hook", "event_types": []}, "event_types", "empty"),
@@ -84,6 +91,17 @@ def test_it_refuses_a_bad_endpoint_storing_nothing(api, body, field, words):
     assert error["code"] == "invalid"
     assert words in " ".join(error["fields"][field])
     assert not WebhookEndpoint.objects.exists()
+
+
+def test_it_refuses_a_port_out_of_range_on_a_change_keeping_the_url(api, receiver):
+    body = created(api, receiver)
+
+    response = api.patch(f"{URL}{body['id']}/", {"url": "http://127.0.0.1:99999/"},
+                         format="json")
+
+    assert response.status_code == 400, response.content
+    assert "a port, if any, from 1 to 65535" in response.json()["fields"]["url"][0]
+    assert WebhookEndpoint.objects.get().url == receiver.url()
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/hook", "http://localhost/hook",
@@ -209,6 +227,39 @@ def test_the_delivery_log_filters_by_status_and_refuses_an_unknown_one(api, rece
     assert response.status_code == 400
     assert response.json()["fields"]["status"] == [
         "lost is not one of pending, succeeded, failed"]
+
+
+@pytest.mark.parametrize("query, field, message", [
+    ("?cursor=zzz", "cursor", BAD_CURSOR),
+    ("?cursor=cD0x", "cursor", BAD_CURSOR),  # "p=1": an id, but in no link of this log
+    ("?cursor=cD1mb28=", "cursor", BAD_CURSOR),  # "p=foo"
+    ("?page_size=0", "page_size", "page_size must be a whole number from 1 to 200"),
+    ("?page_size=²", "page_size", "page_size must be a whole number from 1 to 200"),
+    ("?page_size=201", "page_size", "page_size must be a whole number from 1 to 200"),
+])
+def test_the_delivery_log_refuses_a_bad_cursor_or_page_size(api, receiver, query, field,
+                                                            message):
+    body = created(api, receiver)
+
+    response = api.get(f"{URL}{body['id']}/deliveries/{query}")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid"
+    assert response.json()["fields"] == {field: [message]}
+
+
+def test_the_delivery_log_pages_as_asked(api, receiver):
+    body = created(api, receiver)
+    for _ in range(3):
+        api.post(f"{URL}{body['id']}/ping/")
+    base = f"{URL}{body['id']}/deliveries/"
+
+    first = api.get(f"{base}?page_size=2").json()
+    second = api.get(first["next"]).json()
+
+    assert len(first["results"]) == 2 and len(second["results"]) == 1
+    ids = [d["id"] for d in first["results"] + second["results"]]
+    assert ids == sorted(WebhookDelivery.objects.values_list("id", flat=True), reverse=True)
 
 
 def test_the_admin_shows_webhook_records_to_read_only(admin_client, receiver, route,

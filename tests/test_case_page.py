@@ -97,6 +97,24 @@ def test_the_search_finds_a_case_by_id_or_external_id(decided, admin_user, clien
     assert page_of(stranger, f"/cases/?q={decided.pk}").status_code == 404
 
 
+def test_the_search_reads_only_ascii_digits_as_a_case_id(decided, admin_user):
+    # "²" is a digit to str.isdigit(), not to int(); 19 digits are past any id.
+    for query in ("²", "99999999999999999999"):
+        response = page_of(admin_user, f"/cases/?q={query}")
+
+        assert response.status_code == 404, query
+        assert "No case you may open has the id or external id" in response.content.decode()
+
+
+def test_the_search_refuses_a_nul_character_with_the_400_page(decided, admin_user):
+    response = page_of(admin_user, "/cases/?q=%00")
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Query parameters may not contain NUL characters." in page
+    assert "<header>" in page  # the site's own page
+
+
 def test_the_gallery_and_the_admin_lead_to_the_case_page(decided, admin_user):
     assert decided.get_absolute_url() == reverse("case-page", args=[decided.pk])
     admin_page = page_of(admin_user, f"/admin/reviewplatform/case/{decided.pk}/change/")

@@ -21,7 +21,7 @@ PROTECTED = [PolicyVersion, Decision, Review, CaseEvent, WithdrawnAnswer]
 
 # The one API route that changes and deletes with PATCH and DELETE: a client's own webhook
 # endpoint, none of the records above.
-WEBHOOK_ENDPOINT_ROUTE = "api/v1/webhooks/<int:endpoint_id>/"
+WEBHOOK_ENDPOINT_ROUTE = "api/v1/webhooks/<id:endpoint_id>/"
 
 
 def snapshot() -> dict[str, dict[int, dict]]:
@@ -111,10 +111,10 @@ def routes(resolver: URLResolver | None = None, prefix: str = "") -> list[tuple[
 
 def path_of(route: str, history: dict) -> str:
     case = history["case"]
-    values = {"<slug:slug>": case.deployment.slug, "<int:case_id>": str(case.pk),
-              "<int:task_id>": str(history["Review"].task_id), "<str:fmt>": "csv",
-              "<int:endpoint_id>": "1", "<int:delivery_id>": "1", "<int:change_id>": "1",
-              "<int:version_id>": "1", "<int:image_id>": "1"}
+    values = {"<slug:slug>": case.deployment.slug, "<id:case_id>": str(case.pk),
+              "<id:task_id>": str(history["Review"].task_id), "<str:fmt>": "csv",
+              "<id:endpoint_id>": "1", "<id:delivery_id>": "1", "<id:change_id>": "1",
+              "<id:version_id>": "1", "<id:image_id>": "1"}
     for converter, value in values.items():
         route = route.replace(converter, value)
     assert "<" not in route, f"no value for a part of {route}"
@@ -126,7 +126,7 @@ def test_the_route_walk_reaches_the_policy_and_case_routes(history):
 
     assert "api/v1/deployments/<slug:slug>/policy/" in found
     assert "api/v1/deployments/<slug:slug>/policy/history/" in found
-    assert "api/v1/cases/<int:case_id>/" in found
+    assert "api/v1/cases/<id:case_id>/" in found
     assert "deployments/<slug:slug>/rollout/rollback/" in found
     assert not any(route.startswith("admin/") for route in found)
 

@@ -9,12 +9,14 @@ from urllib.parse import quote
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from review.services import review_claim_next, review_submit
 from reviewplatform.models import Decision, Review, ReviewMode, ReviewTask
 from rollout.services import deployment_create
 from tests.conftest import REGIONS, pending_answers_stored
+from tests.test_history_unchangeable import routes
 from tests.test_queue_support import *  # noqa: F403 - the queue fixtures
 
 
@@ -392,3 +394,32 @@ def test_it_counts_arrival_rates_over_the_time_the_queue_has_existed(client, enq
     assert "(since the first task)" in html
     assert text_of(html, "arrivals") == "8.0"
     assert text_of(html, "answered") == "2.0"
+
+
+def test_a_task_id_past_the_databases_range_is_not_found(client, enqueue, reviewer):
+    task = enqueue()
+    client.force_login(reviewer)
+    huge = "99999999999999999999"  # past bigint: the database would refuse to compare it
+
+    responses = [client.get(f"/review/tasks/{huge}/")] + [
+        client.post(f"/review/tasks/{huge}/{action}/", {"lease_token": "x", "answer": "3"})
+        for action in ("skip", "answer", "stop", "lease")]
+
+    assert [r.status_code for r in responses] == [404] * 5
+    task.refresh_from_db()
+    assert (task.status, task.claimed_by_id) == (ReviewTask.Status.OPEN, None)
+
+
+def test_every_route_with_a_database_id_refuses_one_past_its_range(admin_client):
+    # Every id in a URL is read by the `id` converter (1 to 18 digits): a longer one is no
+    # id of the platform, whatever the view behind it.
+    with_ids = [route for route, _ in routes() if "<id:" in route]
+    assert "review/tasks/<id:task_id>/skip/" in with_ids
+    assert not [route for route, _ in routes() if "<int:" in route]
+
+    for route in with_ids:
+        path = "/" + re.sub(r"<id:\w+>", "9" * 19, route).replace("<slug:slug>", "digits")
+        path = path.replace("<str:fmt>", "csv")
+        for method in (admin_client.get, admin_client.post):
+            assert method(path).status_code == 404, (method, path)
+    assert reverse("case-page", args=[10**17]) == f"/cases/{10**17}/"

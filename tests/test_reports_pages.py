@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from rollout.models import Adjudication
+from rollout.reports import views as reports_views
 from tests.reports_factory import decide, sim_model
 
 DAY = datetime(2026, 5, 1, 10, 0, tzinfo=ZoneInfo("Europe/Oslo"))
@@ -74,6 +75,35 @@ def test_it_applies_the_filters_and_refuses_bad_ones(client, admin_user, reviewe
     far = client.get("/deployments/digits/report/?to=9999-12-31")
     assert far.status_code == 400
     assert b"to must be a date from 0001-01-02 to 9999-12-30" in far.content
+
+
+@pytest.mark.parametrize("path", ["/deployments/digits/report/",
+                                  "/deployments/digits/report/disagreements/",
+                                  "/deployments/digits/report/decisions.csv"])
+def test_it_refuses_a_nul_character_in_a_filter(client, admin_user, reviewed, path):
+    client.force_login(admin_user)
+
+    response = client.get(f"{path}?region=%00")
+
+    assert response.status_code == 400
+    assert "Query parameters may not contain NUL characters." in response.content.decode()
+
+
+def test_it_shows_the_last_page_of_disagreements_for_a_page_past_it(client, admin_user,
+                                                                     reviewed, monkeypatch):
+    monkeypatch.setattr(reports_views, "PAGE", 1)  # the two disagreements on two pages
+    client.force_login(admin_user)
+    url = "/deployments/digits/report/disagreements/"
+
+    for page in ("3", "99999999999999999999"):
+        html = client.get(f"{url}?page={page}").content.decode()
+
+        assert re.findall(r'data-case="(\d+)"', html) == [str(reviewed[2].pk)], page
+        assert "page=1\">← previous</a> page 2 </p>" in html
+    # Not a whole number: the first page.
+    for page in ("²", "two", "-1"):
+        html = client.get(f"{url}?page={page}").content.decode()
+        assert re.findall(r'data-case="(\d+)"', html) == [str(reviewed[1].pk)], page
 
 
 def test_it_shows_disagreements_most_confident_first(client, admin_user, reviewed):

@@ -130,6 +130,23 @@ def test_backspace_form_takes_the_answer_back_and_the_second_answer_decides(
     assert "<td>reviewer</td><td>3</td>" in withdrawn[:withdrawn.index("</table>")]
 
 
+@pytest.mark.parametrize("task_id", ["²", "99999999999999999999"])
+def test_undo_reads_a_task_id_that_is_no_id_as_no_case_on_screen(client, enqueue, reviewer,
+                                                                 task_id):
+    # "²" is a digit to str.isdigit(), not to int(); 20 digits are past the database's ids.
+    first = enqueue()
+    client.force_login(reviewer)
+    claimed, _ = open_next(client)
+    _answer(client, claimed, "3")
+
+    undone = client.post("/review/undo/", {"task_id": task_id,
+                                           "lease_token": str(claimed.lease_token)})
+
+    assert undone.status_code == 302
+    assert undone["Location"] == f"/review/tasks/{first.pk}/"
+    assert WithdrawnAnswer.objects.get().answer == "3"
+
+
 def test_too_late_to_undo_once_stored(client, enqueue, reviewer):
     task = enqueue()
     client.force_login(reviewer)

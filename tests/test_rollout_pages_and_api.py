@@ -230,6 +230,31 @@ def test_the_api_answers_bad_input_with_a_reason(staff_api, deployment):
     assert deployment.policy_versions.count() == 1
 
 
+def test_the_api_refuses_a_nul_character_anywhere_in_a_json_body(staff_api, deployment):
+    url = "/api/v1/deployments/digits/policy/"
+    change = {"stage": "limited", "rules": [{**NORTH_DAY[0], "name": "north\u0000day"}],
+              "confidence_threshold": 0.9, "audit_rate": 0.05, "reason": "x",
+              "override_reason": "signed off"}
+    cases = [
+        (url, change, "rules[0].name"),
+        (url, {**change, "rules": NORTH_DAY, "reason": "pilot\u0000"}, "reason"),
+        # In a key, the object holding it is named.
+        (url, {**change, "rules": [{**NORTH_DAY[0], "na\u0000me": "x"}]}, "rules[0]"),
+        (f"{url}pause/", {"reason": "\u0000"}, "reason"),
+        (f"{url}pause/", {"reason": "stop", "\u0000": 1}, "non_field_errors"),
+    ]
+    for path, body, field in cases:
+        response = staff_api.post(path, json.dumps(body), content_type="application/json")
+
+        assert response.status_code == 400, (path, response.content)
+        assert response.json() == {
+            "code": "invalid",
+            "message": f"invalid input ({field}: text may not contain NUL characters "
+                       "(\\u0000))",
+            "fields": {field: ["text may not contain NUL characters (\\u0000)"]}}
+    assert deployment.policy_versions.count() == 1
+
+
 def test_the_api_replays_and_schedules(staff_api, deployment):
     url = "/api/v1/deployments/digits/policy/"
     evidence = staff_api.post(f"{url}evidence/", {

@@ -3,6 +3,7 @@ per-cell pause of the guardrail table."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -67,6 +68,29 @@ def test_it_refuses_bad_fields_beside_each_field_and_publishes_nothing(client, a
         invalid.content.decode(), 'id="publish"', 'id="preview"')
     assert ('data-for="rule-0-window-1">an empty window: start equals end</span>'
             in empty_window.content.decode())
+    assert deployment.policy_versions.count() == 1
+
+
+def test_it_refuses_a_nul_character_in_a_rule_name_or_reason_beside_the_field(
+        client, admin_user, deployment):
+    client.force_login(admin_user)
+    publish = {**NORTH_DAY_FIELDS, "action": "publish", "reason": "r", "confirm": "yes",
+               "override_reason": "signed off"}
+    named = [{"name": "north\x00day", "regions": ["north"]}]
+
+    in_field = client.post(f"{PAGE}publish/", {**publish, "rule-0-name": "north\x00day"})
+    in_json = client.post(f"{PAGE}publish/", {**publish, "rules": json.dumps(named)})
+    in_reason = client.post(f"{PAGE}publish/", {**publish, "reason": "pilot\x00"})
+    preview = client.post(f"{PAGE}preview/", {**NORTH_DAY_FIELDS, "rule-0-name": "a\x00"})
+
+    assert [r.status_code for r in (in_field, in_json, in_reason, preview)] == [400] * 4
+    assert ('<span class="field-error" data-for="rule-0-name">a rule&#x27;s name may not '
+            'contain NUL characters (\\u0000)</span>') in in_field.content.decode()
+    assert ("rules[0].name: a rule&#x27;s name may not contain NUL characters (\\u0000)"
+            in in_json.content.decode())
+    assert "reason may not contain NUL characters" in in_reason.content.decode()
+    assert preview.json()["errors"] == {
+        "rule-0-name": "a rule's name may not contain NUL characters (\\u0000)"}
     assert deployment.policy_versions.count() == 1
 
 

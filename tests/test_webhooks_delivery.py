@@ -148,6 +148,22 @@ def test_it_waits_as_long_as_retry_after_asks(route, endpoint, receiver):
     assert drain(now=later(125)).succeeded == 1
 
 
+def test_it_backs_off_as_usual_when_retry_after_is_no_whole_number(route, endpoint, receiver,
+                                                                   settings):
+    settings.WEBHOOK_BACKOFF_FIRST_SECONDS = 5
+    # "²" is a digit to str.isdigit(), not to float().
+    receiver.reply(Reply(status=429, headers={"Retry-After": "²"}))
+    route("7")
+    before = timezone.now()
+
+    drain()
+
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
+        "pending", 1, 429)
+    assert 3 <= (delivery.next_attempt_at - before).total_seconds() <= 7
+
+
 def test_a_410_turns_the_endpoint_off_and_its_deliveries_wait(route, endpoint, receiver):
     receiver.reply(Reply(status=410))
     route("7")

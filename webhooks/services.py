@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+import requests
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -33,14 +34,30 @@ def retry_until(now: datetime) -> datetime:
     return now + timedelta(hours=settings.WEBHOOK_RETRY_HOURS)
 
 
+URL_HOST_AND_PORT = ("a webhook URL names its host (an IPv6 address in [brackets]) and a port, "
+                     "if any, from 1 to 65535, e.g. https://hooks.example.com:8443/events")
+
+
 def _url_checked(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # reading it raises for a port that is no number or over 65535
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ServiceError(URL_HOST_AND_PORT, field="url")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ServiceError("a webhook URL starts with https:// (or http://) and names a host",
                            field="url")
     if parts.username or parts.password:
         raise ServiceError("a webhook URL carries no user name or password; the signature "
                            "authenticates the platform", field="url")
+    try:
+        # What every delivery will do with it: a URL requests refuses would fail them all.
+        requests.Request("POST", url).prepare()
+    except (requests.RequestException, ValueError):
+        raise ServiceError("a webhook URL must be one an HTTP client can send to: "
+                           "https://host/path (or http://)", field="url") from None
     refusal = literal_refusal(url)
     if refusal:
         raise ServiceError(refusal, field="url")

@@ -19,6 +19,7 @@ from django.utils import timezone
 from ..errors import Conflict, ServiceError
 from ..images import image_inspect
 from ..models import Case, Deployment, GoldCase, Region, Review
+from ..nul import nul_where
 
 logger = logging.getLogger(__name__)
 
@@ -191,11 +192,15 @@ METADATA_NOT_AN_OBJECT = 'metadata must be a JSON object, e.g. {"camera": "camer
 
 def case_metadata_check(metadata: Any) -> dict[str, Any]:
     """A case's metadata: a JSON object (none given: empty) of at most CASE_METADATA_MAX_BYTES,
-    measured as its compact UTF-8 JSON encoding."""
+    measured as its compact UTF-8 JSON encoding, without a NUL character in any key or string
+    (jsonb stores none)."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
         raise ServiceError(METADATA_NOT_AN_OBJECT, field="metadata")
+    if nul_where(metadata) is not None:
+        raise ServiceError("metadata may not contain NUL characters (\\u0000), in a key or "
+                           "a string", field="metadata")
     size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
     if size > settings.CASE_METADATA_MAX_BYTES:
         raise ServiceError(f"metadata is {size} bytes as JSON; the limit is "

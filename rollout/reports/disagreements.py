@@ -7,7 +7,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
+
+from reviewplatform.models import Decision
 
 from ..models import Adjudication
 from .filters import ReportFilters, compared, decisions_filtered
@@ -39,10 +41,7 @@ class Disagreement:
 
 
 
-def disagreements(f: ReportFilters, *, human: str = "", model: str = "", limit: int = 48,
-                  offset: int = 0) -> list[Disagreement]:
-    """Human decisions the compared model answered otherwise, the most confident model first
-    (like fastai's plot_top_losses): the cases that show where it is wrong and sure of it."""
+def _disagreeing(f: ReportFilters, *, human: str, model: str) -> QuerySet[Decision]:
     # Excluding on an annotation of the model's label: a condition across the multi-valued
     # relation itself would join the predictions a second time.
     qs = (decisions_filtered(f).filter(compared(f)).annotate(model_label=F("mp__label"))
@@ -51,6 +50,19 @@ def disagreements(f: ReportFilters, *, human: str = "", model: str = "", limit: 
         qs = qs.filter(label=human)
     if model:
         qs = qs.filter(mp__label=model)  # type: ignore[misc]
+    return qs
+
+
+def disagreements_count(f: ReportFilters, *, human: str = "", model: str = "") -> int:
+    """How many `disagreements` there are, counted by the database."""
+    return _disagreeing(f, human=human, model=model).count()
+
+
+def disagreements(f: ReportFilters, *, human: str = "", model: str = "", limit: int = 48,
+                  offset: int = 0) -> list[Disagreement]:
+    """Human decisions the compared model answered otherwise, the most confident model first
+    (like fastai's plot_top_losses): the cases that show where it is wrong and sure of it."""
+    qs = _disagreeing(f, human=human, model=model)
     newest = Subquery(Adjudication.objects.filter(case_id=OuterRef("case_id"))
                       .order_by("-created_at", "-id").values("label")[:1])
     rows = (qs.annotate(adjudicated=newest)

@@ -10,6 +10,7 @@ from django.db import transaction
 from inference.models import Prediction
 from reviewplatform.errors import ServiceError
 from reviewplatform.models import Case, Decision
+from reviewplatform.nul import nul_refuse
 
 from ..models import Adjudication
 
@@ -26,6 +27,7 @@ def case_adjudicate(*, case_id: int, label: str, actor: User, reason: str) -> Ad
     reason = (reason or "").strip()
     if not reason:
         raise ServiceError("say why: the adjudication is audited", field="reason")
+    nul_refuse(reason, field="reason")
     with transaction.atomic():
         case = Case.objects.select_related("deployment").filter(pk=case_id).first()
         if case is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import cast
 
 from django.contrib import messages
@@ -27,11 +29,13 @@ from reviewplatform.errors import ServiceError
 from reviewplatform.models import Deployment
 
 from . import exports, services
-from .disagreements import disagreements
+from .disagreements import disagreements, disagreements_count
 from .filters import ReportFilters, report_filters_parse
 
 REPORT_PERM = "rollout.view_policyversion"
 PAGE = 48
+# The highest page asked for that is read as it is: its offset stays far within bigint.
+PAGE_MAX = 10**9
 
 
 def filters_or_error(request: HttpRequest, deployment: Deployment
@@ -56,13 +60,13 @@ def disagreements_page(request: HttpRequest, slug: str) -> HttpResponse:
         return f
     human = request.GET.get("human", "")
     model = request.GET.get("model_label", "")
-    try:
-        page = max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        page = 1
-    items = disagreements(f, human=human if human in deployment.labels else "",
-                          model=model if model in deployment.labels else "",
-                          limit=PAGE + 1, offset=(page - 1) * PAGE)
+    labels = {"human": human if human in deployment.labels else "",
+              "model": model if model in deployment.labels else ""}
+    page = _page_asked(request.GET.get("page", ""))
+    items = disagreements(f, **labels, limit=PAGE + 1, offset=(page - 1) * PAGE)
+    if not items and page > 1:  # past the last page: the last one, as Paginator.get_page
+        page = max(1, math.ceil(disagreements_count(f, **labels) / PAGE))
+        items = disagreements(f, **labels, limit=PAGE + 1, offset=(page - 1) * PAGE)
     query = {**f.query(), "human": human, "model_label": model}
     query = {k: v for k, v in query.items() if v}
     return render(request, "rollout/disagreements.html", {
@@ -74,6 +78,15 @@ def disagreements_page(request: HttpRequest, slug: str) -> HttpResponse:
         "can_adjudicate": request.user.has_perm(services.ADJUDICATE_PERM),
         "can_see_references": may_see_reference_images(request.user),
     })
+
+
+def _page_asked(text: str) -> int:
+    """`?page=` as Paginator.get_page reads it: page 1 unless a whole number from 1; a
+    number past the last page is settled once that page comes back empty."""
+    digits = text.strip()
+    if not re.fullmatch(r"[0-9]+", digits):
+        return 1
+    return max(1, int(digits) if len(digits) <= 9 else PAGE_MAX)
 
 
 @require_POST

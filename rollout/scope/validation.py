@@ -10,6 +10,9 @@ from typing import Any
 from .rules import WEEKDAYS, clock_seconds
 
 NAME_MAX = 100
+# PostgreSQL stores no NUL character in text or jsonb.
+NUL = "\x00"
+NO_NUL = "may not contain NUL characters (\\u0000)"
 
 RULE_KEYS = frozenset({"name", "regions", "regions_not", "windows", "weekdays", "dates",
                        "percent", "group", "confidence_threshold"})
@@ -51,6 +54,8 @@ def rule_validate(rule: Any, *, index: int, region_codes: Iterable[str]) -> dict
         raise ScopeError(f"a rule's name is text of at most {NAME_MAX} characters "
                          "(leave it out to have one made from the conditions)",
                          field=f"{at}.name")
+    if name is not None and NUL in name:
+        raise ScopeError(f"a rule's name {NO_NUL}", field=f"{at}.name")
     if name is not None and name.strip():
         out["name"] = name.strip()
     for key in ("regions", "regions_not"):
@@ -112,6 +117,8 @@ def rule_validate(rule: Any, *, index: int, region_codes: Iterable[str]) -> dict
         group = rule["group"]
         if not isinstance(group, str) or not group.strip():
             raise ScopeError("group must be a non-empty string", field=f"{at}.group")
+        if NUL in group:
+            raise ScopeError(f"group {NO_NUL}", field=f"{at}.group")
         out["group"] = group
     if "confidence_threshold" in rule:
         threshold = rule["confidence_threshold"]

@@ -19,6 +19,7 @@ from django.db.models import Max
 
 from reviewplatform.errors import Conflict, NotFound, ServiceError
 from reviewplatform.models import Deployment
+from reviewplatform.nul import nul_refuse
 
 from .. import routing, scope
 from ..evidence import Evidence, evidence_for
@@ -123,6 +124,8 @@ def policy_publish(
     """
     if not reason.strip():
         raise ServiceError("a policy change needs a reason", field="reason")
+    nul_refuse(reason, field="reason")
+    nul_refuse(override_reason, field="override_reason")
     with transaction.atomic():
         # Lock the deployment row so that two publishers get consecutive version numbers.
         Deployment.objects.select_for_update().filter(pk=deployment.pk).first()

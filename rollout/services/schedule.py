@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from reviewplatform.errors import NotFound, ServiceError
 from reviewplatform.models import Deployment
+from reviewplatform.nul import nul_refuse
 
 from .. import routing
 from ..alerts import admins_alert
@@ -42,6 +43,7 @@ def policy_schedule(
         raise ServiceError("effective_at must be in the future", field="effective_at")
     if not reason.strip():
         raise ServiceError("a policy change needs a reason", field="reason")
+    nul_refuse(reason, field="reason")
     current = policy_current(deployment_id=deployment.pk)
     spec = policy_spec_validate(
         deployment=deployment, stage=stage, rules=rules,
