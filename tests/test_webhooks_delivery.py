@@ -25,7 +25,7 @@ from webhooks.delivery import (
     outcome_record,
     send,
 )
-from webhooks.models import WebhookDelivery
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import endpoint_create
 
 
@@ -262,6 +262,20 @@ def test_it_refuses_to_send_to_a_private_address_unless_allowed(route, endpoint,
     assert delivery.status == "pending"
     assert delivery.last_error == ("127.0.0.1 is a private address: webhooks go to public "
                                    "addresses only")
+
+
+def test_an_endpoint_stored_with_a_port_out_of_range_fails_its_attempt_with_why(
+        route, endpoint, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url="http://hooks.example.org:99999/")
+    route("7")
+
+    drain()
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "pending"
+    assert delivery.last_error == ("the port of http://hooks.example.org:99999/ is not one "
+                                   "from 1 to 65535")
 
 
 def test_an_endpoint_deleted_while_its_delivery_is_sent_is_no_error(route, endpoint,

@@ -44,7 +44,11 @@ def resolved_refusal(url: str) -> str | None:
         return refusal
     parts = urlsplit(url)
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+        port = parts.port
+    except ValueError:  # stored before ports were checked
+        return f"the port of {url} is not one from 1 to 65535"
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         return f"the name {parts.hostname} does not resolve"
     for *_, sockaddr in infos:
