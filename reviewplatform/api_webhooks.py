@@ -28,6 +28,7 @@ from webhooks.services import (
 
 from .api_pagination import CheckedCursorPagination
 from .errors import NotFound
+from .instants import instant_text
 from .openapi import errors
 from .tasks import webhooks_drain_soon
 
@@ -55,7 +56,7 @@ class EndpointOut(serializers.ModelSerializer):
 
     def get_previous_secret_until(self, endpoint: WebhookEndpoint) -> str | None:
         until = endpoint.previous_secret_until
-        return until.isoformat() if until and until > timezone.now() else None
+        return instant_text(until) if until and until > timezone.now() else None
 
 
 class EndpointWithSecretOut(EndpointOut):
@@ -124,7 +125,7 @@ class DeliveryOut(serializers.ModelSerializer):
     def get_next_attempt_at(self, delivery: WebhookDelivery) -> str | None:
         if delivery.status != WebhookDelivery.Status.PENDING:
             return None
-        return delivery.next_attempt_at.isoformat()
+        return instant_text(delivery.next_attempt_at)
 
 
 class DeliveryCursorPagination(CheckedCursorPagination):

@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .errors import ServiceError
+from .instants import instant_text
 from .models import Case, CaseEvent, Decision, ReviewTask
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def cases_route(*, case_ids: Sequence[int], router: Router) -> list[int]:
             [_decided_event(decision) for decision in decisions]
             + [CaseEvent(case_id=r.case_id, type=CaseEvent.Type.QUEUED,
                          data={"queued": {"reason": r.review_reason,
-                                           "queued_at": now.isoformat()}})
+                                           "queued_at": instant_text(now)}})
                for r in routes if r.model_label is None])
         Case.objects.filter(pk__in=decided).update(status=Case.Status.DECIDED, updated_at=now)
         Case.objects.filter(pk__in=in_review).update(status=Case.Status.IN_REVIEW,
@@ -137,7 +138,7 @@ def cases_route(*, case_ids: Sequence[int], router: Router) -> list[int]:
 def _decided_event(decision: Decision) -> CaseEvent:
     return CaseEvent(case_id=decision.case_id, type=CaseEvent.Type.DECIDED,
                      data={"decision": {"label": decision.label, "source": decision.source,
-                                        "decided_at": decision.decided_at.isoformat()}})
+                                        "decided_at": instant_text(decision.decided_at)}})
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +294,7 @@ def answer_store(answer: Answer, *, follow_up: FollowUp | None, now: datetime
         cursor.execute(_ANSWER_WRITE_SQL, {
             **_as_read(answer), "case": answer.case_id, "answer": answer.answer,
             "mode": answer.mode, "seconds": answer.seconds, "created_at": created_at,
-            "now": now, "decides": answer.decides, "decided_at_text": created_at.isoformat(),
+            "now": now, "decides": answer.decides, "decided_at_text": instant_text(created_at),
             "policy_version": answer.policy_version_id, "rule": answer.rule})
         stored = cursor.fetchone()
         if stored is None:

@@ -11,6 +11,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from reviewplatform.instants import instant_text
 from reviewplatform.models import CaseEvent
 from reviewplatform.tasks import webhooks_drain
 from tests.conftest import _user
@@ -45,12 +46,12 @@ def test_it_sends_a_decision_signed_with_the_endpoints_secret(route, endpoint, r
     assert got.headers["webhook-id"] == str(event.uid)
     assert got.headers["content-type"] == "application/json"
     assert payload == {
-        "type": "case.decided", "timestamp": event.created_at.isoformat(),
+        "type": "case.decided", "timestamp": instant_text(event.created_at),
         "data": {"case": {"id": case.pk, "external_id": case.external_id,
                           "deployment": "digits", "region": "north",
                           "url": f"/api/v1/cases/{case.pk}/"},
                  "decision": {"label": "7", "source": "model",
-                              "decided_at": case.decision.decided_at.isoformat()}}}
+                              "decided_at": instant_text(case.decision.decided_at)}}}
     delivery = WebhookDelivery.objects.get()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
         "succeeded", 1, 200)

@@ -7,6 +7,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from reviewplatform import lifecycle
+from reviewplatform.instants import instant_text
 from reviewplatform.lifecycle import CaseRoute
 from reviewplatform.models import Case, CaseEvent, Decision, ReviewTask
 from rollout.selectors import policy_current
@@ -44,7 +45,7 @@ def test_routing_writes_a_decided_and_a_queued_event_with_its_change(received_pa
     decision = Decision.objects.get(case=to_model)
     (decided,) = events(to_model)
     assert decided == ("case.decided", 1, {"decision": {
-        "label": "7", "source": "model", "decided_at": decision.decided_at.isoformat()}})
+        "label": "7", "source": "model", "decided_at": instant_text(decision.decided_at)}})
     ((kind, version, data),) = events(to_humans)
     assert (kind, version, data["queued"]["reason"]) == ("case.queued", 1, "low_confidence")
     assert CaseEvent.objects.filter(dispatched_at__isnull=True).count() == 2
@@ -71,7 +72,7 @@ def test_a_concluding_answer_writes_the_decided_event_in_its_statement(enqueue, 
     decision = Decision.objects.get(case=task.case)
     assert decision.review_id == review.pk
     assert events(task.case) == [("case.decided", 1, {"decision": {
-        "label": "4", "source": "human", "decided_at": review.created_at.isoformat()}})]
+        "label": "4", "source": "human", "decided_at": instant_text(review.created_at)}})]
 
 
 def test_an_answer_that_decides_nothing_tells_nothing(enqueue, reviewer, other_reviewer,

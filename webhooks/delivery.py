@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from reviewplatform.instants import instant_text
 from reviewplatform.models import CaseEvent
 
 from .addresses import resolved_refusal
@@ -51,7 +52,7 @@ def event_body(event: CaseEvent) -> str:
     case = event.case
     return json.dumps({
         "type": event.type,
-        "timestamp": event.created_at.isoformat(),
+        "timestamp": instant_text(event.created_at),
         "data": {"case": {"id": case.pk, "external_id": case.external_id,
                           "deployment": case.deployment.slug, "region": case.region.code,
                           "url": f"/api/v1/cases/{case.pk}/"},

@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from reviewplatform.errors import Conflict, ServiceError
+from reviewplatform.instants import instant_text
 
 from .addresses import literal_refusal
 from .models import EVENT_TYPES, PING, WebhookDelivery, WebhookEndpoint
@@ -123,7 +124,7 @@ def secret_rotate(endpoint: WebhookEndpoint, *, now: datetime) -> WebhookEndpoin
 def endpoint_ping(endpoint: WebhookEndpoint, *, now: datetime) -> WebhookDelivery:
     """Queue a `webhook.ping` for the endpoint, to try it: sent like any event."""
     uid = uuid.uuid4()
-    body = json.dumps({"type": PING, "timestamp": now.isoformat(),
+    body = json.dumps({"type": PING, "timestamp": instant_text(now),
                        "data": {"endpoint_id": endpoint.pk,
                                 "message": "a test event, sent on request"}},
                       separators=(",", ":"))
