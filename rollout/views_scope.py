@@ -43,9 +43,10 @@ def _spec(deployment: Deployment, form: ScopeForm) -> dict[str, Any]:
         raise FormInvalid(form, ServiceError(message, field=field))
     current = policy_current(deployment_id=deployment.pk)
     try:
+        # The guardrail pauses carried over exactly as the publish carries them.
         return services.policy_spec_validate(
             deployment=deployment, **form.values, guardrails=current.guardrails,
-            paused_cells=current.paused_cells)
+            current=current.spec())
     except ServiceError as error:
         field = form.error_add(error.field or "stage", error.message)
         raise FormInvalid(form, ServiceError(error.message, field=field)) from error
