@@ -344,3 +344,33 @@ def test_it_resumes_one_paused_cell_from_the_page_through_the_gate(client, admin
     assert (current.stage, current.rules, current.author) == ("limited", paused.rules,
                                                               admin_user)
     assert current.override_reason == "checked 50 east cases by hand"
+
+
+def test_the_api_keeps_a_guardrails_pause_and_refuses_a_pause_of_no_cell(staff_api,
+                                                                       deployment):
+    rules = [{"name": "daytime", "regions": ["north", "west"]}]
+    policy_publish(deployment=deployment, stage="limited", rules=rules, actor=None,
+                   reason="guardrail", paused_cells=[["daytime", "west"]])
+    change = {"stage": "full", "rules": [], "confidence_threshold": 0.9, "audit_rate": 0.05,
+              "reason": "go full", "override_reason": "signed off"}
+
+    evidence = staff_api.post("/api/v1/deployments/digits/policy/evidence/", change,
+                              format="json")
+    refused = staff_api.post("/api/v1/deployments/digits/policy/",
+                             {**change, "paused_cells": [["daytime", "west"], ["night", "west"]]},
+                             format="json")
+    assert evidence.status_code == 200
+    assert evidence.json()["proposed"]["paused_cells"] == [["full", "west"]]
+    assert refused.status_code == 400
+    assert list(refused.json()["fields"]) == ["paused_cells[1]"]
+    assert policy_current(deployment_id=deployment.pk).version == 2
+
+    published = staff_api.post("/api/v1/deployments/digits/policy/", change, format="json")
+
+    assert published.status_code == 201
+    body = published.json()
+    assert (body["version"], body["stage"], body["paused_cells"]) == (3, "full",
+                                                                      [["full", "west"]])
+    assert body["scope_in_words"][-1] == "Paused by a guardrail: region west under rule full."
+    assert body["diff"] == ["stage: limited → full", "rule daytime removed",
+                            "pause moved: region west from rule daytime to rule full"]

@@ -440,3 +440,86 @@ def test_it_pauses_a_cell_of_the_full_stage_but_none_in_shadow(deployment, admin
 
     assert (version.version, version.stage, version.paused_cells) == (3, "full",
                                                                       [["full", "west"]])
+
+
+DAYTIME = {"name": "daytime", "regions": ["north", "west"]}
+
+
+def west_paused(deployment):
+    """Limited to north and west; the guardrail has paused west."""
+    policy_publish(deployment=deployment, stage="limited", rules=[DAYTIME], actor=None,
+                   reason="pilot", audit_rate=0)
+    return policy_publish(deployment=deployment, stage="limited", rules=[DAYTIME], actor=None,
+                          reason="guardrail", audit_rate=0, paused_cells=[["daytime", "west"]],
+                          kind=ChangeKind.GUARDRAIL)
+
+
+@pytest.mark.parametrize(("stage", "rules", "cell"), [
+    ("full", [], ["full", "west"]),
+    ("limited", [{**DAYTIME, "name": "daytime2"}], ["daytime2", "west"]),
+    ("limited", [{"regions": ["north", "west"]}], ["north-west", "west"]),  # name left blank
+])
+def test_a_change_of_scope_keeps_the_guardrails_pause(deployment, model, client_user,
+                                                      admin_user, stage, rules, cell):
+    before = west_paused(deployment)
+
+    version = policy_change(deployment=deployment, actor=admin_user, reason="widen",
+                            stage=stage, rules=rules, confidence_threshold=0.9, audit_rate=0,
+                            override_reason="signed off")
+
+    assert version.paused_cells == [cell]
+    assert policy_diff(before.spec(), version.spec())[-1] == (
+        f"pause moved: region west from rule daytime to rule {cell[0]}")
+    assert not [w for w in version.evidence["widening"] if "pause" in w]
+    west, north = (make_case(deployment, model, client_user, region=r) for r in ("west", "north"))
+    task = ReviewTask.objects.get(case=west)
+    assert (task.reason, task.rule, task.policy_version_id) == ("paused", cell[0], version.pk)
+    assert Decision.objects.get(case=north).source == "model"
+
+
+def test_narrowing_a_rule_away_from_the_paused_region_ends_the_pause(deployment, model,
+                                                                     client_user, admin_user):
+    west_paused(deployment)
+
+    version = policy_change(deployment=deployment, actor=admin_user, reason="north only",
+                            stage="limited", rules=[{**DAYTIME, "regions": ["north"]}],
+                            confidence_threshold=0.9, audit_rate=0)
+
+    assert version.paused_cells == []
+    assert version.override_reason == ""  # a narrowing: no gate to pass
+    west = make_case(deployment, model, client_user, region="west")
+    assert ReviewTask.objects.get(case=west).reason == "out_of_scope"
+
+
+def test_it_lifts_a_pause_only_when_asked_and_through_the_gate(deployment, admin_user):
+    west_paused(deployment)
+    change = {"deployment": deployment, "actor": admin_user, "reason": "camera fixed",
+              "stage": "limited", "rules": [DAYTIME], "confidence_threshold": 0.9,
+              "audit_rate": 0, "paused_cells": []}
+
+    with pytest.raises(ServiceError) as gated:
+        policy_change(**change)
+    with pytest.raises(ServiceError) as unknown:
+        policy_change(**{**change, "paused_cells": [["night", "west"]],
+                         "override_reason": "x"})
+
+    assert gated.value.field == "override_reason"
+    assert "guardrail pause lifted: region west under rule daytime" in gated.value.message
+    assert (unknown.value.field, unknown.value.status_code) == ("paused_cells[0]", 400)
+    assert policy_current(deployment_id=deployment.pk).version == 3
+    lifted = policy_change(**change, override_reason="checked 40 west cases by hand")
+    assert lifted.paused_cells == []
+
+
+def test_a_scheduled_change_keeps_the_guardrails_pause(deployment, admin_user):
+    west_paused(deployment)
+    now = timezone.now()
+    policy_schedule(deployment=deployment, actor=admin_user, reason="rename",
+                    effective_at=now + timedelta(hours=1), stage="limited",
+                    rules=[{**DAYTIME, "name": "daytime2"}], confidence_threshold=0.9,
+                    audit_rate=0)
+
+    (change,) = scheduled_changes_apply(now=now + timedelta(hours=2))
+
+    assert change.status == ScheduledChange.Status.PUBLISHED
+    assert change.published_version.paused_cells == [["daytime2", "west"]]
