@@ -122,6 +122,9 @@ def rollout_publish(request: HttpRequest, slug: str) -> HttpResponse:
                                      effective_at=effective_at, **values)
             messages.success(request, f"Scheduled for {effective_at.isoformat()}.")
         else:
+            if posted["effective_at"].strip():
+                raise ServiceError("Take effect at is set: use Schedule to publish at that "
+                                   "time, or clear it to publish now", field="effective_at")
             current = policy_current(deployment_id=deployment.pk).spec()
             confirmed(request, " ".join(scope.change_in_words(current, spec)))
             version = services.policy_change(deployment=deployment, actor=actor,

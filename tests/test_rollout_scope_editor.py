@@ -304,3 +304,28 @@ def test_narrowing_the_paused_rule_drops_the_pause_from_the_summary(client, admi
         "The guardrail pause of region west under rule daytime ends: rule daytime no longer "
         "takes cases from region west.")
     assert deployment.policy_versions.count() == 3
+
+
+def test_publish_refuses_a_take_effect_time_and_stores_nothing(client, admin_user, deployment):
+    client.force_login(admin_user)
+    later = "2099-06-01T08:00:00+02:00"
+
+    response = client.post(f"{PAGE}publish/", {
+        **NORTH_DAY_FIELDS, "action": "publish", "reason": "pilot", "confirm": "yes",
+        "override_reason": "signed off", "effective_at": later})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    message = ("Take effect at is set: use Schedule to publish at that time, or clear it to "
+               "publish now")
+    assert f'<span class="field-error" data-for="effective_at">{message}</span>' in page
+    assert message in between(page, 'id="publish"', 'id="preview"')
+    assert f'name="effective_at" value="{later}"' in page  # kept for the Schedule button
+    assert deployment.policy_versions.count() == 1
+    assert deployment.scheduled_changes.count() == 0
+    scheduled = client.post(f"{PAGE}publish/", {
+        **NORTH_DAY_FIELDS, "action": "schedule", "reason": "pilot", "effective_at": later})
+    assert scheduled.status_code == 302
+    assert deployment.scheduled_changes.get().effective_at.isoformat() == (
+        "2099-06-01T06:00:00+00:00")
+    assert deployment.policy_versions.count() == 1
