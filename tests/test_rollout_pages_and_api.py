@@ -111,6 +111,26 @@ def between(page: str, start: str, end: str = "</form>") -> str:
     return page[at:page.index(end, at)]
 
 
+def test_a_second_pause_says_why_it_is_refused_at_the_top(client, admin_user, deployment):
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="test", override_reason="test: no evidence needed")
+    client.force_login(admin_user)
+    first = client.post("/deployments/digits/rollout/pause/", {"reason": "incident",
+                                                               "confirm": "yes"})
+    assert first.status_code == 302
+
+    again = client.post("/deployments/digits/rollout/pause/", {"reason": "incident",
+                                                               "confirm": "yes"})
+
+    assert again.status_code == 409
+    page = again.content.decode()
+    assert 'id="pause-form"' not in page
+    assert page.count('id="error"') == 1
+    assert ('<div class="refused" id="error" role="alert"><strong>automation is already '
+            'paused</strong>') in between(page, "</h1>", '<div class="card">')
+    assert deployment.policy_versions.count() == 3
+
+
 def test_pause_and_rollback_wait_for_a_confirmation_and_say_so_beside_the_action(
         client, admin_user, deployment):
     policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
