@@ -163,6 +163,9 @@ def test_it_pauses_one_cell_from_the_guardrail_table(client, admin_user, deploym
     assert page.count('action="/deployments/digits/rollout/cell-pause/"') == 2
     assert ("Region east under rule day goes back to reviewers (paused)."
             in between(page, 'data-cell="day/east"', "</tr>"))
+    # No answers yet: no evidence either way (1), of the 1,000 that would pause the cell.
+    assert "<td>1 of 1,000</td>" in between(page, 'data-cell="day/east"', "</tr>")
+    assert "below the floor (0.85) reaches 1,000, and passes" in page
 
     unconfirmed = client.post(f"{PAGE}cell-pause/", {"rule": "day", "region": "east",
                                                       "reason": "fogged camera"})

@@ -33,6 +33,7 @@ from rollout.services import (
     policy_schedule,
     scheduled_changes_apply,
 )
+from rollout.verdicts import evidence_words
 
 NOON = {"north": datetime(2026, 5, 4, 12, tzinfo=ZoneInfo("Europe/Oslo")),
         "east": datetime(2026, 5, 4, 12, tzinfo=ZoneInfo("Asia/Tokyo")),
@@ -186,10 +187,29 @@ def test_it_publishes_a_widening_whose_shadow_evidence_passes(deployment, model,
     assert version.evidence["gate"] == "pass"
     assert version.evidence["added"] == 40
     assert version.evidence["recall"] == [{"label": "7", "n": 40, "correct": 40}]
-    with pytest.raises(ServiceError):  # east: the model said 1 for every 7
+    # The figure in words people read; the stored evidence keeps the number.
+    proof = version.evidence["proof_evidence"]
+    assert isinstance(proof, float) and proof > 40
+    assert version.evidence["gate_reason"] == (
+        "agreement in the added scope 40/40 over 14 days proves it above the floor 0.85 "
+        f"(evidence {evidence_words(proof)} ≥ 40)")
+    assert "e+" not in version.evidence["gate_reason"]
+    with pytest.raises(ServiceError) as east:  # east: the model said 1 for every 7
         policy_change(deployment=deployment, actor=admin_user, reason="east too",
                       stage="limited", rules=[*north, {"name": "east", "regions": ["east"]}],
                       confidence_threshold=0.9, audit_rate=0.05)
+    assert ("agreement in the added scope 0/40 over 14 days shows it below the floor 0.85 "
+            "(evidence more than 1,000,000,000 ≥ 40)") in east.value.message
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (0.004, "less than 0.01"), (0.4213, "0.421"), (1.0, "1"), (38.46, "38.5"),
+    (999.7, "1,000"), (1021.4, "1,020"), (100_000.0, "100,000"), (1.99e8, "199,000,000"),
+    (1e9, "1,000,000,000"), (3.2e15, "more than 1,000,000,000"),
+    (float("inf"), "more than 1,000,000,000"),
+])
+def test_it_writes_evidence_in_words_people_read(value, words):
+    assert evidence_words(value) == words
 
 
 def test_it_rolls_back_by_publishing_a_copy(deployment, admin_user):
@@ -336,7 +356,12 @@ def test_the_guardrail_pauses_the_degrading_region_and_only_that_one(
     assert version.author is None and version.kind == ChangeKind.GUARDRAIL
     assert version.paused_cells == [["all", "east"]]
     assert "region east under rule all: agreement" in version.reason
-    assert "evidence of falling below the floor" in version.reason
+    assert version.reason.startswith(
+        "Guardrail paused automation (floor 0.85, pause at evidence 1,000): ")
+    east_evidence = reports["east"].agreement_test.fail_evidence
+    assert (f"evidence of falling below the floor {evidence_words(east_evidence)} [fail]"
+            in version.reason)
+    assert "e+" not in version.reason
     assert guardrails.guardrails_run() == []  # already paused: nothing more to do
     # New cases: east goes to humans, the others stay automated.
     east = make_case(deployment, model, client_user, region="east")
@@ -354,6 +379,7 @@ def test_the_guardrail_pauses_the_degrading_region_and_only_that_one(
     payload = json.loads(body)
     assert payload["event"] == "guardrail_pause"
     assert [c["region"] for c in payload["cells"]] == ["east"]
+    assert payload["cells"][0]["evidence"] == pytest.approx(east_evidence)  # still a number
 
 
 def test_the_guardrail_pauses_on_out_of_domain_inputs_before_any_review(

@@ -44,6 +44,11 @@ _GUARDRAIL_LIMITS: dict[str, tuple[float, float, bool]] = {
 }
 
 
+def _plain(value: float) -> str:
+    """A limit as people read it: 1,000,000,000 rather than 1e+09."""
+    return f"{value:,.0f}" if value >= 1000 else f"{value:g}"
+
+
 def _guardrails_validate(guardrails: Any) -> dict[str, Any]:
     if not isinstance(guardrails, dict):
         raise ServiceError("guardrails must be an object", field="guardrails")
@@ -58,7 +63,7 @@ def _guardrails_validate(guardrails: Any) -> dict[str, Any]:
         if (not isinstance(value, int | float) or isinstance(value, bool)
                 or (integer and value != int(value)) or not low <= value <= high):
             kind = "a whole number" if integer else "a number"
-            raise ServiceError(f"{key} must be {kind} from {low:g} to {high:g}",
+            raise ServiceError(f"{key} must be {kind} from {_plain(low)} to {_plain(high)}",
                                field=f"guardrails.{key}")
         out[key] = int(value) if integer else float(value)
     return out
