@@ -177,8 +177,8 @@ def _gated_publish(*, deployment: Deployment, spec: dict[str, Any], actor: User 
                    paused_cells: list[list[str]] | None, copied_from: int | None = None,
                    now: datetime | None = None) -> PolicyVersion:
     """Publish `spec` if its evidence passes or with an override reason. `paused_cells` is
-    what was asked for (None: carry the pauses), resolved again against the version current
-    when the deployment is locked, so that a pause a guardrail adds meanwhile is kept."""
+    what was asked for, resolved again against the version current once the deployment is
+    locked: with None, a pause a guardrail adds meanwhile is carried over too."""
     if not reason.strip():
         raise ServiceError("a policy change needs a reason", field="reason")
     evidence = policy_evidence(deployment=deployment, proposed=spec, now=now)
