@@ -180,8 +180,7 @@ class PolicyEvidenceApi(StaffApi):
             audit_rate=values["audit_rate"],
             guardrails=current.guardrails if values["guardrails"] is None
             else values["guardrails"],
-            paused_cells=current.paused_cells if values["paused_cells"] is None
-            else values["paused_cells"])
+            paused_cells=values["paused_cells"], current=current.spec())
         evidence = services.policy_evidence(deployment=deployment, proposed=spec)
         return Response({"proposed": spec, "scope_in_words": scope.policy_describe(spec),
                          "diff": scope.policy_diff(current.spec(), spec),

@@ -27,7 +27,7 @@ from reviewplatform.stats import Proportion, proportion
 
 from . import routing, scope
 from .models import GUARDRAIL_DEFAULTS
-from .verdicts import Verdict, agreement_test, gate_verdict
+from .verdicts import Verdict, agreement_test, evidence_words, gate_verdict
 
 REPLAY_LIMIT = 50_000
 GATE_NOT_NEEDED = "not needed"
@@ -181,23 +181,24 @@ def evidence_for(*, deployment: Deployment, current: dict[str, Any], proposed: d
         judged = gate_verdict(test, n=added_n, agreed=added_agreed, min_sample=min_sample)
         gate, proof, to_prove = judged.verdict, judged.pass_evidence, judged.to_prove
         seen = f"agreement in the added scope {added_agreed}/{added_n} over {days} days"
+        proof_words, needed = evidence_words(proof), evidence_words(test.proof_evidence)
         if gate == Verdict.FAIL:
             why = (f"{seen} shows it below the floor {floor:.2f} (evidence "
-                   f"{judged.fail_evidence:.3g} ≥ {test.proof_evidence:g})")
+                   f"{evidence_words(judged.fail_evidence)} ≥ {needed})")
         elif gate == Verdict.PASS:
-            why = (f"{seen} proves it above the floor {floor:.2f} (evidence {proof:.3g} ≥ "
-                   f"{test.proof_evidence:g})")
+            why = (f"{seen} proves it above the floor {floor:.2f} (evidence {proof_words} ≥ "
+                   f"{needed})")
         elif not added_n:
             why = (f"only 0 reviewed cases in the added scope over {days} days: proof that "
                    f"agreement is above the floor {floor:.2f} takes at least {to_prove} "
                    "reviewed cases, all agreeing")
         elif to_prove is None:
             why = (f"{seen} does not prove it above the floor {floor:.2f} (evidence "
-                   f"{proof:.3g} < {test.proof_evidence:g}), and more answers at this rate "
+                   f"{proof_words} < {needed}), and more answers at this rate "
                    "would not either")
         else:
             why = (f"{seen} does not yet prove it above the floor {floor:.2f} (evidence "
-                   f"{proof:.3g} < {test.proof_evidence:g}, at least {min_sample} answers "
+                   f"{proof_words} < {needed}, at least {min_sample} answers "
                    f"needed): about {to_prove} more reviewed cases agreeing at this rate "
                    "would settle it")
     labels = [str(label) for label in deployment.labels]

@@ -48,7 +48,7 @@ from .models import CellAuditRate, ChangeKind, PolicyVersion, Stage
 from .selectors import policy_current
 from .sequential import CellVerdict, SequentialTest, cell_verdict
 from .services import policy_publish
-from .verdicts import Verdict, agreement_test, audit_rates_for
+from .verdicts import Verdict, agreement_test, audit_rates_for, evidence_words
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,11 @@ class CellReport:
         return Verdict(self.ood_test.verdict) if self.ood_test else Verdict.INCONCLUSIVE
 
     @property
+    def fail_evidence_words(self) -> str:
+        """The agreement check's evidence of falling below the floor, as the page shows it."""
+        return evidence_words(self.agreement_test.fail_evidence)
+
+    @property
     def fails(self) -> bool:
         return Verdict.FAIL in (self.agreement_verdict, self.ood_verdict)
 
@@ -87,14 +92,14 @@ class CellReport:
         if a.n:
             parts.append(f"agreement {a.agreed}/{a.n} = {a.rate:.3f} since the scope was "
                          f"published, evidence of falling below the floor "
-                         f"{t.fail_evidence:.3g} [{self.agreement_verdict}]")
+                         f"{evidence_words(t.fail_evidence)} [{self.agreement_verdict}]")
         else:
             parts.append(f"no answers yet [{Verdict.INCONCLUSIVE}]")
         o = self.ood_recent
         if o.n and self.ood_limit is not None and self.ood_test is not None:
             parts.append(f"out-of-domain {o.agreed}/{o.n} = {o.rate:.3f} against a limit of "
                          f"{self.ood_limit:.3f}, evidence of exceeding it "
-                         f"{self.ood_test.fail_evidence:.3g} [{self.ood_verdict}]")
+                         f"{evidence_words(self.ood_test.fail_evidence)} [{self.ood_verdict}]")
         return " ".join(parts)
 
 
@@ -202,9 +207,9 @@ def guardrails_enforce(*, deployment: Deployment, now: datetime | None = None
     if not failing:
         return None
     limits = policy.guardrail_settings
-    reason = ("Guardrail paused automation (floor {floor:.2f}, pause at evidence {a:g}): "
+    reason = ("Guardrail paused automation (floor {floor:.2f}, pause at evidence {a}): "
               .format(floor=float(limits["agreement_floor"]),
-                      a=float(limits["pause_evidence"]))
+                      a=evidence_words(float(limits["pause_evidence"])))
               + "; ".join(r.figures() for r in failing))
     with transaction.atomic():
         version = policy_publish(

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from reviewplatform.reasons import ReviewReason
 
-from .scope import CompiledRule, audit_selected, rule_compile
+from .scope import FULL_RULE, CompiledRule, audit_selected, rule_compile
 from .stages import Stage
 
 # Members bound once: on Python 3.11 looking up an enum member costs about 0.3 µs, and routing
@@ -95,7 +95,8 @@ class Route:
         return self.reason == _AUDIT
 
 
-FULL_RULE = "full"
+__all__ = ["FULL_RULE", "IN_SCOPE", "CaseFacts", "ChampionAnswer", "Policy", "Route",
+           "case_facts", "route"]
 
 
 def _automated(case: CaseFacts, champion: ChampionAnswer, policy: Policy) -> Route:

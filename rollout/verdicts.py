@@ -15,6 +15,21 @@ from django.db import models
 
 from .sequential import AuditRates, SequentialTest
 
+EVIDENCE_CAP = 1e9
+"""Evidence above this reads "more than 1,000,000,000": the largest limit a policy may set."""
+
+
+def evidence_words(value: float) -> str:
+    """An e-value (or a limit on one) as people read it: three significant digits with
+    thousands separators, never an exponent, e.g. "0.42", "38.5", "1,000", "199,000,000",
+    "more than 1,000,000,000". Alerts and JSON keep the number itself."""
+    if value > EVIDENCE_CAP:
+        return f"more than {EVIDENCE_CAP:,.0f}"
+    if value < 0.01:
+        return "less than 0.01"
+    rounded = float(f"{value:.3g}")
+    return f"{rounded:,.0f}" if rounded >= 1000 else f"{rounded:g}"
+
 
 class Verdict(models.TextChoices):
     PASS = "pass"  # noqa: S105

@@ -30,6 +30,7 @@ from .reports.views import filters_or_error
 from .scope.form import ScopeForm, scope_form_from_spec, scope_form_spares_add
 from .scope.rules import WEEKDAYS
 from .selectors import policy_current, policy_history
+from .verdicts import evidence_words
 
 ADMIN_PERM = "rollout.view_policyversion"
 PUBLISH_PERM = "rollout.add_policyversion"
@@ -79,6 +80,8 @@ def page_render(request: HttpRequest, deployment: Deployment, *, form: ScopeForm
         "weekdays": WEEKDAYS,
         "cells": cells,
         "guardrail_settings": policy.guardrail_settings,
+        "evidence_limits": {key: evidence_words(float(policy.guardrail_settings[key]))
+                            for key in ("pause_evidence", "proof_evidence")},
         "scheduled": deployment.scheduled_changes.order_by("-effective_at")[:10],
         "alerts": deployment.alerts.order_by("-created_at", "-id")[:5],
         "stages": Stage.choices,

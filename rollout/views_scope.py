@@ -43,9 +43,10 @@ def _spec(deployment: Deployment, form: ScopeForm) -> dict[str, Any]:
         raise FormInvalid(form, ServiceError(message, field=field))
     current = policy_current(deployment_id=deployment.pk)
     try:
+        # The guardrail pauses carried over exactly as the publish carries them.
         return services.policy_spec_validate(
             deployment=deployment, **form.values, guardrails=current.guardrails,
-            paused_cells=current.paused_cells)
+            current=current.spec())
     except ServiceError as error:
         field = form.error_add(error.field or "stage", error.message)
         raise FormInvalid(form, ServiceError(error.message, field=field)) from error
@@ -121,6 +122,9 @@ def rollout_publish(request: HttpRequest, slug: str) -> HttpResponse:
                                      effective_at=effective_at, **values)
             messages.success(request, f"Scheduled for {effective_at.isoformat()}.")
         else:
+            if posted["effective_at"].strip():
+                raise ServiceError("Take effect at is set: use Schedule to publish at that "
+                                   "time, or clear it to publish now", field="effective_at")
             current = policy_current(deployment_id=deployment.pk).spec()
             confirmed(request, " ".join(scope.change_in_words(current, spec)))
             version = services.policy_change(deployment=deployment, actor=actor,

@@ -111,6 +111,26 @@ def between(page: str, start: str, end: str = "</form>") -> str:
     return page[at:page.index(end, at)]
 
 
+def test_a_second_pause_says_why_it_is_refused_at_the_top(client, admin_user, deployment):
+    policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
+                   reason="test", override_reason="test: no evidence needed")
+    client.force_login(admin_user)
+    first = client.post("/deployments/digits/rollout/pause/", {"reason": "incident",
+                                                               "confirm": "yes"})
+    assert first.status_code == 302
+
+    again = client.post("/deployments/digits/rollout/pause/", {"reason": "incident",
+                                                               "confirm": "yes"})
+
+    assert again.status_code == 409
+    page = again.content.decode()
+    assert 'id="pause-form"' not in page
+    assert page.count('id="error"') == 1
+    assert ('<div class="refused" id="error" role="alert"><strong>automation is already '
+            'paused</strong>') in between(page, "</h1>", '<div class="card">')
+    assert deployment.policy_versions.count() == 3
+
+
 def test_pause_and_rollback_wait_for_a_confirmation_and_say_so_beside_the_action(
         client, admin_user, deployment):
     policy_publish(deployment=deployment, stage="full", rules=[], actor=admin_user,
@@ -369,3 +389,33 @@ def test_it_resumes_one_paused_cell_from_the_page_through_the_gate(client, admin
     assert (current.stage, current.rules, current.author) == ("limited", paused.rules,
                                                               admin_user)
     assert current.override_reason == "checked 50 east cases by hand"
+
+
+def test_the_api_keeps_a_guardrails_pause_and_refuses_a_pause_of_no_cell(staff_api,
+                                                                       deployment):
+    rules = [{"name": "daytime", "regions": ["north", "west"]}]
+    policy_publish(deployment=deployment, stage="limited", rules=rules, actor=None,
+                   reason="guardrail", paused_cells=[["daytime", "west"]])
+    change = {"stage": "full", "rules": [], "confidence_threshold": 0.9, "audit_rate": 0.05,
+              "reason": "go full", "override_reason": "signed off"}
+
+    evidence = staff_api.post("/api/v1/deployments/digits/policy/evidence/", change,
+                              format="json")
+    refused = staff_api.post("/api/v1/deployments/digits/policy/",
+                             {**change, "paused_cells": [["daytime", "west"], ["night", "west"]]},
+                             format="json")
+    assert evidence.status_code == 200
+    assert evidence.json()["proposed"]["paused_cells"] == [["full", "west"]]
+    assert refused.status_code == 400
+    assert list(refused.json()["fields"]) == ["paused_cells[1]"]
+    assert policy_current(deployment_id=deployment.pk).version == 2
+
+    published = staff_api.post("/api/v1/deployments/digits/policy/", change, format="json")
+
+    assert published.status_code == 201
+    body = published.json()
+    assert (body["version"], body["stage"], body["paused_cells"]) == (3, "full",
+                                                                      [["full", "west"]])
+    assert body["scope_in_words"][-1] == "Paused by a guardrail: region west under rule full."
+    assert body["diff"] == ["stage: limited → full", "rule daytime removed",
+                            "pause moved: region west from rule daytime to rule full"]

@@ -18,6 +18,8 @@ from rollout.scope import (
     audit_selected,
     bucket,
     change_in_words,
+    pause_fates,
+    pauses_carry,
     policy_describe,
     policy_diff,
     rule_compile,
@@ -474,3 +476,157 @@ def test_it_skips_a_cell_a_guardrail_paused():
                              case_key="1"), CONFIDENT, policy)
     assert (east.model_decides, east.reason, east.rule) == (False, ReviewTask.Reason.PAUSED, "all")
     assert north.model_decides
+
+
+# --- guardrail pauses across a change of scope ---------------------------------------------
+
+DAYTIME = {"name": "daytime", "regions": ["north", "west"],
+           "windows": [{"start": "08:00", "end": "18:00"}]}
+PAUSED_WEST = spec(rules=[DAYTIME], cells=[("daytime", "west")])
+
+
+def carried(old, new, requested=None):
+    """`new` with the pauses a publish would give it after `old`."""
+    return {**new, "paused_cells": pauses_carry(old, new, requested)}
+
+
+def test_a_renamed_rule_keeps_the_pause_and_says_so():
+    new = carried(PAUSED_WEST, spec(rules=[{**DAYTIME, "name": "daytime2"}]))
+
+    assert new["paused_cells"] == [["daytime2", "west"]]
+    assert change_in_words(PAUSED_WEST, new) == [
+        "The model starts deciding cases from regions north and west captured 08:00-18:00 "
+        "local time, when its confidence is at least 0.90 (rule daytime2).",
+        "north and west 08:00-18:00 goes back to reviewers (rule daytime).",
+        "Region west stays with reviewers: its guardrail pause moves from rule daytime to "
+        "rule daytime2."]
+    assert policy_diff(PAUSED_WEST, new)[-1] == (
+        "pause moved: region west from rule daytime to rule daytime2")
+    assert policy_describe(new)[-1] == "Paused by a guardrail: region west under rule daytime2."
+    assert not [w for w in widening(PAUSED_WEST, new, all_regions=REGIONS) if "pause" in w]
+
+
+def test_the_full_stage_keeps_the_paused_region_with_reviewers():
+    new = carried(PAUSED_WEST, spec("full"))
+
+    assert new["paused_cells"] == [["full", "west"]]
+    assert change_in_words(PAUSED_WEST, new) == [
+        "The model decides every case when its confidence is at least 0.90.",
+        "Region west stays with reviewers: its guardrail pause moves from rule daytime to the "
+        "full stage (rule full)."]
+    assert policy_diff(PAUSED_WEST, new) == [
+        "stage: limited → full", "rule daytime removed",
+        "pause moved: region west from rule daytime to rule full"]
+    assert widening(PAUSED_WEST, new, all_regions=REGIONS) == ["stage limited → full"]
+    west = case_facts(region="west", captured_at=datetime(2026, 5, 4, 20, tzinfo=UTC),
+                      timezone="America/Los_Angeles", case_key="1")
+    outcome = route(west, CONFIDENT, Policy(stage="full", paused_cells=[("full", "west")]))
+    assert (outcome.model_decides, outcome.reason) == (False, ReviewTask.Reason.PAUSED)
+
+
+def test_leaving_the_full_stage_pauses_the_region_under_every_rule_that_takes_it():
+    old = spec("full", cells=[("full", "west")])
+    new = carried(old, spec(rules=[{"name": "a", "regions": ["west"]}, {"name": "b"},
+                                   {"name": "c", "regions": ["north"]}]))
+
+    assert new["paused_cells"] == [["a", "west"], ["b", "west"]]
+    assert ("Region west stays with reviewers: its guardrail pause moves from rule full to "
+            "rules a and b.") in change_in_words(old, new)
+
+
+def test_narrowing_a_rule_away_from_the_region_ends_its_pause_and_the_summary_drops_it():
+    new = carried(PAUSED_WEST, spec(rules=[{**DAYTIME, "regions": ["north"]}]))
+
+    assert new["paused_cells"] == []
+    assert not [line for line in policy_describe(new) if "Paused" in line]
+    assert change_in_words(PAUSED_WEST, new) == [
+        "Rule daytime changes from north and west 08:00-18:00 to cases from region north "
+        "captured 08:00-18:00 local time, when its confidence is at least 0.90.",
+        "The guardrail pause of region west under rule daytime ends: rule daytime no longer "
+        "takes cases from region west."]
+    assert policy_diff(PAUSED_WEST, new)[-1] == (
+        "pause ended with its cell: region west under rule daytime")
+    assert widening(PAUSED_WEST, new, all_regions=REGIONS) == []
+    # A version stored with such a pause does not describe it as in force.
+    stale = spec(rules=[{**DAYTIME, "regions": ["north"]}], cells=[("daytime", "west")])
+    assert not [line for line in policy_describe(stale) if "Paused" in line]
+
+
+def test_a_new_rule_reaching_the_region_takes_the_pause_of_the_rule_that_left_it():
+    new = carried(PAUSED_WEST, spec(rules=[{**DAYTIME, "regions": ["north"]},
+                                           {"name": "west-all", "regions": ["west"]}]))
+
+    assert new["paused_cells"] == [["west-all", "west"]]
+
+
+def test_the_kill_switch_and_shadow_keep_every_pause_for_when_automation_returns():
+    full = spec("full", cells=[("full", "west")])
+    paused = carried(full, spec("paused"))
+    assert paused["paused_cells"] == [["full", "west"]]
+    assert change_in_words(full, paused) == [
+        "Automation stops: every new case goes to reviewers."]
+    back = carried(paused, spec("full"))
+    assert back["paused_cells"] == [["full", "west"]]
+    assert change_in_words(paused, back) == [
+        "The model decides every case when its confidence is at least 0.90."]
+
+
+def test_only_a_pause_left_out_on_purpose_is_lifted():
+    new = carried(PAUSED_WEST, spec(rules=[DAYTIME]), requested=[])
+
+    assert new["paused_cells"] == []
+    assert change_in_words(PAUSED_WEST, new) == [
+        "The model decides again in region west under rule daytime."]
+    assert policy_diff(PAUSED_WEST, new) == ["resumed: region west under rule daytime"]
+    assert widening(PAUSED_WEST, new, all_regions=REGIONS) == [
+        "guardrail pause lifted: region west under rule daytime"]
+    # A rollback to a version without the pause, after a rename: lifted, and said so.
+    renamed = carried(PAUSED_WEST, spec(rules=[{**DAYTIME, "name": "daytime2"}]))
+    (fate,) = pause_fates(renamed, spec(rules=[DAYTIME]))
+    assert (fate.fate, fate.to) == ("lifted", ("daytime",))
+    assert change_in_words(renamed, spec(rules=[DAYTIME]))[-1] == (
+        "The model decides again in region west under rule daytime: the guardrail pause "
+        "under rule daytime2 is lifted.")
+
+
+def test_a_new_pause_must_name_a_cell_of_the_policy():
+    with pytest.raises(ScopeError) as error:
+        pauses_carry(PAUSED_WEST, spec(rules=[DAYTIME]), [["daytime", "west"], ["night", "west"]])
+    assert error.value.field == "paused_cells[1]"
+    assert "region 'west' under rule 'night' is not part of the proposed policy" in (
+        error.value.message)
+    assert pauses_carry(PAUSED_WEST, spec(rules=[DAYTIME]),
+                        [["daytime", "west"], ["daytime", "north"]]) == [
+        ["daytime", "west"], ["daytime", "north"]]
+
+
+named_rules = st.lists(st.fixed_dictionaries(
+    {}, optional={"regions": st.lists(st.sampled_from(REGIONS), min_size=1, max_size=3),
+                  "windows": st.lists(st.tuples(clocks, clocks).filter(lambda w: w[0] != w[1])
+                                      .map(lambda w: {"start": hhmm(w[0]), "end": hhmm(w[1])}),
+                                      min_size=1, max_size=1),
+                  "percent": st.integers(0, 100)}),
+    min_size=1, max_size=3).map(
+        lambda rules: [{**r, "name": f"r{i}"} for i, r in enumerate(rules)])
+
+
+@settings(max_examples=200)
+@given(rules=named_rules, data=st.data())
+def test_renaming_a_rule_routes_every_case_as_before(rules, data):
+    """Whatever the rules and their pauses, renaming one rule sends each case the same way."""
+    cells = data.draw(st.lists(st.tuples(st.sampled_from([r["name"] for r in rules]),
+                                         st.sampled_from(REGIONS)), unique=True))
+    old = spec(rules=rules, cells=[c for c in cells
+                                   if c[0] in [r["name"] for r in rules
+                                               if not r.get("regions") or c[1] in r["regions"]]])
+    which = data.draw(st.integers(0, len(rules) - 1))
+    new = carried(old, spec(rules=[{**r, "name": "renamed"} if i == which else r
+                                   for i, r in enumerate(rules)]))
+    before, after = (Policy(stage="limited", rules=s["rules"], group_id="digits",
+                            paused_cells=[tuple(c) for c in s["paused_cells"]])
+                     for s in (old, new))
+    at, region = data.draw(instants), data.draw(st.sampled_from(REGIONS))
+    facts = case_facts(region=region, captured_at=at, timezone="Asia/Tokyo",
+                       case_key=str(data.draw(st.integers(1, 10**6))))
+    was, now = route(facts, CONFIDENT, before), route(facts, CONFIDENT, after)
+    assert (now.model_decides, now.reason) == (was.model_decides, was.reason)

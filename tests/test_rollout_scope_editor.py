@@ -187,6 +187,9 @@ def test_it_pauses_one_cell_from_the_guardrail_table(client, admin_user, deploym
     assert page.count('action="/deployments/digits/rollout/cell-pause/"') == 2
     assert ("Region east under rule day goes back to reviewers (paused)."
             in between(page, 'data-cell="day/east"', "</tr>"))
+    # No answers yet: no evidence either way (1), of the 1,000 that would pause the cell.
+    assert "<td>1 of 1,000</td>" in between(page, 'data-cell="day/east"', "</tr>")
+    assert "below the floor (0.85) reaches 1,000, and passes" in page
 
     unconfirmed = client.post(f"{PAGE}cell-pause/", {"rule": "day", "region": "east",
                                                       "reason": "fogged camera"})
@@ -229,3 +232,127 @@ def test_it_offers_a_cell_pause_only_where_the_model_decides(client, admin_user,
     assert "the model decides nothing in the shadow stage" in between(
         refused.content.decode(), 'data-cell="day/north"', "</tr>")
     assert deployment.policy_versions.count() == 2
+
+
+DAYTIME = {"name": "daytime", "regions": ["north", "west"]}
+DAYTIME_FIELDS = {
+    "stage": "limited", "confidence_threshold": "0.9", "audit_rate": "0.05",
+    "rule-0-name": "daytime", "rule-0-regions": ["north", "west"], "rule-1-name": "",
+    "rules": "[]", "rules_initial": "[]"}
+MOVED_TO_FULL = ("Region west stays with reviewers: its guardrail pause moves from rule daytime "
+                 "to the full stage (rule full).")
+
+
+def west_paused(deployment):
+    policy_publish(deployment=deployment, stage="limited", rules=[DAYTIME], actor=None,
+                   reason="pilot")
+    policy_publish(deployment=deployment, stage="limited", rules=[DAYTIME], actor=None,
+                   reason="guardrail", paused_cells=[["daytime", "west"]], kind="guardrail")
+
+
+def test_moving_to_full_says_the_paused_region_stays_with_reviewers_and_keeps_it(
+        client, admin_user, deployment):
+    west_paused(deployment)
+    client.force_login(admin_user)
+    full = {**DAYTIME_FIELDS, "stage": "full"}
+
+    preview = client.post(f"{PAGE}preview/", full).json()
+    unconfirmed = client.post(f"{PAGE}publish/", {**full, "action": "publish",
+                                                  "reason": "go full",
+                                                  "override_reason": "signed off"})
+    evidence = client.post(f"{PAGE}publish/", {**full, "action": "evidence"}).content.decode()
+
+    assert preview["lines"][-1] == "Paused by a guardrail: region west under rule full."
+    assert preview["changes"] == [
+        "The model decides every case when its confidence is at least 0.90.", MOVED_TO_FULL]
+    assert preview["diff"][-1] == "pause moved: region west from rule daytime to rule full"
+    assert unconfirmed.status_code == 400
+    assert f"tick the box to confirm: {preview['changes'][0]} {MOVED_TO_FULL}" in between(
+        unconfirmed.content.decode(), 'id="publish"', 'id="preview"')
+    assert f"<li>{MOVED_TO_FULL}</li>" in between(evidence, 'id="changes"', "</ul>")
+    assert deployment.policy_versions.count() == 3
+
+    published = client.post(f"{PAGE}publish/", {**full, "action": "publish",
+                                                 "reason": "go full", "confirm": "yes",
+                                                 "override_reason": "signed off"})
+
+    assert published.status_code == 302
+    current = policy_current(deployment_id=deployment.pk)
+    assert (current.version, current.stage, current.paused_cells) == (4, "full",
+                                                                      [["full", "west"]])
+    page = client.get(PAGE).content.decode()
+    assert ("<p>Paused by a guardrail: region west under rule full.</p>"
+            in between(page, 'id="scope"', "</div>"))
+    assert "pause moved: region west from rule daytime to rule full" in page
+    assert '<span class="state">paused</span>' in between(page, 'data-cell="full/west"',
+                                                           "</tr>")
+
+
+def test_renaming_or_unnaming_the_paused_rule_moves_its_pause(client, admin_user, deployment):
+    west_paused(deployment)
+    client.force_login(admin_user)
+
+    renamed = client.post(f"{PAGE}preview/", {**DAYTIME_FIELDS, "rule-0-name": "daytime2"})
+    unnamed = client.post(f"{PAGE}preview/", {**DAYTIME_FIELDS, "rule-0-name": ""})
+
+    assert renamed.json()["lines"][-1] == (
+        "Paused by a guardrail: region west under rule daytime2.")
+    assert renamed.json()["changes"][-1] == (
+        "Region west stays with reviewers: its guardrail pause moves from rule daytime to "
+        "rule daytime2.")
+    assert unnamed.json()["names"] == {"rule-0": "north-west"}
+    assert unnamed.json()["lines"][-1] == (
+        "Paused by a guardrail: region west under rule north-west.")
+
+    response = client.post(f"{PAGE}publish/", {**DAYTIME_FIELDS, "rule-0-name": "",
+                                               "action": "publish", "reason": "tidy names",
+                                               "confirm": "yes"})
+
+    assert response.status_code == 302
+    current = policy_current(deployment_id=deployment.pk)
+    assert (current.version, current.paused_cells, current.override_reason) == (
+        4, [["north-west", "west"]], "")
+
+
+def test_narrowing_the_paused_rule_drops_the_pause_from_the_summary(client, admin_user,
+                                                                    deployment):
+    west_paused(deployment)
+    client.force_login(admin_user)
+
+    body = client.post(f"{PAGE}preview/", {**DAYTIME_FIELDS,
+                                           "rule-0-regions": ["north"]}).json()
+
+    assert body["lines"] == [
+        "The model decides cases from region north, when its confidence is at least 0.90 "
+        "(rule daytime).",
+        "Out-of-domain cases always go to reviewers; 5% of the model's decisions are audited "
+        "by a blind review."]
+    assert body["changes"][-1] == (
+        "The guardrail pause of region west under rule daytime ends: rule daytime no longer "
+        "takes cases from region west.")
+    assert deployment.policy_versions.count() == 3
+
+
+def test_publish_refuses_a_take_effect_time_and_stores_nothing(client, admin_user, deployment):
+    client.force_login(admin_user)
+    later = "2099-06-01T08:00:00+02:00"
+
+    response = client.post(f"{PAGE}publish/", {
+        **NORTH_DAY_FIELDS, "action": "publish", "reason": "pilot", "confirm": "yes",
+        "override_reason": "signed off", "effective_at": later})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    message = ("Take effect at is set: use Schedule to publish at that time, or clear it to "
+               "publish now")
+    assert f'<span class="field-error" data-for="effective_at">{message}</span>' in page
+    assert message in between(page, 'id="publish"', 'id="preview"')
+    assert f'name="effective_at" value="{later}"' in page  # kept for the Schedule button
+    assert deployment.policy_versions.count() == 1
+    assert deployment.scheduled_changes.count() == 0
+    scheduled = client.post(f"{PAGE}publish/", {
+        **NORTH_DAY_FIELDS, "action": "schedule", "reason": "pilot", "effective_at": later})
+    assert scheduled.status_code == 302
+    assert deployment.scheduled_changes.get().effective_at.isoformat() == (
+        "2099-06-01T06:00:00+00:00")
+    assert deployment.policy_versions.count() == 1

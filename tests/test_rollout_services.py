@@ -33,6 +33,7 @@ from rollout.services import (
     policy_schedule,
     scheduled_changes_apply,
 )
+from rollout.verdicts import evidence_words
 
 NOON = {"north": datetime(2026, 5, 4, 12, tzinfo=ZoneInfo("Europe/Oslo")),
         "east": datetime(2026, 5, 4, 12, tzinfo=ZoneInfo("Asia/Tokyo")),
@@ -186,10 +187,29 @@ def test_it_publishes_a_widening_whose_shadow_evidence_passes(deployment, model,
     assert version.evidence["gate"] == "pass"
     assert version.evidence["added"] == 40
     assert version.evidence["recall"] == [{"label": "7", "n": 40, "correct": 40}]
-    with pytest.raises(ServiceError):  # east: the model said 1 for every 7
+    # The figure in words people read; the stored evidence keeps the number.
+    proof = version.evidence["proof_evidence"]
+    assert isinstance(proof, float) and proof > 40
+    assert version.evidence["gate_reason"] == (
+        "agreement in the added scope 40/40 over 14 days proves it above the floor 0.85 "
+        f"(evidence {evidence_words(proof)} ≥ 40)")
+    assert "e+" not in version.evidence["gate_reason"]
+    with pytest.raises(ServiceError) as east:  # east: the model said 1 for every 7
         policy_change(deployment=deployment, actor=admin_user, reason="east too",
                       stage="limited", rules=[*north, {"name": "east", "regions": ["east"]}],
                       confidence_threshold=0.9, audit_rate=0.05)
+    assert ("agreement in the added scope 0/40 over 14 days shows it below the floor 0.85 "
+            "(evidence more than 1,000,000,000 ≥ 40)") in east.value.message
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (0.004, "less than 0.01"), (0.4213, "0.421"), (1.0, "1"), (38.46, "38.5"),
+    (999.7, "1,000"), (1021.4, "1,020"), (100_000.0, "100,000"), (1.99e8, "199,000,000"),
+    (1e9, "1,000,000,000"), (3.2e15, "more than 1,000,000,000"),
+    (float("inf"), "more than 1,000,000,000"),
+])
+def test_it_writes_evidence_in_words_people_read(value, words):
+    assert evidence_words(value) == words
 
 
 def test_it_rolls_back_by_publishing_a_copy(deployment, admin_user):
@@ -336,7 +356,12 @@ def test_the_guardrail_pauses_the_degrading_region_and_only_that_one(
     assert version.author is None and version.kind == ChangeKind.GUARDRAIL
     assert version.paused_cells == [["all", "east"]]
     assert "region east under rule all: agreement" in version.reason
-    assert "evidence of falling below the floor" in version.reason
+    assert version.reason.startswith(
+        "Guardrail paused automation (floor 0.85, pause at evidence 1,000): ")
+    east_evidence = reports["east"].agreement_test.fail_evidence
+    assert (f"evidence of falling below the floor {evidence_words(east_evidence)} [fail]"
+            in version.reason)
+    assert "e+" not in version.reason
     assert guardrails.guardrails_run() == []  # already paused: nothing more to do
     # New cases: east goes to humans, the others stay automated.
     east = make_case(deployment, model, client_user, region="east")
@@ -354,6 +379,7 @@ def test_the_guardrail_pauses_the_degrading_region_and_only_that_one(
     payload = json.loads(body)
     assert payload["event"] == "guardrail_pause"
     assert [c["region"] for c in payload["cells"]] == ["east"]
+    assert payload["cells"][0]["evidence"] == pytest.approx(east_evidence)  # still a number
 
 
 def test_the_guardrail_pauses_on_out_of_domain_inputs_before_any_review(
@@ -440,3 +466,86 @@ def test_it_pauses_a_cell_of_the_full_stage_but_none_in_shadow(deployment, admin
 
     assert (version.version, version.stage, version.paused_cells) == (3, "full",
                                                                       [["full", "west"]])
+
+
+DAYTIME = {"name": "daytime", "regions": ["north", "west"]}
+
+
+def west_paused(deployment):
+    """Limited to north and west; the guardrail has paused west."""
+    policy_publish(deployment=deployment, stage="limited", rules=[DAYTIME], actor=None,
+                   reason="pilot", audit_rate=0)
+    return policy_publish(deployment=deployment, stage="limited", rules=[DAYTIME], actor=None,
+                          reason="guardrail", audit_rate=0, paused_cells=[["daytime", "west"]],
+                          kind=ChangeKind.GUARDRAIL)
+
+
+@pytest.mark.parametrize(("stage", "rules", "cell"), [
+    ("full", [], ["full", "west"]),
+    ("limited", [{**DAYTIME, "name": "daytime2"}], ["daytime2", "west"]),
+    ("limited", [{"regions": ["north", "west"]}], ["north-west", "west"]),  # name left blank
+])
+def test_a_change_of_scope_keeps_the_guardrails_pause(deployment, model, client_user,
+                                                      admin_user, stage, rules, cell):
+    before = west_paused(deployment)
+
+    version = policy_change(deployment=deployment, actor=admin_user, reason="widen",
+                            stage=stage, rules=rules, confidence_threshold=0.9, audit_rate=0,
+                            override_reason="signed off")
+
+    assert version.paused_cells == [cell]
+    assert policy_diff(before.spec(), version.spec())[-1] == (
+        f"pause moved: region west from rule daytime to rule {cell[0]}")
+    assert not [w for w in version.evidence["widening"] if "pause" in w]
+    west, north = (make_case(deployment, model, client_user, region=r) for r in ("west", "north"))
+    task = ReviewTask.objects.get(case=west)
+    assert (task.reason, task.rule, task.policy_version_id) == ("paused", cell[0], version.pk)
+    assert Decision.objects.get(case=north).source == "model"
+
+
+def test_narrowing_a_rule_away_from_the_paused_region_ends_the_pause(deployment, model,
+                                                                     client_user, admin_user):
+    west_paused(deployment)
+
+    version = policy_change(deployment=deployment, actor=admin_user, reason="north only",
+                            stage="limited", rules=[{**DAYTIME, "regions": ["north"]}],
+                            confidence_threshold=0.9, audit_rate=0)
+
+    assert version.paused_cells == []
+    assert version.override_reason == ""  # a narrowing: no gate to pass
+    west = make_case(deployment, model, client_user, region="west")
+    assert ReviewTask.objects.get(case=west).reason == "out_of_scope"
+
+
+def test_it_lifts_a_pause_only_when_asked_and_through_the_gate(deployment, admin_user):
+    west_paused(deployment)
+    change = {"deployment": deployment, "actor": admin_user, "reason": "camera fixed",
+              "stage": "limited", "rules": [DAYTIME], "confidence_threshold": 0.9,
+              "audit_rate": 0, "paused_cells": []}
+
+    with pytest.raises(ServiceError) as gated:
+        policy_change(**change)
+    with pytest.raises(ServiceError) as unknown:
+        policy_change(**{**change, "paused_cells": [["night", "west"]],
+                         "override_reason": "x"})
+
+    assert gated.value.field == "override_reason"
+    assert "guardrail pause lifted: region west under rule daytime" in gated.value.message
+    assert (unknown.value.field, unknown.value.status_code) == ("paused_cells[0]", 400)
+    assert policy_current(deployment_id=deployment.pk).version == 3
+    lifted = policy_change(**change, override_reason="checked 40 west cases by hand")
+    assert lifted.paused_cells == []
+
+
+def test_a_scheduled_change_keeps_the_guardrails_pause(deployment, admin_user):
+    west_paused(deployment)
+    now = timezone.now()
+    policy_schedule(deployment=deployment, actor=admin_user, reason="rename",
+                    effective_at=now + timedelta(hours=1), stage="limited",
+                    rules=[{**DAYTIME, "name": "daytime2"}], confidence_threshold=0.9,
+                    audit_rate=0)
+
+    (change,) = scheduled_changes_apply(now=now + timedelta(hours=2))
+
+    assert change.status == ScheduledChange.Status.PUBLISHED
+    assert change.published_version.paused_cells == [["daytime2", "west"]]

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..stages import Stage
+from .pauses import Fate, pause_fates
 from .rules import WEEKDAYS, clock_seconds, window_contains
 
 STAGE_RANK = {Stage.SHADOW: 0, Stage.PAUSED: 0, Stage.LIMITED: 1, Stage.EXPANDING: 1,
@@ -80,9 +81,10 @@ def widening(old: Mapping[str, Any], new: Mapping[str, Any], *,
             new["confidence_threshold"] < old["confidence_threshold"]):
         reasons.append(f"confidence threshold {old['confidence_threshold']:.2f} → "
                        f"{new['confidence_threshold']:.2f}")
-    lifted = ({tuple(c) for c in old.get("paused_cells") or ()}
-              - {tuple(c) for c in new.get("paused_cells") or ()})
-    if lifted and old_rank >= 1:
-        reasons.extend(f"guardrail pause lifted: region {region} under rule {name}"
-                       for name, region in sorted(lifted))
+    if old_rank >= 1:
+        # A pause carried to the cell that took its place, or ended with its cell, lets the
+        # model decide nothing new; one left out does.
+        reasons.extend(f"guardrail pause lifted: region {f.region} under rule "
+                       f"{', '.join(f.to)}" for f in pause_fates(old, new)
+                       if f.fate == Fate.LIFTED)
     return reasons

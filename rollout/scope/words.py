@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..stages import Stage
+from .pauses import FULL_RULE, Fate, PauseFate, pause_fates, pauses_in_force
 
 
 def _and_list(items: Sequence[str]) -> str:
@@ -68,7 +69,7 @@ def policy_describe(spec: Mapping[str, Any]) -> list[str]:
         lines.append("Out-of-domain cases always go to reviewers; "
                      f"{_pct(float(spec['audit_rate']) * 100)} of the model's decisions are "
                      "audited by a blind review.")
-    for rule_name, region in spec.get("paused_cells") or ():
+    for rule_name, region in pauses_in_force(spec):
         lines.append(f"Paused by a guardrail: region {region} under rule {rule_name}.")
     return lines
 
@@ -103,12 +104,7 @@ def policy_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[s
                 lines.append(f"rule {name}: {key} {_fmt(prior.get(key, '—'))} → "
                              f"{_fmt(rule.get(key, '—'))}")
     lines.extend(f"rule {name} removed" for name in old_rules if name not in new_rules)
-    old_cells = {tuple(c) for c in old.get("paused_cells") or ()}
-    new_cells = {tuple(c) for c in new.get("paused_cells") or ()}
-    lines.extend(f"paused: region {region} under rule {name}"
-                 for name, region in sorted(new_cells - old_cells))
-    lines.extend(f"resumed: region {region} under rule {name}"
-                 for name, region in sorted(old_cells - new_cells))
+    lines.extend(line for fate in pause_fates(old, new) if (line := _pause_diff(fate)))
     if (old.get("guardrails") or {}) != (new.get("guardrails") or {}):
         lines.append(f"guardrails: {_fmt(old.get('guardrails') or {})} → "
                      f"{_fmt(new.get('guardrails') or {})}")
@@ -116,6 +112,60 @@ def policy_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[s
 
 
 _AUTOMATED = (Stage.LIMITED, Stage.EXPANDING)
+
+
+def _rules(names: Sequence[str]) -> str:
+    return f"rule{'s' if len(names) > 1 else ''} {_and_list(list(names))}"
+
+
+def _pause_diff(fate: PauseFate) -> str:
+    """A pause's fate as a line of a version's diff ('' when it stays as it was)."""
+    where = f"region {fate.region} under rule {fate.rule}"
+    if fate.fate == Fate.ADDED:
+        return f"paused: {where}"
+    if fate.fate == Fate.MOVED:
+        return f"pause moved: region {fate.region} from rule {fate.rule} to {_rules(fate.to)}"
+    if fate.fate == Fate.ENDED:
+        return f"pause ended with its cell: {where}"
+    if fate.fate == Fate.DROPPED:
+        return f"pause dropped (it paused nothing): {where}"
+    if fate.fate == Fate.LIFTED:
+        if fate.to == (fate.rule,):
+            return f"resumed: {where}"
+        return (f"resumed: region {fate.region} under {_rules(fate.to)} (paused under rule "
+                f"{fate.rule})")
+    return ""
+
+
+def _pause_words(fate: PauseFate, new: Mapping[str, Any]) -> str:
+    """What a pause's fate does to the cases, for a confirmation ('' when nothing changes)."""
+    rule, region = fate.rule, fate.region
+    automated = new["stage"] in (*_AUTOMATED, Stage.FULL)
+    if fate.fate == Fate.ADDED:
+        return f"Region {region} under rule {rule} goes back to reviewers (paused)."
+    if fate.fate == Fate.MOVED:
+        to = ("the full stage (rule full)" if fate.to == (FULL_RULE,) else _rules(fate.to))
+        return (f"Region {region} stays with reviewers: its guardrail pause moves from rule "
+                f"{rule} to {to}.")
+    if fate.fate == Fate.ENDED:
+        if rule == FULL_RULE:
+            why = f"no rule of the new scope takes cases from region {region}"
+        elif any(r["name"] == rule for r in new["rules"]):
+            why = f"rule {rule} no longer takes cases from region {region}"
+        else:
+            why = f"rule {rule} is removed and no new rule takes cases from region {region}"
+        return f"The guardrail pause of region {region} under rule {rule} ends: {why}."
+    if fate.fate == Fate.DROPPED:
+        return (f"The pause of region {region} under rule {rule} is removed: that rule takes "
+                f"no case from region {region}, so it paused nothing.")
+    if fate.fate == Fate.LIFTED:
+        if not automated:
+            return f"The guardrail pause of region {region} under rule {rule} is lifted."
+        if fate.to == (rule,):
+            return f"The model decides again in region {region} under rule {rule}."
+        return (f"The model decides again in region {region} under {_rules(fate.to)}: the "
+                f"guardrail pause under rule {rule} is lifted.")
+    return ""
 
 
 def rule_brief(rule: Mapping[str, Any]) -> str:
@@ -171,14 +221,8 @@ def change_in_words(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
                        ("audit_rate", "Audit rate")):
         if float(old[key]) != float(new[key]):
             lines.append(f"{label} {float(old[key]):g} → {float(new[key]):g}.")
-    if new["stage"] in (*_AUTOMATED, Stage.FULL):
-        old_cells = {tuple(c) for c in old.get("paused_cells") or ()}
-        new_cells = {tuple(c) for c in new.get("paused_cells") or ()}
-        lines.extend(f"Region {region} under rule {name} goes back to reviewers (paused)."
-                     for name, region in sorted(new_cells - old_cells))
-        lines.extend(f"The model decides again in region {region} under rule {name}."
-                     for name, region in sorted(old_cells - new_cells)
-                     if name in new_rules or new["stage"] == Stage.FULL)
+    lines.extend(line for fate in pause_fates(old, new)
+                 if (line := _pause_words(fate, new)))
     if (old.get("guardrails") or {}) != (new.get("guardrails") or {}):
         lines.append(f"Guardrail settings {_fmt(old.get('guardrails') or {})} → "
                      f"{_fmt(new.get('guardrails') or {})}.")

@@ -10,6 +10,7 @@ switch (`policy_pause`) is never gated.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +45,11 @@ _GUARDRAIL_LIMITS: dict[str, tuple[float, float, bool]] = {
 }
 
 
+def _plain(value: float) -> str:
+    """A limit as people read it: 1,000,000,000 rather than 1e+09."""
+    return f"{value:,.0f}" if value >= 1000 else f"{value:g}"
+
+
 def _guardrails_validate(guardrails: Any) -> dict[str, Any]:
     if not isinstance(guardrails, dict):
         raise ServiceError("guardrails must be an object", field="guardrails")
@@ -58,7 +64,7 @@ def _guardrails_validate(guardrails: Any) -> dict[str, Any]:
         if (not isinstance(value, int | float) or isinstance(value, bool)
                 or (integer and value != int(value)) or not low <= value <= high):
             kind = "a whole number" if integer else "a number"
-            raise ServiceError(f"{key} must be {kind} from {low:g} to {high:g}",
+            raise ServiceError(f"{key} must be {kind} from {_plain(low)} to {_plain(high)}",
                                field=f"guardrails.{key}")
         out[key] = int(value) if integer else float(value)
     return out
@@ -67,8 +73,16 @@ def _guardrails_validate(guardrails: Any) -> dict[str, Any]:
 def policy_spec_validate(
     *, deployment: Deployment, stage: str, rules: Any, confidence_threshold: Any,
     audit_rate: Any, guardrails: Any = None, paused_cells: Any = None,
+    current: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Check a proposed policy and return its canonical spec; ServiceError names the field."""
+    """Check a proposed policy and return its canonical spec; ServiceError names the field.
+
+    Its guardrail pauses come from `current`, the spec of the policy it would replace (None
+    for a deployment's first version): `paused_cells` None keeps every one of them, carried
+    to the cells that take their place (`scope.pauses_carry`: never lifted as a side effect);
+    a list names the pauses wanted, so that one of `current`'s left out is lifted (a widening,
+    which the evidence gate judges) and a new one must be a cell of the proposal.
+    """
     if stage not in Stage.values:
         raise ServiceError(f"unknown stage {stage!r} (known: {', '.join(Stage.values)})",
                            field="stage")
@@ -81,23 +95,27 @@ def policy_spec_validate(
         clean_rules = scope.rules_validate(rules, region_codes=regions)
     except scope.ScopeError as exc:
         raise ServiceError(exc.message, field=exc.field) from exc
-    cells: list[list[str]] = []
-    for i, cell in enumerate(paused_cells or []):
-        if (not isinstance(cell, list | tuple) or len(cell) != 2
-                or not all(isinstance(c, str) for c in cell) or cell[1] not in regions):
-            raise ServiceError("a paused cell is [rule name, region code]",
-                               field=f"paused_cells[{i}]")
-        cells.append([cell[0], cell[1]])
+    requested: list[list[str]] | None = None
+    if paused_cells is not None:
+        if not isinstance(paused_cells, list | tuple):
+            raise ServiceError("paused_cells is a list of [rule name, region code]",
+                               field="paused_cells")
+        requested = []
+        for i, cell in enumerate(paused_cells):
+            if (not isinstance(cell, list | tuple) or len(cell) != 2
+                    or not all(isinstance(c, str) for c in cell) or cell[1] not in regions):
+                raise ServiceError("a paused cell is [rule name, region code]",
+                                   field=f"paused_cells[{i}]")
+            requested.append([cell[0], cell[1]])
+    proposed = {"stage": stage, "rules": clean_rules}
+    try:
+        cells = scope.pauses_carry(current, proposed, requested)
+    except scope.ScopeError as exc:
+        raise ServiceError(exc.message, field=exc.field) from exc
     return {"stage": stage, "rules": clean_rules,
             "confidence_threshold": float(confidence_threshold),
             "audit_rate": float(audit_rate), "paused_cells": cells,
             "guardrails": _guardrails_validate(guardrails or {})}
-
-
-def _rule_names(spec: dict[str, Any]) -> set[str]:
-    if spec["stage"] == Stage.FULL:
-        return {routing.FULL_RULE}
-    return {r["name"] for r in spec["rules"]}
 
 
 def policy_publish(
@@ -118,9 +136,9 @@ def policy_publish(
 ) -> PolicyVersion:
     """Publish a new immutable policy version; it takes effect for cases routed from now on.
 
-    `paused_cells` None keeps the guardrail pauses of the current version whose rule is still
-    there: publishing a new scope does not silently lift a pause. This writer does not gate;
-    admin actions call `policy_change`, which does.
+    `paused_cells` None keeps every guardrail pause of the current version, carried to the
+    cells that take their place (see `policy_spec_validate`): publishing a new scope never
+    lifts a pause. This writer does not gate; admin actions call `policy_change`, which does.
     """
     if not reason.strip():
         raise ServiceError("a policy change needs a reason", field="reason")
@@ -130,16 +148,12 @@ def policy_publish(
         # Lock the deployment row so that two publishers get consecutive version numbers.
         Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
         current = deployment.policy_versions.order_by("-version").first()
-        if paused_cells is None and current is not None:
-            paused_cells = current.paused_cells
         spec = policy_spec_validate(
             deployment=deployment, stage=stage, rules=rules,
             confidence_threshold=confidence_threshold, audit_rate=audit_rate,
             guardrails=guardrails if guardrails is not None
             else (current.guardrails if current else {}),
-            paused_cells=paused_cells)
-        names = _rule_names(spec)
-        spec["paused_cells"] = [c for c in spec["paused_cells"] if c[0] in names]
+            paused_cells=paused_cells, current=current.spec() if current else None)
         latest = deployment.policy_versions.aggregate(n=Max("version"))["n"] or 0
         version = PolicyVersion.objects.create(
             deployment=deployment, version=latest + 1, stage=spec["stage"],
@@ -163,8 +177,11 @@ def policy_evidence(*, deployment: Deployment, proposed: dict[str, Any],
 
 def _gated_publish(*, deployment: Deployment, spec: dict[str, Any], actor: User | None,
                    reason: str, override_reason: str, kind: str,
-                   copied_from: int | None = None, now: datetime | None = None
-                   ) -> PolicyVersion:
+                   paused_cells: list[list[str]] | None, copied_from: int | None = None,
+                   now: datetime | None = None) -> PolicyVersion:
+    """Publish `spec` if its evidence passes or with an override reason. `paused_cells` is
+    what was asked for, resolved again against the version current once the deployment is
+    locked: with None, a pause a guardrail adds meanwhile is carried over too."""
     if not reason.strip():
         raise ServiceError("a policy change needs a reason", field="reason")
     evidence = policy_evidence(deployment=deployment, proposed=spec, now=now)
@@ -177,7 +194,7 @@ def _gated_publish(*, deployment: Deployment, spec: dict[str, Any], actor: User 
         deployment=deployment, stage=spec["stage"], rules=spec["rules"], actor=actor,
         reason=reason, confidence_threshold=spec["confidence_threshold"],
         audit_rate=spec["audit_rate"], guardrails=spec["guardrails"],
-        paused_cells=spec["paused_cells"], kind=kind, copied_from=copied_from,
+        paused_cells=paused_cells, kind=kind, copied_from=copied_from,
         override_reason=override_reason if not evidence.passes else "",
         evidence=evidence.as_dict(),
     )
@@ -197,17 +214,19 @@ def policy_change(
     override_reason: str = "",
     now: datetime | None = None,
 ) -> PolicyVersion:
-    """An admin's change of policy, through the evidence gate."""
+    """An admin's change of policy, through the evidence gate.
+
+    `paused_cells` None carries every guardrail pause over (see `policy_spec_validate`); a
+    list lifts the pauses it leaves out."""
     current = policy_current(deployment_id=deployment.pk)
     spec = policy_spec_validate(
         deployment=deployment, stage=stage, rules=rules,
         confidence_threshold=confidence_threshold, audit_rate=audit_rate,
         guardrails=current.guardrails if guardrails is None else guardrails,
-        paused_cells=current.paused_cells if paused_cells is None else paused_cells)
-    names = _rule_names(spec)
-    spec["paused_cells"] = [c for c in spec["paused_cells"] if c[0] in names]
+        paused_cells=paused_cells, current=current.spec())
     return _gated_publish(deployment=deployment, spec=spec, actor=actor, reason=reason,
-                          override_reason=override_reason, kind=ChangeKind.PUBLISH, now=now)
+                          override_reason=override_reason, kind=ChangeKind.PUBLISH,
+                          paused_cells=paused_cells, now=now)
 
 
 def policy_cell_resume(*, deployment: Deployment, actor: User | None, rule: str, region: str,
@@ -280,6 +299,15 @@ def policy_rollback(*, deployment: Deployment, version: int, actor: User | None,
     current = policy_current(deployment_id=deployment.pk)
     if target.version == current.version:
         raise ServiceError(f"version {version} is the current version", field="version")
-    return _gated_publish(deployment=deployment, spec=target.spec(), actor=actor,
+    # The version's own pauses, less any that paused nothing then and is not paused now.
+    spec, now_spec = target.spec(), current.spec()
+    cells = [c for c in spec["paused_cells"] if c in now_spec["paused_cells"]
+             or tuple(c) in scope.pauses_in_force(spec)]
+    spec = policy_spec_validate(
+        deployment=deployment, stage=spec["stage"], rules=spec["rules"],
+        confidence_threshold=spec["confidence_threshold"], audit_rate=spec["audit_rate"],
+        guardrails=spec["guardrails"], paused_cells=cells, current=now_spec)
+    return _gated_publish(deployment=deployment, spec=spec, actor=actor,
                           reason=reason, override_reason=override_reason,
-                          kind=ChangeKind.ROLLBACK, copied_from=target.version, now=now)
+                          kind=ChangeKind.ROLLBACK, paused_cells=cells,
+                          copied_from=target.version, now=now)

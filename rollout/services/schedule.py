@@ -14,10 +14,10 @@ from reviewplatform.errors import NotFound, ServiceError
 from reviewplatform.models import Deployment
 from reviewplatform.nul import nul_refuse
 
-from .. import routing
+from .. import scope
 from ..alerts import admins_alert
 from ..evidence import evidence_for
-from ..models import ChangeKind, ScheduledChange, Stage
+from ..models import ChangeKind, ScheduledChange
 from ..selectors import policy_current
 from .policy import policy_publish, policy_spec_validate
 
@@ -96,14 +96,13 @@ def scheduled_changes_apply(*, now: datetime | None = None) -> list[ScheduledCha
                       .filter(pk=change_id, status=ScheduledChange.Status.PENDING).first())
             if change is None:
                 continue
-            current = policy_current(deployment_id=change.deployment_id)
+            current = policy_current(deployment_id=change.deployment_id).spec()
             spec = {"stage": change.stage, "rules": change.rules,
                     "confidence_threshold": change.confidence_threshold,
-                    "audit_rate": change.audit_rate, "guardrails": change.guardrails,
-                    "paused_cells": [c for c in current.paused_cells
-                                     if c[0] in {r["name"] for r in change.rules}
-                                     or (change.stage == Stage.FULL and c[0] == routing.FULL_RULE)]}
-            evidence = evidence_for(deployment=change.deployment, current=current.spec(),
+                    "audit_rate": change.audit_rate, "guardrails": change.guardrails}
+            # The pauses in force when it falls due, carried over as any publish carries them.
+            spec["paused_cells"] = scope.pauses_carry(current, spec)
+            evidence = evidence_for(deployment=change.deployment, current=current,
                                     proposed=spec, now=now)
             if evidence.passes:
                 version = policy_publish(
@@ -113,7 +112,7 @@ def scheduled_changes_apply(*, now: datetime | None = None) -> list[ScheduledCha
                            f"{change.reason}",
                     confidence_threshold=change.confidence_threshold,
                     audit_rate=change.audit_rate, guardrails=change.guardrails,
-                    paused_cells=spec["paused_cells"], kind=ChangeKind.SCHEDULED,
+                    kind=ChangeKind.SCHEDULED,
                     evidence=evidence.as_dict())
                 change.status = ScheduledChange.Status.PUBLISHED
                 change.published_version = version
