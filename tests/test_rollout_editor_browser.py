@@ -103,7 +103,9 @@ def test_an_admin_builds_previews_publishes_pauses_and_rolls_back_a_scope(
     matched = int(page.inner_text("#preview-count").split()[0])
     assert 0 < matched <= 12  # half of the north's cases, give or take the sticky buckets
     assert sample.count() == min(matched, 8)
-    expect(sample.last).to_have_js_property("complete", True)
+    # Every thumbnail loaded (they load in parallel: the last is not always the last done).
+    page.wait_for_function("() => [...document.querySelectorAll('#preview ul.sample img')]"
+                           ".every(i => i.complete)")
     assert sample.evaluate_all("images => images.map(i => i.naturalWidth)") == [32] * min(
         matched, 8)
     assert "of the last 16 cases (14 days)" in page.inner_text("#preview-count")
